@@ -1,0 +1,66 @@
+"""Token Merging (Bolya & Hoffman 2023), the paper's baseline, through the ``tomesd`` package on chosen blocks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+from .options import PAPER_BLOCKS
+from .selection import BlockSelection, self_attention_modules, unet_of
+
+
+def apply_token_merging(
+    model, blocks: BlockSelection = PAPER_BLOCKS, ratio: float = 0.5, *, seed: int | None = 0, **tome_options
+) -> list[str]:
+    """Merge tokens before the self-attention of the transformer blocks in ``blocks``; returns their names.
+
+    Args that matter:
+        blocks: as for :func:`litefocus.apply`; a transformer block is patched when one of its self-attention
+            modules is selected. The default is the paper's choice (the same blocks as LiteFocus).
+        ratio: share of tokens merged (tomesd's default, 0.5, as in the paper).
+    Args to tinker with:
+        seed: seeds tomesd's random choice of destination tokens (None: fork torch's global RNG, tomesd's way).
+        tome_options: passed to ``tomesd.apply_patch`` (``sx``, ``sy``, ``use_rand``, ``merge_crossattn``, ...).
+
+    tomesd decides where to merge by downsampling factor (``max_downsample``), which in AudioLDM2 means a whole
+    UNet level; here it is allowed on every level and the blocks outside the selection are put back, so the
+    selection is by name. tomesd reads the (time, freq) grid from the latent's shape: its 2-D strides ``sx``/``sy``
+    act on time and frequency.
+    """
+    try:
+        import tomesd
+    except ImportError as error:  # pragma: no cover - tomesd is a dependency
+        raise ImportError("Token Merging needs the tomesd package: pip install tomesd") from error
+    unet = unet_of(model)
+    selected = {name.rsplit(".", 1)[0] for name in self_attention_modules(unet, blocks)}
+    tomesd.apply_patch(unet, ratio=ratio, max_downsample=2 ** len(unet.config.block_out_channels), **tome_options)
+    patched = []
+    for name, module in unet.named_modules():
+        if type(module).__name__ != "ToMeBlock":
+            continue
+        if name in selected:
+            patched.append(name)
+        else:
+            module.__class__ = module._parent
+    if seed is not None:
+        unet._tome_info["args"]["generator"] = torch.Generator().manual_seed(seed)
+    return patched
+
+
+def remove_token_merging(model) -> None:
+    """Undo :func:`apply_token_merging` (tomesd's ``remove_patch``)."""
+    import tomesd
+
+    tomesd.remove_patch(unet_of(model))
+
+
+@contextmanager
+def token_merging(model, blocks: BlockSelection = PAPER_BLOCKS, ratio: float = 0.5, **kwargs) -> Iterator[list[str]]:
+    """``with token_merging(pipe): ...``: Token Merging inside the block, removed on any exit."""
+    names = apply_token_merging(model, blocks, ratio, **kwargs)
+    try:
+        yield names
+    finally:
+        remove_token_merging(model)

@@ -1,0 +1,31 @@
+"""The settings of one LiteFocus application, validated once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .kernel import _check_ratio
+
+PAPER_BLOCKS = ("down_blocks.1", "up_blocks.2")
+"""The paper's "second down block and second up block": the first UNet level with attention (F = 8 in AudioLDM2)."""
+
+
+@dataclass(frozen=True)
+class LiteFocusOptions:
+    """How each patched self-attention module builds its focus set.
+
+    ratio: compensation ratio r; floor(r * N) random keys per call (paper: 0.1).
+    same_frequency: keep each query's own frequency row (False: the paper's cross-frequency-only ablation, Table 2).
+    cross_frequency: add the shared random keys (False: the same-frequency-only ablation, Table 3).
+    """
+
+    ratio: float = 0.1
+    same_frequency: bool = True
+    cross_frequency: bool = True
+
+    def __post_init__(self) -> None:
+        _check_ratio(self.ratio)
+        if not (self.same_frequency or self.cross_frequency):
+            raise ValueError("same_frequency and cross_frequency cannot both be False: the focus set would be empty")
+        if not self.same_frequency and self.ratio == 0:
+            raise ValueError("cross-frequency-only attention needs ratio > 0: with ratio 0 no key is left")

@@ -1,0 +1,118 @@
+"""A diffusers attention processor that runs LiteFocus on a self-attention module."""
+
+from __future__ import annotations
+
+import torch
+from diffusers.models.attention_processor import Attention
+
+from .kernel import litefocus_attention
+from .options import LiteFocusOptions
+
+
+class GridProbe:
+    """The ``(time, freq)`` grid of one ``Transformer2DModel``'s tokens, updated by a forward pre-hook on it.
+
+    Read from the tensor on every call (never from the audio length: odd lengths give odd grids after downsampling).
+    """
+
+    def __init__(self) -> None:
+        self.shape: tuple[int, int] | None = None
+
+    def __call__(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        hidden_states = args[0] if args else kwargs["hidden_states"]
+        self.shape = tuple(hidden_states.shape[-2:]) if hidden_states.ndim == 4 else None
+
+
+class LiteFocusAttnProcessor:
+    """Drop-in replacement for ``AttnProcessor2_0`` on a self-attention module, with LiteFocus as its core.
+
+    Supports what the stock processor supports on self-attention: spatial norm, group norm, the 4-D input path,
+    q/k norms, residual connection and output rescaling. Self-attention masks are not supported (these UNets pass
+    none).
+
+    Args:
+        options: the focus-set settings.
+        grid: the probe of the enclosing ``Transformer2DModel``, giving ``(T, F)`` for 3-D inputs.
+        generator: draws the random keys, once per call.
+    """
+
+    def __init__(self, options: LiteFocusOptions, grid: GridProbe | None, generator: torch.Generator) -> None:
+        self.options = options
+        self.grid = grid
+        self.generator = generator
+
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+        *args,
+        **kwargs,
+    ) -> torch.Tensor:
+        if encoder_hidden_states is not None:
+            raise RuntimeError(
+                "LiteFocus was applied to a module that received encoder_hidden_states (cross-attention); "
+                "select self-attention blocks only (see litefocus.self_attention_modules)"
+            )
+        if attention_mask is not None:
+            raise NotImplementedError("LiteFocus does not support self-attention masks")
+        residual = hidden_states
+        if attn.spatial_norm is not None:
+            hidden_states = attn.spatial_norm(hidden_states, temb)
+
+        input_ndim = hidden_states.ndim
+        if input_ndim == 4:
+            batch, channel, height, width = hidden_states.shape
+            grid = (height, width)
+            hidden_states = hidden_states.view(batch, channel, height * width).transpose(1, 2)
+        else:
+            grid = self._grid()
+        batch, num_tokens, _ = hidden_states.shape
+        if grid[0] * grid[1] != num_tokens:
+            raise ValueError(f"the (time, freq) grid {grid} has {grid[0] * grid[1]} cells but the module got "
+                             f"{num_tokens} tokens; the grid must come from this module's own Transformer2DModel")
+
+        if attn.group_norm is not None:
+            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+
+        query = attn.to_q(hidden_states)
+        key = attn.to_k(hidden_states)
+        value = attn.to_v(hidden_states)
+        head_dim = key.shape[-1] // attn.heads
+        # (b, n, h*d) -> (b, h, n, d)
+        query, key, value = (x.view(batch, -1, attn.heads, head_dim).transpose(1, 2) for x in (query, key, value))
+        if attn.norm_q is not None:
+            query = attn.norm_q(query)
+        if attn.norm_k is not None:
+            key = attn.norm_k(key)
+
+        hidden_states = litefocus_attention(
+            query,
+            key,
+            value,
+            freq_bins=grid[1],
+            ratio=self.options.ratio,
+            same_frequency=self.options.same_frequency,
+            cross_frequency=self.options.cross_frequency,
+            generator=self.generator,
+            scale=attn.scale,
+        )
+        hidden_states = hidden_states.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim).to(query.dtype)
+        hidden_states = attn.to_out[0](hidden_states)
+        hidden_states = attn.to_out[1](hidden_states)
+
+        if input_ndim == 4:
+            hidden_states = hidden_states.transpose(-1, -2).reshape(batch, channel, height, width)
+        if attn.residual_connection:
+            hidden_states = hidden_states + residual
+        return hidden_states / attn.rescale_output_factor
+
+    def _grid(self) -> tuple[int, int]:
+        if self.grid is None or self.grid.shape is None:
+            raise RuntimeError(
+                "LiteFocus needs the (time, freq) grid of this module's tokens, but no Transformer2DModel forward "
+                "reported one; apply LiteFocus with litefocus.apply(pipe_or_unet, ...) and call the UNet as usual"
+            )
+        return self.grid.shape

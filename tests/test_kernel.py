@@ -1,0 +1,128 @@
+"""The LiteFocus kernel against the dense masked reference, and its errors."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from litefocus import cross_key_count, draw_cross_indices, focus_mask, litefocus_attention, reference_attention
+
+
+def qkv(batch, heads, tokens, head_dim, seed=0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(batch, heads, tokens, head_dim, generator=g, dtype=dtype) for _ in range(3)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    batch=st.integers(1, 2),
+    heads=st.integers(1, 3),
+    steps=st.integers(1, 9),
+    freq_bins=st.sampled_from([1, 2, 3, 8, 16]),
+    head_dim=st.sampled_from([4, 8]),
+    ratio=st.floats(0.0, 1.0),
+    mode=st.sampled_from(["both", "same_only", "cross_only"]),
+    seed=st.integers(0, 2**16),
+)
+def test_kernel_equals_masked_reference(batch, heads, steps, freq_bins, head_dim, ratio, mode, seed):
+    tokens = steps * freq_bins
+    same, cross = mode != "cross_only", mode != "same_only"
+    if mode == "cross_only" and cross_key_count(tokens, ratio) == 0:
+        ratio = 1.0
+    q, k, v = qkv(batch, heads, tokens, head_dim, seed)
+    kwargs = dict(freq_bins=freq_bins, ratio=ratio, same_frequency=same, cross_frequency=cross)
+    out = litefocus_attention(q, k, v, generator=torch.Generator().manual_seed(seed), **kwargs)
+    ref = reference_attention(q, k, v, generator=torch.Generator().manual_seed(seed), **kwargs)
+    assert out.shape == q.shape
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("freq_bins", [2, 3, 8])
+def test_explicit_cross_indices_overlapping_own_row_count_once(freq_bins):
+    steps = 5
+    q, k, v = qkv(2, 2, steps * freq_bins, 8)
+    # key 0 is in row 0, key freq_bins + 1 in row 1; 3 appears twice; all overlap some query's own row
+    cross = torch.tensor([0, freq_bins + 1, 3, 3, steps * freq_bins - 1])
+    out = litefocus_attention(q, k, v, freq_bins=freq_bins, cross_indices=cross)
+    ref = reference_attention(q, k, v, freq_bins=freq_bins, cross_indices=cross)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    # counting duplicates once is what makes the union exact: a hand-built softmax over the union agrees
+    query_in_row0 = 0
+    keys = sorted(set(range(0, steps * freq_bins, freq_bins)) | set(cross.tolist()))
+    logits = q[0, 0, query_in_row0] @ k[0, 0, keys].T / 8**0.5
+    expected = logits.softmax(-1) @ v[0, 0, keys]
+    torch.testing.assert_close(out[0, 0, query_in_row0], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_cross_only_with_all_keys_is_dense_attention():
+    q, k, v = qkv(2, 3, 7 * 8, 8)
+    out = litefocus_attention(q, k, v, freq_bins=8, ratio=1.0, same_frequency=False)
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.3, 1.0])
+def test_single_frequency_bin_is_dense_attention(ratio):
+    q, k, v = qkv(2, 2, 13, 8)
+    out = litefocus_attention(q, k, v, freq_bins=1, ratio=ratio)
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v), atol=1e-5, rtol=1e-5)
+
+
+def test_sparse_attention_differs_from_dense():
+    q, k, v = qkv(1, 2, 16 * 8, 8)
+    out = litefocus_attention(q, k, v, freq_bins=8, ratio=0.1)
+    assert (out - F.scaled_dot_product_attention(q, k, v)).abs().max() > 1e-2
+
+
+def test_custom_scale_is_used():
+    q, k, v = qkv(1, 2, 6 * 4, 8)
+    out = litefocus_attention(q, k, v, freq_bins=4, ratio=0.25, scale=0.05, generator=torch.Generator().manual_seed(3))
+    ref = reference_attention(q, k, v, freq_bins=4, ratio=0.25, scale=0.05, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    assert (out - litefocus_attention(q, k, v, freq_bins=4, ratio=0.25, generator=torch.Generator().manual_seed(3))).abs().max() > 1e-3
+
+
+def test_focus_mask_by_hand():
+    # T=3, F=2: tokens 0..5, rows {0,2,4} and {1,3,5}; random keys {2, 3}
+    mask = focus_mask(6, 2, torch.tensor([2, 3]))
+    expected_query0 = torch.tensor([1, 0, 1, 1, 1, 0], dtype=torch.bool)  # own row + key 3
+    expected_query1 = torch.tensor([0, 1, 1, 1, 0, 1], dtype=torch.bool)  # own row + key 2
+    assert torch.equal(mask[0], expected_query0) and torch.equal(mask[1], expected_query1)
+    assert torch.equal(mask[4], expected_query0) and torch.equal(mask[5], expected_query1)
+
+
+def test_draw_counts_and_seeds():
+    assert cross_key_count(8192, 0.1) == 819 and cross_key_count(10, 0.0) == 0 and cross_key_count(10, 1.0) == 10
+    a = draw_cross_indices(100, 0.2, torch.Generator().manual_seed(1))
+    b = draw_cross_indices(100, 0.2, torch.Generator().manual_seed(1))
+    c = draw_cross_indices(100, 0.2, torch.Generator().manual_seed(2))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert a.numel() == 20 and a.unique().numel() == 20 and a.min() >= 0 and a.max() < 100
+
+
+def test_same_seed_same_output_different_seed_different_output():
+    q, k, v = qkv(1, 2, 10 * 8, 8)
+    run = lambda seed: litefocus_attention(q, k, v, freq_bins=8, ratio=0.1, generator=torch.Generator().manual_seed(seed))
+    assert torch.equal(run(5), run(5))
+    assert not torch.allclose(run(5), run(6))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(freq_bins=8, same_frequency=False, cross_frequency=False), "both False"),
+        (dict(freq_bins=8, ratio=1.5), r"ratio must lie in \[0, 1\]"),
+        (dict(freq_bins=8, ratio=-0.1), r"ratio must lie in \[0, 1\]"),
+        (dict(freq_bins=7), "do not form a grid"),
+        (dict(freq_bins=8, cross_indices=torch.tensor([0, 99])), r"must lie in \[0, 40\)"),
+        (dict(freq_bins=8, cross_indices=torch.tensor([0.0])), "1-D int64"),
+        (dict(freq_bins=8, cross_frequency=False, cross_indices=torch.tensor([1])), "drop one"),
+        (dict(freq_bins=8, ratio=0.01, same_frequency=False), "nothing to attend"),
+    ],
+)
+def test_bad_input_errors(kwargs, message):
+    q, k, v = qkv(1, 1, 5 * 8, 4)
+    with pytest.raises(ValueError, match=message):
+        litefocus_attention(q, k, v, **kwargs)
+    with pytest.raises(ValueError, match=message):
+        reference_attention(q, k, v, **kwargs)

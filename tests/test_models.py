@@ -1,0 +1,23 @@
+"""Model builders: the full-size architecture, and the offline failure of real loading."""
+
+import pytest
+from diffusers.models.attention_processor import Attention
+
+import litefocus
+from litefocus.models import audioldm2_unet, load_pipeline
+
+
+def test_full_size_unet_matches_audioldm2():
+    unet = audioldm2_unet()
+    assert sum(p.numel() for p in unet.parameters()) == pytest.approx(346.9e6, rel=1e-3)
+    assert sum(isinstance(m, Attention) for m in unet.modules()) == 96
+    assert len(litefocus.self_attention_modules(unet)) == 64
+    level1 = litefocus.self_attention_modules(unet, litefocus.PAPER_BLOCKS)
+    assert len(level1) == 20
+    assert {unet.get_submodule(n).heads for n in level1} == {8}
+    assert {unet.get_submodule(n).to_q.out_features // 8 for n in level1} == {32}  # head dim 32 at level 1
+
+
+def test_load_pipeline_offline_says_how_to_provide_weights(tmp_path):
+    with pytest.raises(OSError, match="save_pretrained"):
+        load_pipeline("cvssp/no-such-model-offline")

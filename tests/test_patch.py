@@ -1,0 +1,213 @@
+"""LiteFocus on diffusers pipelines: module selection, exact wiring, cleanup, reproducibility, errors."""
+
+import pytest
+import torch
+from conftest import generate_latents
+from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+
+import litefocus
+from litefocus import LiteFocusAttnProcessor, LiteFocusOptions, reference_attention
+from litefocus.processor import GridProbe
+
+
+def processors(pipe):
+    return {name: m.processor for name, m in pipe.unet.named_modules() if isinstance(m, Attention)}
+
+
+def hook_count(pipe):
+    return sum(len(m._forward_pre_hooks) + len(m._forward_hooks) for m in pipe.unet.modules())
+
+
+def expected_self_attention(pipe, prefixes, attn2_is_self=lambda m: not m.is_cross_attention):
+    """Independent statement of the rule: attn1, and attn2 when it attends over its own tokens."""
+    names = []
+    for name, m in pipe.unet.named_modules():
+        if not isinstance(m, Attention) or not name.startswith(tuple(p + "." for p in prefixes)):
+            continue
+        if name.endswith("attn1") or (name.endswith("attn2") and attn2_is_self(m)):
+            names.append(name)
+    return names
+
+
+def test_paper_blocks_select_exactly_their_self_attention(tiny_pipe):
+    names = litefocus.self_attention_modules(tiny_pipe, ["down_blocks.1", "up_blocks.2"])
+    assert names == expected_self_attention(tiny_pipe, ["down_blocks.1", "up_blocks.2"])
+    # 2 resnets x (3 attn1 + 1 double-self attn2) down, 3 resnets x 4 up: as in cvssp/audioldm2
+    assert len(names) == 20
+    assert all(not tiny_pipe.unet.get_submodule(n).is_cross_attention for n in names)
+
+
+def test_selection_by_pattern_and_predicate(tiny_pipe):
+    by_glob = litefocus.self_attention_modules(tiny_pipe, "up_blocks.*.attn1")
+    assert by_glob and all(n.startswith("up_blocks.") and n.endswith("attn1") for n in by_glob)
+    by_predicate = litefocus.self_attention_modules(tiny_pipe, lambda name, m: name.startswith("mid_block"))
+    assert by_predicate == expected_self_attention(tiny_pipe, ["mid_block"])
+    everything = litefocus.self_attention_modules(tiny_pipe)
+    assert len(everything) == 64  # 96 attention modules, 64 of them self-attention, as in the full model
+    assert sum(isinstance(m, Attention) for m in tiny_pipe.unet.modules()) == 96
+
+
+def test_with_block_patches_and_restores_the_very_same_processors(tiny_pipe):
+    before, hooks = processors(tiny_pipe), hook_count(tiny_pipe)
+    with litefocus.enabled(tiny_pipe, seed=0) as names:
+        inside = processors(tiny_pipe)
+        assert {n for n, p in inside.items() if isinstance(p, LiteFocusAttnProcessor)} == set(names)
+        assert all(inside[n] is before[n] for n in before if n not in names)  # untouched layers keep theirs
+        assert litefocus.is_applied(tiny_pipe)
+    after = processors(tiny_pipe)
+    assert all(after[n] is before[n] for n in before)
+    assert hook_count(tiny_pipe) == hooks and not litefocus.is_applied(tiny_pipe)
+
+
+def test_with_block_restores_after_an_exception(tiny_pipe):
+    before, hooks = processors(tiny_pipe), hook_count(tiny_pipe)
+    with pytest.raises(RuntimeError, match="boom"):
+        with litefocus.enabled(tiny_pipe):
+            raise RuntimeError("boom")
+    assert all(processors(tiny_pipe)[n] is before[n] for n in before)
+    assert hook_count(tiny_pipe) == hooks
+
+
+def test_apply_twice_replaces_and_remove_restores(tiny_pipe):
+    before, hooks = processors(tiny_pipe), hook_count(tiny_pipe)
+    first = litefocus.apply(tiny_pipe, ratio=0.1)
+    second = litefocus.apply(tiny_pipe, blocks="down_blocks.2", ratio=0.2)
+    assert hook_count(tiny_pipe) == hooks + 6  # a grid hook per Transformer2DModel of down_blocks.2 (2 x 3) only
+    patched = {n for n, p in processors(tiny_pipe).items() if isinstance(p, LiteFocusAttnProcessor)}
+    assert patched == set(second) and not set(first) & patched
+    assert all(processors(tiny_pipe)[n].options.ratio == 0.2 for n in second)
+    assert litefocus.remove(tiny_pipe) == second
+    assert all(processors(tiny_pipe)[n] is before[n] for n in before)
+    assert hook_count(tiny_pipe) == hooks and litefocus.remove(tiny_pipe) == []
+
+
+@pytest.mark.parametrize("length_s", [5.12, 2.6])  # latent T = 128 and 65 (odd: level grids 33x8, 17x4, 9x2)
+def test_pipeline_runs_and_full_ratio_cross_only_equals_dense(tiny_pipe, length_s):
+    dense = generate_latents(tiny_pipe, length_s)
+    with litefocus.enabled(tiny_pipe, ratio=0.1):
+        sparse = generate_latents(tiny_pipe, length_s)
+    with litefocus.enabled(tiny_pipe, blocks=None, ratio=1.0, same_frequency=False):  # every self-attention, all keys
+        exact = generate_latents(tiny_pipe, length_s)
+    assert sparse.shape == dense.shape and torch.isfinite(sparse).all()
+    assert (sparse - dense).abs().max() > 1e-4  # sparsity changes the result...
+    torch.testing.assert_close(exact, dense, atol=1e-4, rtol=1e-4)  # ...and the wiring alone does not
+
+
+def test_same_seed_same_audio_different_seed_different_audio(tiny_pipe):
+    def run(seed):
+        with litefocus.enabled(tiny_pipe, ratio=0.1, seed=seed):
+            return generate_latents(tiny_pipe, 2.56, steps=2)
+
+    assert torch.equal(run(1), run(1))
+    assert not torch.equal(run(1), run(2))
+
+
+def make_attention(**kwargs):
+    torch.manual_seed(0)
+    return Attention(query_dim=16, heads=2, dim_head=8, **kwargs).eval()
+
+
+@pytest.mark.parametrize("four_d", [False, True])
+def test_processor_wiring_equals_reference_on_a_module(four_d):
+    """Projections, norms, residual and rescale around the kernel, against a hand-wired reference."""
+    attn = make_attention(norm_num_groups=4, residual_connection=True, rescale_output_factor=2.0, qk_norm="layer_norm")
+    steps, freq_bins = 5, 4
+    x4 = torch.randn(2, 16, steps, freq_bins)
+    x = x4 if four_d else x4.flatten(2).transpose(1, 2)  # (b, c, t, f) -> (b, t*f, c), time-major
+    probe = GridProbe()
+    probe.shape = (steps, freq_bins)
+    attn.set_processor(LiteFocusAttnProcessor(LiteFocusOptions(ratio=0.3), probe, torch.Generator().manual_seed(4)))
+    with torch.no_grad():
+        out = attn(x)
+        tokens = x4.flatten(2).transpose(1, 2)
+        h = attn.group_norm(tokens.transpose(1, 2)).transpose(1, 2)
+        q, k, v = (proj(h).view(2, -1, 2, 8).transpose(1, 2) for proj in (attn.to_q, attn.to_k, attn.to_v))
+        q, k = attn.norm_q(q), attn.norm_k(k)
+        o = reference_attention(q, k, v, freq_bins=freq_bins, ratio=0.3, generator=torch.Generator().manual_seed(4))
+        o = attn.to_out[0](o.transpose(1, 2).reshape(2, -1, 16))
+        expected = (o + tokens) / 2.0
+        if four_d:
+            expected = expected.transpose(1, 2).reshape(x4.shape)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_processor_with_all_keys_matches_stock_processor():
+    attn = make_attention(norm_num_groups=4, residual_connection=True, rescale_output_factor=2.0)
+    x = torch.randn(2, 16, 6, 4)
+    with torch.no_grad():
+        attn.set_processor(AttnProcessor2_0())
+        stock = attn(x)
+        attn.set_processor(LiteFocusAttnProcessor(LiteFocusOptions(ratio=1.0, same_frequency=False), None,
+                                                  torch.Generator()))
+        ours = attn(x)
+    torch.testing.assert_close(ours, stock, atol=1e-5, rtol=1e-5)
+
+
+def test_audioldm_v1_attn2_is_self_attention_and_runs():
+    from litefocus.models import tiny_audioldm_pipeline
+
+    pipe = tiny_audioldm_pipeline(seed=0)
+    pipe.set_progress_bar_config(disable=True)
+    names = litefocus.self_attention_modules(pipe, litefocus.PAPER_BLOCKS)
+    assert names == expected_self_attention(pipe, litefocus.PAPER_BLOCKS, attn2_is_self=lambda m: True)
+    assert sum(n.endswith("attn2") for n in names) == 5  # one transformer per resnet: 2 down + 3 up
+    before = processors(pipe)
+    latents = torch.randn(1, 8, 33, 16)
+    call = lambda: pipe("a dog", num_inference_steps=2, audio_length_in_s=1.32, latents=latents.clone()).audios
+    dense = call()
+    with litefocus.enabled(pipe, ratio=0.1):
+        sparse = call()
+    with litefocus.enabled(pipe, blocks=None, ratio=1.0, same_frequency=False):
+        exact = call()
+    assert sparse.shape == dense.shape == (1, 132 * 160)
+    torch.testing.assert_close(exact, dense, atol=1e-5, rtol=1e-3)
+    assert all(processors(pipe)[n] is before[n] for n in before)
+
+
+@pytest.mark.parametrize(
+    "blocks, message",
+    [
+        ("down_blocks.7", "'down_blocks.7' does not exist in this UNet; blocks with self-attention: down_blocks.1"),
+        ("down_blocks.0", "'down_blocks.0' has no self-attention; blocks with self-attention: down_blocks.1"),
+        ([], "blocks is empty"),
+        (lambda name, m: False, "selected no self-attention module"),
+    ],
+)
+def test_bad_block_selection_errors(tiny_pipe, blocks, message):
+    with pytest.raises(ValueError, match=message):
+        litefocus.apply(tiny_pipe, blocks=blocks)
+    assert not litefocus.is_applied(tiny_pipe)
+
+
+def test_cross_attention_is_never_selected(tiny_pipe):
+    # attentions.1 and .2 of each block are cross-attention transformers: only their attn1 is selected
+    names = litefocus.self_attention_modules(tiny_pipe, "down_blocks.1.attentions.1")
+    assert names == ["down_blocks.1.attentions.1.transformer_blocks.0.attn1"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (dict(ratio=1.2), ValueError, r"ratio must lie in \[0, 1\]"),
+        (dict(same_frequency=False, cross_frequency=False), ValueError, "both be False"),
+        (dict(same_frequency=False, ratio=0.0), ValueError, "needs ratio > 0"),
+        (dict(seed=1, generator=torch.Generator()), ValueError, "not both"),
+    ],
+)
+def test_bad_options_errors(tiny_pipe, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        litefocus.apply(tiny_pipe, **kwargs)
+    assert not litefocus.is_applied(tiny_pipe)
+
+
+def test_grid_mismatch_and_missing_grid_errors():
+    attn = make_attention()
+    probe = GridProbe()
+    attn.set_processor(LiteFocusAttnProcessor(LiteFocusOptions(), probe, torch.Generator()))
+    with pytest.raises(RuntimeError, match="no Transformer2DModel forward reported one"):
+        attn(torch.randn(1, 20, 16))
+    probe.shape = (3, 8)
+    with pytest.raises(ValueError, match=r"grid \(3, 8\) has 24 cells but the module got 20 tokens"):
+        attn(torch.randn(1, 20, 16))
+    with pytest.raises(RuntimeError, match="cross-attention"):
+        attn(torch.randn(1, 24, 16), encoder_hidden_states=torch.randn(1, 3, 16))
