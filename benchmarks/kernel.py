@@ -1,0 +1,148 @@
+"""Attention core at one UNet level: LiteFocus against dense SDPA, side by side in one run.
+
+Default shape: ``down_blocks.1`` of AudioLDM2 for 81.92 s of audio (batch 2 under classifier-free guidance,
+8 heads, head dim 32, T 1024, F 8, N 8192, r 0.1). Repeats are interleaved; each ratio is taken against the dense
+time of the same repeat, and the median is printed. Peak extra memory is measured for each implementation in a
+fresh process whose large allocations glibc maps and unmaps one by one (MALLOC_MMAP_THRESHOLD_ fixed), as the
+rise of its peak resident size (VmHWM) over its resident size with the inputs in place (Linux only).
+
+    python benchmarks/kernel.py                       # the issue's shape, writes data/benchmarks/kernel.csv
+    python benchmarks/kernel.py --time-steps 64 --repeats 2 --csv ''   # a quick smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from litefocus import cross_key_count, draw_cross_indices, litefocus_attention
+
+
+def explicit_softmax_attention(query, key, value, *, freq_bins, cross_indices):
+    """The focus-set attention written out from the paper's equations (1)-(6): explicit logits for the
+    same-frequency keys and for the random keys, one softmax over both, a weighted sum. (The union is not
+    de-duplicated here, as in a direct reading of eq. 4 as a concatenation; it serves as a speed comparison.)"""
+    batch, heads, tokens, dim = query.shape
+    steps = tokens // freq_bins
+    scale = dim**-0.5
+    # (b, h, t*f, d) -> (b, h, f, t, d)
+    q, k, v = (x.view(batch, heads, steps, freq_bins, dim).transpose(2, 3) for x in (query, key, value))
+    same_logits = torch.einsum("bhftd,bhfsd->bhfts", q, k) * scale  # (b, h, f, t, t)
+    k_cross, v_cross = key[:, :, cross_indices], value[:, :, cross_indices]
+    cross_logits = torch.einsum("bhftd,bhrd->bhftr", q, k_cross) * scale  # (b, h, f, t, R)
+    weights = torch.cat([same_logits, cross_logits], dim=-1).softmax(dim=-1)
+    out = torch.einsum("bhfts,bhfsd->bhftd", weights[..., :steps], v) + torch.einsum(
+        "bhftr,bhrd->bhftd", weights[..., steps:], v_cross
+    )
+    return out.transpose(2, 3).reshape(batch, heads, tokens, dim)
+
+
+def peak_extra_bytes(fn) -> int:
+    """Rise of this process's peak RSS over its current RSS while ``fn`` runs (Linux)."""
+    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+    before = _status_kib("VmRSS")
+    fn()
+    return (_status_kib("VmHWM") - before) * 1024
+
+
+def measure_in_fresh_process(name: str, argv: list[str]) -> float:
+    """Peak extra MiB of one implementation, from a fresh process; NaN where it cannot be measured."""
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
+    done = subprocess.run([sys.executable, __file__, *argv, "--memory-of", name, "--csv", ""],
+                          env=env, capture_output=True, text=True)
+    try:
+        return float(done.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return float("nan")
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise OSError(field)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--heads", type=int, default=8)
+    parser.add_argument("--head-dim", type=int, default=32)
+    parser.add_argument("--time-steps", type=int, default=1024, help="T at this level (1024: 81.92 s at level 1)")
+    parser.add_argument("--freq-bins", type=int, default=8)
+    parser.add_argument("--ratio", type=float, default=0.1)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--csv", default="data/benchmarks/kernel.csv", help="'' to skip writing")
+    parser.add_argument("--memory-of", help=argparse.SUPPRESS)  # internal: print one implementation's peak MiB
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    b, h, t, f, d, r = args.batch, args.heads, args.time_steps, args.freq_bins, args.head_dim, args.ratio
+    n = t * f
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(b, h, n, d, generator=g) for _ in range(3))
+    cross = draw_cross_indices(n, r, torch.Generator().manual_seed(1))
+    implementations = {
+        "dense_sdpa": lambda: F.scaled_dot_product_attention(q, k, v),
+        "litefocus": lambda: litefocus_attention(q, k, v, freq_bins=f, ratio=r, generator=g),
+        "same_frequency_only": lambda: litefocus_attention(q, k, v, freq_bins=f, cross_frequency=False),
+        "cross_frequency_only": lambda: litefocus_attention(q, k, v, freq_bins=f, ratio=r, same_frequency=False),
+        "explicit_softmax": lambda: explicit_softmax_attention(q, k, v, freq_bins=f, cross_indices=cross),
+    }
+    flop_share = {"dense_sdpa": 1.0, "litefocus": 1 / f + r, "same_frequency_only": 1 / f,
+                  "cross_frequency_only": r, "explicit_softmax": 1 / f + r}
+    if args.memory_of:
+        small = [x[:, :, :f] for x in (q, k, v)]  # initialise torch's kernels and thread pool first
+        F.scaled_dot_product_attention(*small)
+        print(peak_extra_bytes(implementations[args.memory_of]) / 2**20)
+        return
+    for fn in implementations.values():  # warm-up
+        fn()
+    times = {name: [] for name in implementations}
+    for _ in range(args.repeats):
+        for name, fn in implementations.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    shape_argv = [f"--{key.replace('_', '-')}={value}" for key, value in vars(args).items()
+                  if key in ("batch", "heads", "head_dim", "time_steps", "freq_bins", "ratio", "threads")]
+    memory = {name: measure_in_fresh_process(name, shape_argv) for name in implementations}
+
+    count = cross_key_count(n, r)
+    print(f"shape: batch {b}, heads {h}, head dim {d}, T {t}, F {f}, N {n}, r {r} (R = {count} random keys); "
+          f"torch {torch.__version__}, {args.threads} threads, {args.repeats} interleaved repeats")
+    print(f"score-matrix bytes if materialized, fp32: dense N*N {4 * b * h * n * n / 2**20:.0f} MiB, "
+          f"focus sets N*(T+R) {4 * b * h * n * (t + count) / 2**20:.0f} MiB")
+    header = f"{'implementation':<22}{'median s':>10}{'vs dense':>10}{'FLOP bound':>12}{'peak extra MiB':>16}"
+    print(header)
+    rows = []
+    for name, samples in times.items():
+        ratio = statistics.median(s / dense for s, dense in zip(samples, times["dense_sdpa"]))
+        mib = memory[name]
+        print(f"{name:<22}{statistics.median(samples):>10.4f}{ratio:>10.3f}{flop_share[name]:>12.3f}{mib:>16.1f}")
+        rows.append(dict(implementation=name, batch=b, heads=h, head_dim=d, time_steps=t, freq_bins=f, tokens=n,
+                         ratio=r, median_s=statistics.median(samples), time_vs_dense=ratio,
+                         flop_share=flop_share[name], peak_extra_mib=mib, repeats=args.repeats,
+                         threads=args.threads, torch=torch.__version__, machine=platform.machine(),
+                         processor=platform.processor() or platform.machine()))
+    if args.csv:
+        import pandas as pd
+
+        from litefocus.files import write_atomic
+
+        write_atomic(args.csv, lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
+        print(f"wrote {args.csv}")
+
+
+if __name__ == "__main__":
+    main()
