@@ -1,0 +1,114 @@
+"""``MiniLDMPipeline``: text -> audio with the trained MiniLDM, called like ``AudioLDM2Pipeline``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import AudioLDM2UNet2DConditionModel, DDIMScheduler, DiffusionPipeline
+from diffusers.pipelines.pipeline_utils import AudioPipelineOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+from .codec import MelCodec
+from .text import CaptionEncoder
+
+DEFAULT_PATH = Path(__file__).resolve().parent.parent / "data" / "minildm"
+"""Where the shipped weights live (``save_pretrained`` layout, safetensors)."""
+
+
+class MiniLDMPipeline(DiffusionPipeline):
+    """Components: ``unet`` (``AudioLDM2UNet2DConditionModel``), ``scheduler`` (DDIM), ``caption_encoder``,
+    ``codec`` (log-mel space-to-depth and Griffin-Lim)."""
+
+    model_cpu_offload_seq = "caption_encoder->unet->codec"
+
+    def __init__(self, unet: AudioLDM2UNet2DConditionModel, scheduler: DDIMScheduler, caption_encoder: CaptionEncoder,
+                 codec: MelCodec):
+        super().__init__()
+        self.register_modules(unet=unet, scheduler=scheduler, caption_encoder=caption_encoder, codec=codec)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | list[str],
+        audio_length_in_s: float | None = None,
+        num_inference_steps: int = 50,
+        guidance_scale: float = 3.0,
+        negative_prompt: str | list[str] | None = None,
+        num_waveforms_per_prompt: int = 1,
+        generator: torch.Generator | None = None,
+        latents: torch.Tensor | None = None,
+        output_type: str = "np",
+        return_dict: bool = True,
+        callback_on_step_end: Callable | None = None,
+        callback_on_step_end_tensor_inputs: tuple[str, ...] = ("latents",),
+        griffin_lim_iterations: int = 32,
+    ):
+        """Generate audio. ``output_type``: ``"np"``/``"pt"`` waveforms at 16 kHz, ``"mel"`` log-mel
+        ``(B, frames, 64)``, ``"latent"`` latents ``(B, 16, T, 16)``. Default length 10.24 s (AudioLDM2's)."""
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        prompts = [p for p in prompts for _ in range(num_waveforms_per_prompt)]
+        batch = len(prompts)
+        if negative_prompt is None:
+            negatives = [""] * batch
+        else:
+            negatives = [negative_prompt] if isinstance(negative_prompt, str) else list(negative_prompt)
+            negatives = [n for n in negatives for _ in range(num_waveforms_per_prompt)]
+            if len(negatives) != batch:
+                raise ValueError(f"negative_prompt has {len(negatives)} entries for {batch} prompts")
+        seconds = 10.24 if audio_length_in_s is None else float(audio_length_in_s)
+        if seconds <= 0:
+            raise ValueError(f"audio_length_in_s must be positive; got {seconds}")
+        patch = self.codec.config.patch
+        steps_in_time = int(np.ceil(seconds * self.codec.frames_per_second / patch))
+        device = self._execution_device
+        guided = guidance_scale > 1.0
+        context = self.caption_encoder(negatives + prompts if guided else prompts)
+
+        shape = (batch, self.unet.config.in_channels, steps_in_time, 64 // patch)
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=self.unet.dtype)
+        elif tuple(latents.shape) != shape:
+            raise ValueError(f"latents must have shape {shape} for {seconds} s; got {tuple(latents.shape)}")
+        latents = latents * self.scheduler.init_noise_sigma
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
+            model_input = torch.cat([latents] * 2) if guided else latents
+            model_input = self.scheduler.scale_model_input(model_input, t)
+            noise = self.unet(model_input, t, encoder_hidden_states=context, return_dict=False)[0]
+            if guided:
+                uncond, cond = noise.chunk(2)
+                noise = uncond + guidance_scale * (cond - uncond)
+            latents = self.scheduler.step(noise, t, latents, generator=generator).prev_sample
+            if callback_on_step_end is not None:
+                local = {"latents": latents}
+                result = callback_on_step_end(self, i, t, {k: local[k] for k in callback_on_step_end_tensor_inputs})
+                latents = (result or {}).get("latents", latents)
+
+        if output_type == "latent":
+            return AudioPipelineOutput(audios=latents) if return_dict else (latents,)
+        mel = self.codec.decode(latents)
+        if output_type == "mel":
+            return AudioPipelineOutput(audios=mel) if return_dict else (mel,)
+        audio = self.codec.to_audio(mel, n_iter=griffin_lim_iterations)[:, : int(round(seconds * 16000))]
+        if output_type == "pt":
+            audio = torch.from_numpy(audio)
+        elif output_type != "np":
+            raise ValueError(f"output_type must be 'np', 'pt', 'mel' or 'latent'; got {output_type!r}")
+        return AudioPipelineOutput(audios=audio) if return_dict else (audio,)
+
+
+def load_minildm(path: str | Path = DEFAULT_PATH, **kwargs) -> MiniLDMPipeline:
+    """The shipped MiniLDM, offline (``MiniLDMPipeline.from_pretrained(path)``)."""
+    path = Path(path)
+    if not (path / "model_index.json").is_file():
+        raise FileNotFoundError(
+            f"no MiniLDM weights at {path}: train them with `python -m minildm.train` (about two hours on 2 cores) "
+            "or check out the repository's data/ folder"
+        )
+    kwargs.setdefault("torch_dtype", torch.float32)  # weights ship in fp16; CPUs compute in fp32
+    pipe = MiniLDMPipeline.from_pretrained(path, **kwargs)
+    pipe.set_progress_bar_config(disable=None)
+    return pipe

@@ -1,0 +1,177 @@
+"""Train MiniLDM: ``python -m minildm.train`` (seeded; resumes from its last checkpoint if interrupted).
+
+Generates a fixed pool of captioned clips from seeds, trains the UNet and caption encoder jointly for epsilon
+prediction under DDPM noising with 10 % caption dropout (for classifier-free guidance), keeps an EMA of the
+weights, checkpoints atomically every few minutes, and saves the EMA pipeline with ``save_pretrained``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import math
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .codec import MelCodec
+from .data import make_clip, vocabulary
+from .pipeline import DEFAULT_PATH, MiniLDMPipeline
+from .text import CaptionEncoder
+
+UNET_CONFIG = dict(
+    sample_size=64,
+    in_channels=16,
+    out_channels=16,
+    block_out_channels=(32, 64, 96, 128),
+    layers_per_block=1,
+    norm_num_groups=16,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    cross_attention_dim=[[None, 64]] * 4,  # a double self-attention transformer, then cross-attention to captions
+    attention_head_dim=4,  # diffusers' legacy name: 4 heads per level
+)
+"""AudioLDM2's UNet layout (four levels, attention on the lower three, same module names) at a small width."""
+
+
+def build(seed: int) -> MiniLDMPipeline:
+    from diffusers import AudioLDM2UNet2DConditionModel, DDIMScheduler
+
+    torch.manual_seed(seed)
+    return MiniLDMPipeline(
+        unet=AudioLDM2UNet2DConditionModel(**UNET_CONFIG),
+        scheduler=DDIMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.0015,
+                                beta_end=0.0195, clip_sample=False, set_alpha_to_one=False, steps_offset=1),
+        caption_encoder=CaptionEncoder(vocabulary=vocabulary()),
+        codec=MelCodec(),
+    )
+
+
+def make_dataset(clips: int, seconds: float, codec: MelCodec, path: Path) -> tuple[torch.Tensor, list[str]]:
+    """Log-mels ``(clips, frames, 64)`` (float16) and captions of seeds ``0 .. clips-1``, cached at ``path``."""
+    if path.is_file():
+        cached = torch.load(path)
+        if cached["mels"].shape[0] == clips:
+            return cached["mels"], cached["captions"]
+    mels, captions = [], []
+    for start in tqdm(range(0, clips, 256), desc="synthesizing clips", unit="x256"):
+        batch = [make_clip(seed, seconds) for seed in range(start, min(start + 256, clips))]
+        mels.append(codec.mel(torch.from_numpy(np.stack([c.audio for c in batch]))).half())
+        captions += [c.caption for c in batch]
+    data = {"mels": torch.cat(mels), "captions": captions}
+    _save_atomic(data, path)
+    return data["mels"], captions
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=DEFAULT_PATH, help="where the trained pipeline is saved")
+    parser.add_argument("--work", type=Path, default=Path("runs/minildm"), help="dataset cache and checkpoints")
+    parser.add_argument("--steps", type=int, default=12000)
+    parser.add_argument("--minutes", type=float, default=120.0, help="stop (and save) after this much training time")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--clips", type=int, default=24000)
+    parser.add_argument("--seconds", type=float, default=2.56, help="training clip length")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    args.work.mkdir(parents=True, exist_ok=True)
+
+    pipe = build(args.seed)
+    mels, captions = make_dataset(args.clips, args.seconds, pipe.codec, args.work / "dataset.pt")
+    latents_all = torch.nn.functional.pixel_unshuffle(mels[:512].float()[:, None], 4)
+    pipe.codec.latent_mean.copy_(latents_all.mean(dim=(0, 2, 3)))
+    pipe.codec.latent_std.copy_(latents_all.std(dim=(0, 2, 3)))
+
+    trainable = torch.nn.ModuleDict({"unet": pipe.unet, "caption_encoder": pipe.caption_encoder}).train()
+    ema = copy.deepcopy(trainable).eval().requires_grad_(False)
+    optimizer = torch.optim.AdamW(trainable.parameters(), lr=args.lr, weight_decay=1e-2)
+    schedule = lambda step: min(1.0, (step + 1) / 500) * 0.5 * (1 + math.cos(math.pi * min(step / args.steps, 1.0)))  # noqa: E731
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    alphas = pipe.scheduler.alphas_cumprod
+    rng = torch.Generator().manual_seed(args.seed)
+    step, history, trained_s = 0, [], 0.0
+
+    checkpoint = args.work / "checkpoint.pt"
+    if checkpoint.is_file():
+        state = torch.load(checkpoint, weights_only=False)
+        trainable.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        rng.set_state(state["rng"])
+        step, history, trained_s = state["step"], state["history"], state["trained_s"]
+        print(f"resumed at step {step} ({trained_s / 60:.1f} min trained)")
+
+    def save_checkpoint():
+        _save_atomic(dict(model=trainable.state_dict(), ema=ema.state_dict(), optimizer=optimizer.state_dict(),
+                          scheduler=scheduler.state_dict(), rng=rng.get_state(), step=step, history=history,
+                          trained_s=trained_s), checkpoint)
+
+    last_save = time.perf_counter()
+    progress = tqdm(total=args.steps, initial=step, desc="training", unit="step")
+    while step < args.steps and trained_s < args.minutes * 60:
+        start = time.perf_counter()
+        index = torch.randint(0, mels.shape[0], (args.batch,), generator=rng)
+        x0 = pipe.codec.encode(mels[index].float())
+        text = [captions[i] if torch.rand(1, generator=rng).item() > 0.1 else "" for i in index.tolist()]
+        t = torch.randint(0, len(alphas), (args.batch,), generator=rng)
+        noise = torch.randn(x0.shape, generator=rng)
+        a = alphas[t].view(-1, 1, 1, 1)
+        noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        prediction = trainable["unet"](noisy, t, encoder_hidden_states=trainable["caption_encoder"](text)).sample
+        loss = torch.nn.functional.mse_loss(prediction, noise)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        with torch.no_grad():
+            decay = min(0.999, (1 + step) / (10 + step))
+            for e, p in zip(ema.parameters(), trainable.parameters()):
+                e.lerp_(p, 1 - decay)
+        step += 1
+        trained_s += time.perf_counter() - start
+        history.append((step, trained_s, loss.item()))
+        progress.update(1)
+        progress.set_postfix(loss=f"{np.mean([h[2] for h in history[-100:]]):.4f}")
+        if time.perf_counter() - last_save > args.checkpoint_minutes * 60:
+            save_checkpoint()
+            last_save = time.perf_counter()
+    progress.close()
+    save_checkpoint()
+
+    pipe.unet.load_state_dict(ema["unet"].state_dict())
+    pipe.caption_encoder.load_state_dict(ema["caption_encoder"].state_dict())
+    pipe.unet.eval()
+    pipe.caption_encoder.eval()
+    tmp = args.out.with_name(args.out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    pipe.unet.half()  # shipped in fp16 (16 MB); load_minildm casts back to fp32
+    pipe.save_pretrained(tmp, safe_serialization=True)
+    with open(tmp / "training_log.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["step", "train_seconds", "loss"])
+        writer.writerows(history[::10])
+    shutil.rmtree(args.out, ignore_errors=True)
+    tmp.rename(args.out)
+    print(f"saved {args.out} after {step} steps, {trained_s / 60:.1f} min; final loss "
+          f"{np.mean([h[2] for h in history[-200:]]):.4f}")
+
+
+def _save_atomic(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+if __name__ == "__main__":
+    main()
