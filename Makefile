@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/litefocus generate --model tiny --out results/demo
+	$(BIN)/litefocus measure --out results/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -1,4 +1,9 @@
-"""Command line: ``litefocus generate`` renders one prompt with dense attention and with LiteFocus, side by side."""
+"""Command line.
+
+``litefocus measure``: record self-attention while generating, measure same-frequency sparsity per block, layer,
+head and step, choose the blocks to sparsify, and write the dataset, figures and a table.
+``litefocus generate``: render one prompt with dense attention and with LiteFocus, side by side, and time both.
+"""
 
 from __future__ import annotations
 
@@ -7,46 +12,129 @@ import sys
 import time
 from pathlib import Path
 
-TINY = "tiny"
+DEFAULT, TINY = "default", "tiny"
+MODEL_HELP = (f"'{DEFAULT}' (the shipped MiniLDM, trained here), '{TINY}' (offline, random weights), 'minildm', "
+              "a hub id such as cvssp/audioldm2, or a local folder")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="litefocus", description=__doc__)
+    parser = argparse.ArgumentParser(prog="litefocus", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
+    measure = commands.add_parser("measure", help="measure same-frequency attention and choose blocks")
     gen = commands.add_parser("generate", help="generate with dense attention and with LiteFocus; time both")
-    gen.add_argument("--model", default=TINY,
-                     help=f"'{TINY}' (offline, random weights), a hub id such as cvssp/audioldm2, or a local folder")
-    gen.add_argument("--prompt", default="a dog barking in the distance")
-    gen.add_argument("--seconds", type=float, default=10.24, help="audio length in seconds")
-    gen.add_argument("--steps", type=int, default=10, help="denoising steps")
+    for sub, seconds, steps, out in ((measure, 10.24, 25, "results/measure"), (gen, 10.24, 10, "results/generate")):
+        sub.add_argument("--model", default=DEFAULT, help=MODEL_HELP)
+        sub.add_argument("--prompt", default="a low humming sound with a high beep at the end")
+        sub.add_argument("--seconds", type=float, default=seconds, help="audio length in seconds")
+        sub.add_argument("--steps", type=int, default=steps, help="denoising steps")
+        sub.add_argument("--seed", type=int, default=0)
+        sub.add_argument("--out", type=Path, default=Path(out))
+    measure.add_argument("--blocks", nargs="+", default=None, help="blocks to record (default: all)")
+    measure.add_argument("--queries", type=int, default=16, help="query rows kept per module and step")
+    measure.add_argument("--min-ratio", type=float, default=2.0, help="block choice: same-frequency ratio needed")
     gen.add_argument("--ratio", type=float, default=0.1, help="LiteFocus compensation ratio r")
     gen.add_argument("--blocks", nargs="+", default=None, help="blocks to sparsify (default: the paper's)")
-    gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--out", type=Path, default=Path("results/generate"))
     args = parser.parse_args(argv)
-    return generate(args)
+    try:
+        if args.seconds <= 0 or args.steps < 1:
+            raise ValueError("--seconds must be positive and --steps at least 1")
+        pipe, name = _load(args.model, args.seed)
+        return measure_command(args, pipe, name) if args.command == "measure" else generate(args, pipe, name)
+    except (ValueError, OSError, MemoryError) as error:
+        print(f"litefocus: {error}", file=sys.stderr)
+        return 2
 
 
-def generate(args) -> int:
+def _load(model: str, seed: int):
+    from litefocus.models import default_pipeline, load_pipeline, tiny_audioldm2_pipeline
+
+    if model == DEFAULT:
+        pipe, name = default_pipeline(seed)
+    elif model == TINY:
+        pipe, name = tiny_audioldm2_pipeline(seed), TINY
+    elif model == "minildm":
+        from minildm import load_minildm
+
+        pipe, name = load_minildm(), "minildm"
+    else:
+        pipe, name = load_pipeline(model), model
+    if name == TINY:
+        print("note: the 'tiny' model has random weights: its audio is noise and its attention shows no pattern. "
+              "Timing and wiring are real.")
+    return pipe, name
+
+
+def measure_command(args, pipe, name: str) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import analysis
+    from analysis import plots
+    from litefocus.files import write_atomic
+
+    with analysis.record_attention(pipe, args.blocks, queries=args.queries, seed=args.seed) as rec:
+        import torch
+
+        pipe(args.prompt, audio_length_in_s=args.seconds, num_inference_steps=args.steps,
+             generator=torch.Generator().manual_seed(args.seed))
+    ds = analysis.sparsity_dataset(rec)
+    ds.attrs.update(model=name, prompt=args.prompt, audio_length_in_s=args.seconds, num_inference_steps=args.steps)
+    choice = analysis.choose_blocks(ds, min_ratio=args.min_ratio)
+
+    out = args.out
+    write_atomic(out / "sparsity.nc", lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))
+    write_atomic(out / "attention.nc", lambda tmp: rec.to_datatree().to_netcdf(tmp, engine="h5netcdf"))
+    write_atomic(out / "blocks.csv", lambda tmp: choice.table.to_csv(tmp, index=False))
+    best = choice.table.block[0]
+    module = next(m for m in rec.recorded if m.startswith(best + "."))
+    detail = rec.dataset(module)
+    late = detail.isel(step=-1).mean("head")
+
+    def figure(path, draw):
+        def save(tmp):
+            fig = draw()
+            fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+            plt.close(fig)
+
+        write_atomic(out / path, save)
+
+    def fig_query():
+        fig, ax = plt.subplots(figsize=(8, 2.6))
+        plots.query_attention(late["rows"], query=late.sizes["query"] // 2, ax=ax, title=f"{module}, last step")
+        return fig
+
+    def fig_profiles():
+        fig, axes = plt.subplots(1, 2, figsize=(9, 2.8))
+        plots.offset_profiles(late["offset_profile"], axes=axes, title=module)
+        return fig
+
+    def fig_heatmap():
+        ax = plots.sparsity_heatmap(ds)
+        return ax.figure
+
+    figure("query_attention.png", fig_query)
+    figure("offset_profiles.png", fig_profiles)
+    figure("sparsity_by_block.png", fig_heatmap)
+    print(choice.table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"rule: {choice.rule}")
+    print(f"chosen blocks: {', '.join(choice) if choice else 'none'}")
+    print(f"wrote {out}/sparsity.nc, attention.nc, blocks.csv and 3 figures")
+    return 0
+
+
+def generate(args, pipe, name: str) -> int:
     import numpy as np
     import torch
 
     import litefocus
     from litefocus.files import write_json, write_wav
-    from litefocus.models import load_pipeline, tiny_audioldm2_pipeline
 
     blocks = args.blocks or list(litefocus.PAPER_BLOCKS)
-    try:
-        litefocus.LiteFocusOptions(ratio=args.ratio)
-        if args.seconds <= 0 or args.steps < 1:
-            raise ValueError("--seconds must be positive and --steps at least 1")
-        pipe = tiny_audioldm2_pipeline(seed=args.seed) if args.model == TINY else load_pipeline(args.model)
-        names = litefocus.self_attention_modules(pipe, blocks)
-    except (ValueError, OSError) as error:
-        print(f"litefocus: {error}", file=sys.stderr)
-        return 2
-    if args.model == TINY:
-        print("note: the 'tiny' model has random weights; its audio is noise. Timing and wiring are real.")
+    litefocus.LiteFocusOptions(ratio=args.ratio)
+    names = litefocus.self_attention_modules(pipe, blocks)
     print(f"LiteFocus on {len(names)} self-attention modules of {', '.join(blocks)}, r = {args.ratio}")
 
     def render():
@@ -61,11 +149,11 @@ def generate(args) -> int:
     dense, dense_s = render()
     with litefocus.enabled(pipe, blocks, args.ratio, seed=args.seed):
         sparse, sparse_s = render()
-    rate = pipe.vocoder.config.sampling_rate
+    rate = 16000
     write_wav(args.out / "dense.wav", dense, rate)
     write_wav(args.out / "litefocus.wav", sparse, rate)
     summary = dict(
-        model=args.model, prompt=args.prompt, seconds=args.seconds, steps=args.steps, ratio=args.ratio,
+        model=name, prompt=args.prompt, seconds=args.seconds, steps=args.steps, ratio=args.ratio,
         blocks=blocks, modules=len(names), dense_s=round(dense_s, 3), litefocus_s=round(sparse_s, 3),
         speedup=round(dense_s / sparse_s, 3),
         waveform_relative_difference=float(np.linalg.norm(sparse - dense) / max(np.linalg.norm(dense), 1e-12)),

@@ -61,6 +61,16 @@ def load_pipeline(name_or_path: str = "cvssp/audioldm2", **kwargs):
         ) from error
 
 
+def default_pipeline(seed: int = 0):
+    """The embedded default: the trained MiniLDM shipped in ``data/minildm`` (its attention patterns are real);
+    the tiny random pipeline if those weights are missing (then patterns are noise). Returns ``(pipe, name)``."""
+    from minildm import DEFAULT_PATH, load_minildm
+
+    if (DEFAULT_PATH / "model_index.json").is_file():
+        return load_minildm(DEFAULT_PATH), "minildm"
+    return tiny_audioldm2_pipeline(seed), "tiny"
+
+
 def tiny_audioldm2_pipeline(seed: int = 0):
     """An ``AudioLDM2Pipeline`` with random weights built from configs in code, offline, in about a second.
 

@@ -56,8 +56,8 @@ def apply(
     unet = unet_of(model)
     names = self_attention_modules(unet, blocks)
     remove(unet)
-    patch = _Patch()
-    probes = _grid_probes(unet, names, patch)
+    probes, hooks = attach_grid_probes(unet, names)
+    patch = _Patch(hooks=hooks)
     for name in names:
         module = unet.get_submodule(name)
         patch.originals[name] = module.processor
@@ -98,9 +98,13 @@ def enabled(model, blocks: BlockSelection = PAPER_BLOCKS, ratio: float = 0.1, **
         remove(model)
 
 
-def _grid_probes(unet: torch.nn.Module, names: list[str], patch: _Patch) -> dict[str, GridProbe]:
-    """One probe per enclosing Transformer2DModel of the named modules, hooked to read its input's (H, W)."""
+def attach_grid_probes(unet: torch.nn.Module, names: list[str]) -> tuple[dict[str, GridProbe], list]:
+    """One probe per enclosing Transformer2DModel of the named modules, hooked to read its input's (H, W).
+
+    Returns the probe of each module that has such an owner, and the hook handles (remove them to detach).
+    """
     probes: dict[str, GridProbe] = {}
+    hooks = []
     by_owner: dict[str, GridProbe] = {}
     for name in names:
         owner = _enclosing_transformer(unet, name)
@@ -109,9 +113,9 @@ def _grid_probes(unet: torch.nn.Module, names: list[str], patch: _Patch) -> dict
         if owner not in by_owner:
             by_owner[owner] = GridProbe()
             hook = unet.get_submodule(owner).register_forward_pre_hook(by_owner[owner], with_kwargs=True)
-            patch.hooks.append(hook)
+            hooks.append(hook)
         probes[name] = by_owner[owner]
-    return probes
+    return probes, hooks
 
 
 def _enclosing_transformer(unet: torch.nn.Module, name: str) -> str | None:

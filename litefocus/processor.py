@@ -2,11 +2,54 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from diffusers.models.attention_processor import Attention
 
 from .kernel import litefocus_attention
 from .options import LiteFocusOptions
+
+
+@dataclass
+class AttentionInputs:
+    """What a self-attention module computes before its attention core, as the stock processor does it.
+
+    query, key, value: ``(batch, heads, N, head_dim)``; grid: ``(H, W)`` when the input was 4-D, else None;
+    input_shape: the 4-D input's shape (None for 3-D input); residual: the unnormalized input.
+    """
+
+    query: torch.Tensor
+    key: torch.Tensor
+    value: torch.Tensor
+    grid: tuple[int, int] | None
+    input_shape: torch.Size | None
+    residual: torch.Tensor
+
+
+def attention_inputs(attn: Attention, hidden_states: torch.Tensor, temb: torch.Tensor | None = None) -> AttentionInputs:
+    """Spatial norm, the 4-D path, group norm, projections and q/k norms of ``AttnProcessor2_0``, for self-attention."""
+    residual = hidden_states
+    if attn.spatial_norm is not None:
+        hidden_states = attn.spatial_norm(hidden_states, temb)
+    grid, input_shape = None, None
+    if hidden_states.ndim == 4:
+        input_shape = hidden_states.shape
+        batch, channel, height, width = input_shape
+        grid = (height, width)
+        hidden_states = hidden_states.view(batch, channel, height * width).transpose(1, 2)
+    if attn.group_norm is not None:
+        hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+    batch = hidden_states.shape[0]
+    query, key, value = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
+    head_dim = key.shape[-1] // attn.heads
+    # (b, n, h*d) -> (b, h, n, d)
+    query, key, value = (x.view(batch, -1, attn.heads, head_dim).transpose(1, 2) for x in (query, key, value))
+    if attn.norm_q is not None:
+        query = attn.norm_q(query)
+    if attn.norm_k is not None:
+        key = attn.norm_k(key)
+    return AttentionInputs(query, key, value, grid, input_shape, residual)
 
 
 class GridProbe:
@@ -58,35 +101,13 @@ class LiteFocusAttnProcessor:
             )
         if attention_mask is not None:
             raise NotImplementedError("LiteFocus does not support self-attention masks")
-        residual = hidden_states
-        if attn.spatial_norm is not None:
-            hidden_states = attn.spatial_norm(hidden_states, temb)
-
-        input_ndim = hidden_states.ndim
-        if input_ndim == 4:
-            batch, channel, height, width = hidden_states.shape
-            grid = (height, width)
-            hidden_states = hidden_states.view(batch, channel, height * width).transpose(1, 2)
-        else:
-            grid = self._grid()
-        batch, num_tokens, _ = hidden_states.shape
+        inputs = attention_inputs(attn, hidden_states, temb)
+        grid = inputs.grid or self._grid()
+        batch, heads, num_tokens, head_dim = inputs.query.shape
         if grid[0] * grid[1] != num_tokens:
             raise ValueError(f"the (time, freq) grid {grid} has {grid[0] * grid[1]} cells but the module got "
                              f"{num_tokens} tokens; the grid must come from this module's own Transformer2DModel")
-
-        if attn.group_norm is not None:
-            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
-
-        query = attn.to_q(hidden_states)
-        key = attn.to_k(hidden_states)
-        value = attn.to_v(hidden_states)
-        head_dim = key.shape[-1] // attn.heads
-        # (b, n, h*d) -> (b, h, n, d)
-        query, key, value = (x.view(batch, -1, attn.heads, head_dim).transpose(1, 2) for x in (query, key, value))
-        if attn.norm_q is not None:
-            query = attn.norm_q(query)
-        if attn.norm_k is not None:
-            key = attn.norm_k(key)
+        query, key, value = inputs.query, inputs.key, inputs.value
 
         hidden_states = litefocus_attention(
             query,
@@ -99,14 +120,14 @@ class LiteFocusAttnProcessor:
             generator=self.generator,
             scale=attn.scale,
         )
-        hidden_states = hidden_states.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim).to(query.dtype)
+        hidden_states = hidden_states.transpose(1, 2).reshape(batch, -1, heads * head_dim).to(query.dtype)
         hidden_states = attn.to_out[0](hidden_states)
         hidden_states = attn.to_out[1](hidden_states)
 
-        if input_ndim == 4:
-            hidden_states = hidden_states.transpose(-1, -2).reshape(batch, channel, height, width)
+        if inputs.input_shape is not None:  # the 4-D path: back to (b, c, h, w)
+            hidden_states = hidden_states.transpose(-1, -2).reshape(inputs.input_shape)
         if attn.residual_connection:
-            hidden_states = hidden_states + residual
+            hidden_states = hidden_states + inputs.residual
         return hidden_states / attn.rescale_output_factor
 
     def _grid(self) -> tuple[int, int]:

@@ -20,7 +20,7 @@ def test_generate_writes_both_renders_and_a_summary(tmp_path, capsys):
 
 
 def test_generate_bad_input_is_a_clear_error(tmp_path, capsys):
-    assert main(["generate", "--blocks", "down_blocks.9", "--out", str(tmp_path)]) == 2
+    assert main(["generate", "--model", "tiny", "--blocks", "down_blocks.9", "--out", str(tmp_path)]) == 2
     assert "blocks with self-attention: down_blocks.1" in capsys.readouterr().err
-    assert main(["generate", "--ratio", "2", "--out", str(tmp_path)]) == 2
+    assert main(["generate", "--model", "tiny", "--ratio", "2", "--out", str(tmp_path)]) == 2
     assert not list(tmp_path.iterdir())

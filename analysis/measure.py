@@ -1,0 +1,122 @@
+"""From recorded attention to a table of evidence per module and step, and a block choice that says why."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from litefocus.selection import BlockSelection
+
+from . import metrics
+from .recorder import AttentionRecorder, record_attention
+
+
+def sparsity_dataset(recorder: AttentionRecorder) -> xr.Dataset:
+    """Per (module, step, head): same-frequency mass and ratio, periodicity, entropy, focus mass, sparse error.
+
+    Coordinates ``module``, ``block``, ``time_bins``, ``freq_bins`` (per module), ``step``, ``timestep``, ``head``.
+    Modules of different levels have different grids, so only grid-free scalars are gathered here; the profiles
+    and rows stay in ``recorder.to_datatree()``.
+    """
+    per_module = []
+    for name in recorder.recorded:
+        ds = recorder.dataset(name)
+        profile = ds["offset_profile"]
+        period = metrics.periodicity(metrics.key_offset_profile(profile))
+        per_module.append(xr.Dataset(dict(
+            same_frequency_mass=metrics.same_frequency_mass(profile),
+            same_frequency_ratio=metrics.same_frequency_mass(profile) * ds.attrs["freq_bins"],
+            periodicity_period=period["period"],
+            periodicity_strength=period["strength"],
+            entropy=ds["entropy"],
+            focus_mass=ds["focus_mass"],
+            sparse_error=ds["sparse_error"],
+        )).expand_dims(module=[name]).assign_coords(
+            block=("module", [ds.attrs["block"]]),
+            time_bins=("module", [ds.attrs["time_bins"]]),
+            freq_bins=("module", [ds.attrs["freq_bins"]]),
+        ))
+    if not per_module:
+        raise ValueError("nothing was recorded: call the pipeline inside the recorder's with-block")
+    out = xr.concat(per_module, dim="module", join="outer")
+    out["same_frequency_mass"].attrs["description"] = "mean attention mass on the query's own frequency row"
+    out["same_frequency_ratio"].attrs["description"] = "same_frequency_mass over its uniform baseline 1/F"
+    out["periodicity_period"].attrs["description"] = "dominant period along the flattened key index (tokens)"
+    out.attrs.update(guidance=recorder.guidance, focus_ratio=recorder.focus_ratio, seed=recorder.seed)
+    return out
+
+
+def measure_sparsity(
+    pipe,
+    prompt: str,
+    audio_length_in_s: float = 10.24,
+    num_inference_steps: int = 50,
+    seed: int = 0,
+    *,
+    blocks: BlockSelection = None,
+    steps=None,
+    queries: int = 16,
+    focus_ratio: float = 0.1,
+    **pipe_kwargs,
+) -> xr.Dataset:
+    """Run ``pipe(prompt, ...)`` once while recording every chosen self-attention module; return
+    :func:`sparsity_dataset` with the settings in ``attrs``.
+
+    ``blocks``/``steps`` restrict what is recorded (default: all self-attention, every step); ``queries`` full
+    rows per module and step are kept for figures. The pipeline's own output is unchanged.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    with record_attention(pipe, blocks, steps, queries=queries, focus_ratio=focus_ratio, seed=seed) as rec:
+        pipe(prompt, audio_length_in_s=audio_length_in_s, num_inference_steps=num_inference_steps,
+             generator=generator, **pipe_kwargs)
+    ds = sparsity_dataset(rec)
+    ds.attrs.update(prompt=prompt, audio_length_in_s=audio_length_in_s, num_inference_steps=num_inference_steps,
+                    model=type(pipe).__name__)
+    return ds
+
+
+class BlockChoice(list):
+    """The chosen block names, best first, with ``table`` (the evidence per block) and ``rule`` (why)."""
+
+    def __init__(self, blocks: list[str], table: pd.DataFrame, rule: str):
+        super().__init__(blocks)
+        self.table, self.rule = table, rule
+
+    def __repr__(self) -> str:
+        return f"BlockChoice({list(self)!r})\nrule: {self.rule}\n{self.table.to_string()}"
+
+
+def choose_blocks(ds: xr.Dataset, min_ratio: float = 2.0, max_error: float | None = None,
+                  late_fraction: float = 0.5) -> BlockChoice:
+    """Rank blocks by same-frequency concentration and choose those where sparsifying is backed by evidence.
+
+    Rule: average over the block's modules, heads and the last ``late_fraction`` of the recorded steps; choose a
+    block when its same-frequency ratio (mass over the uniform 1/F) is at least ``min_ratio`` and, if
+    ``max_error`` is given, its LiteFocus output error is at most ``max_error``. Blocks are ranked by the ratio.
+    """
+    steps = ds.step.values
+    late = ds.sel(step=steps[steps >= np.quantile(steps, 1 - late_fraction)]) if steps.size > 1 else ds
+    rows = []
+    for block, group in late.groupby("block"):
+        means = group.mean(("module", "step", "head"))
+        rows.append(dict(
+            block=block,
+            modules=group.sizes["module"],
+            freq_bins=int(group.freq_bins.values[0]),
+            same_frequency_ratio=float(means.same_frequency_ratio),
+            periodicity_strength=float(means.periodicity_strength),
+            period_is_F=float((group.periodicity_period == group.freq_bins).mean()),
+            focus_mass=float(means.focus_mass),
+            sparse_error=float(means.sparse_error),
+        ))
+    table = pd.DataFrame(rows).sort_values("same_frequency_ratio", ascending=False).reset_index(drop=True)
+    chosen = table.same_frequency_ratio >= min_ratio
+    if max_error is not None:
+        chosen &= table.sparse_error <= max_error
+    table["chosen"] = chosen
+    rule = (f"same-frequency ratio >= {min_ratio} (mass on the own row over 1/F)"
+            + (f" and LiteFocus output error <= {max_error}" if max_error is not None else "")
+            + f", averaged over modules, heads and the last {late_fraction:.0%} of recorded steps")
+    return BlockChoice(table.block[chosen].tolist(), table, rule)

@@ -1,0 +1,163 @@
+"""Metrics of attention on a (time, freq) token grid: plain functions of xarray objects.
+
+Attention is given either as maps with dims ``(..., q_time, q_freq, k_time, k_freq)``, as sampled rows with dims
+``(..., query, k_time, k_freq)`` and coordinates ``q_time``/``q_freq`` on ``query``, or (for the functions that
+say so) as a joint offset profile with dims ``(..., time_offset, freq_offset)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+KEY_DIMS = ("k_time", "k_freq")
+
+
+def _query_dims(attention: xr.DataArray) -> list[str]:
+    return ["query"] if "query" in attention.dims else ["q_time", "q_freq"]
+
+
+def _coords_without(array: xr.DataArray, dims: tuple[str, ...]) -> dict:
+    """The coordinates of ``array`` that involve none of ``dims`` (as (dims, values) pairs)."""
+    return {name: (coord.dims, coord.values) for name, coord in array.coords.items() if not set(coord.dims) & set(dims)}
+
+
+def freq_bins_of(attention: xr.DataArray) -> int:
+    """F, from ``k_freq`` or from a profile's ``freq_offset`` (2F - 1 values)."""
+    if "k_freq" in attention.dims:
+        return attention.sizes["k_freq"]
+    return (attention.sizes["freq_offset"] + 1) // 2
+
+
+def same_frequency_mass(attention: xr.DataArray) -> xr.DataArray:
+    """Mean over queries of the attention mass on keys in the query's own frequency row.
+
+    ``m = (1/|Q|) sum_q sum_{k: f_k = f_q} p(q, k)``; uniform attention gives ``1/F``. Accepts maps, rows, or a
+    joint offset profile (then ``m = sum_dt profile(dt, 0)``).
+    """
+    if "freq_offset" in attention.dims:
+        return attention.sel(freq_offset=0).sum("time_offset")
+    same_row = attention.k_freq == attention.q_freq
+    return attention.where(same_row, 0.0).sum(KEY_DIMS).mean(_query_dims(attention))
+
+
+def same_frequency_ratio(attention: xr.DataArray) -> xr.DataArray:
+    """:func:`same_frequency_mass` over its uniform baseline ``1/F``: 1 means no preference for the own row."""
+    return same_frequency_mass(attention) * freq_bins_of(attention)
+
+
+def entropy(attention: xr.DataArray, normalized: bool = False) -> xr.DataArray:
+    """Mean over queries of ``-sum_k p log p`` (nats); ``normalized`` divides by ``log N`` (1 = uniform)."""
+    p = attention.clip(min=1e-30)
+    value = -(attention * np.log(p)).sum(KEY_DIMS).mean(_query_dims(attention))
+    if normalized:
+        value = value / np.log(attention.sizes["k_time"] * attention.sizes["k_freq"])
+    return value
+
+
+def offset_profile(attention: xr.DataArray) -> xr.DataArray:
+    """Joint profile over key offsets: ``P(dt, df) = (1/|Q|) sum_q p(q, (t_q + dt, f_q + df))``.
+
+    Dims ``(..., time_offset, freq_offset)`` with ``dt`` in ``[-(T-1), T-1]`` and ``df`` in ``[-(F-1), F-1]``;
+    its marginals are :func:`freq_offset_profile` and :func:`time_offset_profile`.
+    """
+    steps_in_time, freq_bins = attention.sizes["k_time"], attention.sizes["k_freq"]
+    if "query" in attention.dims:
+        rows = attention.transpose(..., "query", *KEY_DIMS)
+        q_time, q_freq = attention.q_time.values, attention.q_freq.values
+    else:
+        rows = attention.stack(query=("q_time", "q_freq")).transpose(..., "query", *KEY_DIMS)
+        q_time = rows["q_time"].values
+        q_freq = rows["q_freq"].values
+    values = rows.values
+    lead = values.shape[:-3]
+    profile = np.zeros((*lead, 2 * steps_in_time - 1, 2 * freq_bins - 1))
+    for i, (t, f) in enumerate(zip(q_time, q_freq)):
+        t0, f0 = steps_in_time - 1 - int(t), freq_bins - 1 - int(f)
+        profile[..., t0:t0 + steps_in_time, f0:f0 + freq_bins] += values[..., i, :, :]
+    lead_dims = [d for d in rows.dims if d not in ("query", *KEY_DIMS)]
+    return xr.DataArray(
+        profile / len(q_time),
+        dims=(*lead_dims, "time_offset", "freq_offset"),
+        coords={**_coords_without(rows, ("query", *KEY_DIMS)),
+                "time_offset": np.arange(-(steps_in_time - 1), steps_in_time),
+                "freq_offset": np.arange(-(freq_bins - 1), freq_bins)},
+        name="offset_profile",
+    )
+
+
+def freq_offset_profile(profile: xr.DataArray) -> xr.DataArray:
+    """Mass by frequency distance ``df = f_k - f_q`` (sums to 1 over ``freq_offset``)."""
+    return profile.sum("time_offset")
+
+
+def time_offset_profile(profile: xr.DataArray) -> xr.DataArray:
+    """Mass by time distance ``dt = t_k - t_q`` (sums to 1 over ``time_offset``)."""
+    return profile.sum("freq_offset")
+
+
+def key_offset_profile(profile: xr.DataArray) -> xr.DataArray:
+    """Mean attention per query-key pair at flattened key offset ``d = j - i = dt * F + df`` (time-major tokens).
+
+    From a joint offset profile over all queries: ``x(d) = N sum P(dt, df) / sum pairs(dt, df)`` over the
+    ``(dt, df)`` with ``dt F + df = d``, where ``pairs = (T - |dt|)(F - |df|)`` counts the query-key pairs at that
+    offset. Dim ``key_offset`` in ``[-(N-1), N-1]``; this is the stripe pattern of the paper's Figure 2b.
+    """
+    steps_in_time = (profile.sizes["time_offset"] + 1) // 2
+    freq_bins = (profile.sizes["freq_offset"] + 1) // 2
+    tokens = steps_in_time * freq_bins
+    dt = profile.time_offset.values[:, None]
+    df = profile.freq_offset.values[None, :]
+    flat = (dt * freq_bins + df + tokens - 1).ravel()
+    pairs = ((steps_in_time - np.abs(dt)) * (freq_bins - np.abs(df))).ravel().astype(float)
+    mass = profile.transpose(..., "time_offset", "freq_offset").values
+    mass = mass.reshape(*mass.shape[:-2], -1) * tokens
+    summed = np.zeros((*mass.shape[:-1], 2 * tokens - 1))
+    counts = np.zeros(2 * tokens - 1)
+    np.add.at(counts, flat, pairs)
+    np.add.at(np.moveaxis(summed, -1, 0), flat, np.moveaxis(mass, -1, 0))
+    lead_dims = [d for d in profile.dims if d not in ("time_offset", "freq_offset")]
+    return xr.DataArray(
+        summed / np.maximum(counts, 1),
+        dims=(*lead_dims, "key_offset"),
+        coords={**_coords_without(profile, ("time_offset", "freq_offset")),
+                "key_offset": np.arange(-(tokens - 1), tokens)},
+        name="key_offset_profile",
+    )
+
+
+def periodicity(key_profile: xr.DataArray, max_period: int | None = None, tolerance: float = 0.8) -> xr.Dataset:
+    """Dominant period of attention along the flattened key index, found from the data alone.
+
+    The profile is folded (``x(d) = (x(d) + x(-d)) / 2`` for ``d >= 1``, leaving out the query itself), differenced
+    once (which removes a slow decay with distance), and autocorrelated; the period is the smallest lag >= 2 whose
+    autocorrelation is within ``tolerance`` of the largest, and ``strength`` is that autocorrelation (0 to 1).
+    A profile with no variation has no period (NaN) and strength 0. Returns a Dataset with ``period`` and
+    ``strength`` over the profile's other dims.
+    """
+
+    def one(x: np.ndarray) -> tuple[float, float]:
+        center = (x.size - 1) // 2
+        folded = 0.5 * (x[center + 1:] + x[center - 1::-1][: x.size - center - 1])
+        diff = np.diff(folded)
+        diff = diff - diff.mean()
+        if diff.size < 4 or np.sum(diff**2) <= 1e-20 * max(np.sum(folded**2), 1e-30):
+            return np.nan, 0.0
+        limit = min(max_period or diff.size // 2, diff.size - 1)
+        lags = np.arange(2, limit + 1)
+        if lags.size == 0:
+            return np.nan, 0.0
+        corr = np.array([np.dot(diff[:-lag], diff[lag:]) / np.sqrt(np.dot(diff[:-lag], diff[:-lag])
+                                                                    * np.dot(diff[lag:], diff[lag:]) + 1e-30)
+                         for lag in lags])
+        best = corr.max()
+        if best <= 0:
+            return np.nan, 0.0
+        period = int(lags[np.argmax(corr >= tolerance * best)])
+        return float(period), float(corr[period - 2])
+
+    period, strength = xr.apply_ufunc(
+        lambda x: tuple(np.asarray(v) for v in one(x)), key_profile, input_core_dims=[["key_offset"]],
+        output_core_dims=[[], []], vectorize=True,
+    )
+    return xr.Dataset(dict(period=period, strength=strength))

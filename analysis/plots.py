@@ -1,0 +1,85 @@
+"""Figures: one query's attention on the (time, freq) grid (paper Fig. 2a), the token-by-token map with its stripes
+at interval F (Fig. 2b), offset profiles, and a block-by-step heatmap of same-frequency concentration."""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+
+def _pyplot():
+    import matplotlib.pyplot as plt  # Agg by itself where there is no display; inline in notebooks
+
+    return plt
+
+
+def query_attention(rows: xr.DataArray, query: int = 0, ax=None, title: str | None = None):
+    """One query's attention over keys on the (time, freq) grid, the query marked (Fig. 2a).
+
+    ``rows``: dims ``(query, k_time, k_freq)`` (select step and head first) with ``q_time``/``q_freq`` coordinates;
+    full maps work too after ``.stack(query=("q_time", "q_freq"))``.
+    """
+    plt = _pyplot()
+    row = rows.isel(query=query)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 2.6))
+    image = ax.imshow(row.transpose("k_freq", "k_time").values, origin="lower", aspect="auto", cmap="magma")
+    ax.plot(int(row.q_time), int(row.q_freq), marker="x", color="cyan", markersize=8, mew=2)
+    ax.axhline(int(row.q_freq), color="cyan", lw=0.5, ls=":")
+    ax.set(xlabel="key time bin", ylabel="key frequency bin",
+           title=title or f"query at (time {int(row.q_time)}, freq {int(row.q_freq)})")
+    ax.figure.colorbar(image, ax=ax, label="attention")
+    return ax
+
+
+def token_map(attention: xr.DataArray, tokens: int = 128, ax=None, title: str | None = None):
+    """The first ``tokens`` x ``tokens`` block of the attention matrix in time-major token order (Fig. 2b).
+
+    ``attention``: dims ``(q_time, q_freq, k_time, k_freq)``; same-frequency attention shows as diagonal stripes
+    every F tokens. Colours are clipped at the 99th percentile so the stripes are not drowned by the diagonal.
+    """
+    plt = _pyplot()
+    steps_in_time, freq_bins = attention.sizes["k_time"], attention.sizes["k_freq"]
+    matrix = attention.transpose("q_time", "q_freq", "k_time", "k_freq").values.reshape(
+        steps_in_time * freq_bins, steps_in_time * freq_bins)[:tokens, :tokens]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 4.5))
+    image = ax.imshow(matrix, cmap="magma", vmax=np.quantile(matrix, 0.99), interpolation="nearest")
+    ax.set(xlabel="key token (t*F + f)", ylabel="query token", title=title or f"attention, F = {freq_bins}")
+    ax.figure.colorbar(image, ax=ax, label="attention")
+    return ax
+
+
+def offset_profiles(profile: xr.DataArray, axes=None, title: str | None = None):
+    """Attention mass by frequency distance and by time distance (``profile``: dims (time_offset, freq_offset),
+    select or average the other dims first)."""
+    plt = _pyplot()
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(9, 2.8))
+    freq_bins = (profile.sizes["freq_offset"] + 1) // 2
+    by_freq = profile.sum("time_offset")
+    axes[0].bar(by_freq.freq_offset, by_freq, color="tab:purple")
+    axes[0].axhline(1 / freq_bins, color="k", ls="--", lw=1, label="uniform 1/F")
+    axes[0].set(xlabel="frequency offset (bins)", ylabel="attention mass", title="by frequency distance")
+    axes[0].legend()
+    by_time = profile.sum("freq_offset")
+    axes[1].plot(by_time.time_offset, by_time, color="tab:orange")
+    axes[1].set(xlabel="time offset (bins)", title="by time distance")
+    if title:
+        axes[0].figure.suptitle(title)
+    return axes
+
+
+def sparsity_heatmap(ds: xr.Dataset, variable: str = "same_frequency_ratio", ax=None):
+    """Block-by-step heatmap of a measure from ``measure_sparsity`` (averaged over each block's modules and heads);
+    the same-frequency ratio is centred on 1, the uniform baseline."""
+    plt = _pyplot()
+    import seaborn as sns
+
+    table = ds[variable].mean("head").groupby("block").mean("module").to_pandas()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 0.45 * len(table) + 1.5))
+    centered = dict(center=1.0, cmap="vlag") if variable == "same_frequency_ratio" else dict(cmap="viridis")
+    sns.heatmap(table, ax=ax, cbar_kws=dict(label=variable.replace("_", " ")), **centered)
+    ax.set(xlabel="denoising step", ylabel="block")
+    return ax

@@ -1,0 +1,309 @@
+"""Record self-attention probabilities of chosen modules and denoising steps into xarray.
+
+    with analysis.record_attention(pipe, blocks=["down_blocks.1"], steps=[0, 25, 49]) as rec:
+        pipe("a dog barking", num_inference_steps=50)
+    rec.maps["down_blocks.1.attentions.0.transformer_blocks.0.attn1"]   # (step, head, q_time, q_freq, k_time, k_freq)
+
+A wrapper around each selected module's processor recomputes that module's queries and keys from its input,
+builds the probabilities ``softmax(q k^T * scale)`` in query chunks, and then calls the original processor, so the
+pipeline's output is unchanged and modules not recorded keep their fast kernels. For every recorded (module, step)
+it always streams summaries over all queries (the joint (time, freq) offset profile, same-frequency mass, entropy,
+the mass and output error of a LiteFocus focus set); it keeps full maps when ``queries="all"``, or the full rows of
+a seeded sample of ``queries`` query tokens otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+import xarray as xr
+
+from litefocus.kernel import cross_key_count, draw_cross_indices
+from litefocus.patch import attach_grid_probes
+from litefocus.processor import GridProbe, attention_inputs
+from litefocus.selection import BlockSelection, block_of, self_attention_modules, unet_of
+
+GUIDANCE_HALVES = ("cond", "uncond", "all")
+
+
+class AttentionRecorder:
+    """Hooks that record attention; use through :func:`record_attention` (a context manager).
+
+    Args that matter:
+        blocks: which self-attention modules (as for ``litefocus.apply``; None = all of them).
+        steps: denoising step indices to record (UNet calls since entering, from 0); None = every step.
+        queries: ``"all"`` to keep full maps, or a number of query tokens whose full rows are kept (seeded sample).
+    Args to tinker with:
+        heads: head indices to keep (None = all). guidance: ``"cond"`` (second half of a classifier-free-guidance
+        batch, the default), ``"uncond"`` or ``"all"``; maps are averaged over the batch items of that half (when
+        the batch is odd there are no halves and all items are used). max_bytes: budget for kept maps and rows;
+        exceeding it is an error raised before the pipeline runs a step with the module. focus_ratio, seed:
+        the LiteFocus focus set whose attention mass and output error are measured, and the seed of every random
+        choice. chunk: queries per probability chunk.
+    """
+
+    def __init__(
+        self,
+        model,
+        blocks: BlockSelection = None,
+        steps: Iterable[int] | None = None,
+        *,
+        queries: int | str = "all",
+        heads: Iterable[int] | None = None,
+        guidance: str = "cond",
+        max_bytes: int = 2**30,
+        focus_ratio: float = 0.1,
+        seed: int = 0,
+        chunk: int = 256,
+    ):
+        if guidance not in GUIDANCE_HALVES:
+            raise ValueError(f"guidance must be one of {GUIDANCE_HALVES}; got {guidance!r}")
+        if queries != "all" and not (isinstance(queries, int) and queries > 0):
+            raise ValueError(f"queries must be 'all' or a positive number of sampled query tokens; got {queries!r}")
+        self.unet = unet_of(model)
+        self.names = self_attention_modules(self.unet, blocks)
+        self.steps = None if steps is None else sorted(set(int(s) for s in steps))
+        self.queries, self.guidance, self.max_bytes = queries, guidance, int(max_bytes)
+        self.heads = None if heads is None else sorted(set(int(h) for h in heads))
+        self.focus_ratio, self.seed, self.chunk = focus_ratio, seed, chunk
+        self.step = -1
+        self.timesteps: dict[int, float] = {}
+        self._records: dict[str, dict[int, dict[str, np.ndarray]]] = {name: {} for name in self.names}
+        self._grids: dict[str, tuple[int, int]] = {}
+        self._samples: dict[str, np.ndarray] = {}
+        self._kept_bytes = 0
+        self._hooks: list = []
+        self._originals: dict[str, object] = {}
+
+    # -- attaching -------------------------------------------------------------------------------------------
+    def __enter__(self) -> AttentionRecorder:
+        if self._originals:
+            raise RuntimeError("this recorder is already attached")
+        probes, self._hooks = attach_grid_probes(self.unet, self.names)
+        self._hooks.append(self.unet.register_forward_pre_hook(self._on_unet_call, with_kwargs=True))
+        try:
+            for name in self.names:
+                module = self.unet.get_submodule(name)
+                self._originals[name] = module.processor
+                module.set_processor(_RecordingProcessor(module.processor, self, name, probes.get(name)))
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
+        for name, processor in self._originals.items():
+            self.unet.get_submodule(name).set_processor(processor)
+        self._originals = {}
+
+    def _on_unet_call(self, module, args, kwargs) -> None:
+        self.step += 1
+        timestep = args[1] if len(args) > 1 else kwargs.get("timestep")
+        if timestep is not None:
+            self.timesteps[self.step] = float(torch.as_tensor(timestep).flatten()[0])
+
+    def recording(self, name: str) -> bool:
+        return (self.steps is None or self.step in self.steps) and self.step not in self._records[name]
+
+    # -- measuring -------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def record(self, name: str, attn, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+               grid: tuple[int, int]) -> None:
+        """Probabilities of one module call, from ``(batch, heads, N, head_dim)`` queries, keys and values."""
+        steps_in_time, freq_bins = grid
+        tokens = steps_in_time * freq_bins
+        query, key, value = (self._select(x) for x in (query, key, value))
+        heads = query.shape[1]
+        kept = self._kept_rows(name, tokens)
+        self._check_budget(name, heads, kept, tokens)
+        self._grids[name] = grid
+
+        # indices of a LiteFocus focus set, for its mass and output error: (N, N) mask built chunk by chunk
+        cross = draw_cross_indices(tokens, self.focus_ratio, torch.Generator().manual_seed(self.seed + self.step))
+        in_cross = torch.zeros(tokens, dtype=torch.bool, device=query.device)
+        in_cross[cross.to(query.device)] = True
+        key_freq = torch.arange(tokens, device=query.device) % freq_bins
+
+        profile = torch.zeros(heads, (2 * steps_in_time - 1) * (2 * freq_bins - 1), dtype=torch.float64)
+        entropy = torch.zeros(heads, dtype=torch.float64)
+        focus_mass = torch.zeros(heads, dtype=torch.float64)
+        error = torch.zeros(heads, dtype=torch.float64)
+        rows = np.empty((heads, len(kept), tokens), dtype=np.float32) if kept is not None else None
+        kept_t = None if kept is None else torch.as_tensor(kept, device=query.device)
+        scale = attn.scale
+        for start in range(0, tokens, self.chunk):
+            stop = min(start + self.chunk, tokens)
+            logits = torch.einsum("bhqd,bhkd->bhqk", query[:, :, start:stop].float(), key.float()) * scale
+            probs = logits.softmax(dim=-1)  # (b, h, c, N)
+            exact = probs @ value.float()  # (b, h, c, d)
+            in_focus = (key_freq[None, :] == (torch.arange(start, stop, device=query.device) % freq_bins)[:, None])
+            in_focus |= in_cross[None, :]
+            masked = probs * in_focus
+            mass = masked.sum(-1, keepdim=True)
+            sparse = (masked / mass) @ value.float()
+            error += ((sparse - exact).norm(dim=-1) / exact.norm(dim=-1).clamp_min(1e-12)).sum((0, 2)).double()
+            focus_mass += mass[..., 0].sum((0, 2)).double()
+            entropy += -(probs * probs.clamp_min(1e-30).log()).sum(-1).sum((0, 2)).double()
+            mean_probs = probs.mean(0)  # (h, c, N): the batch items of the chosen half, averaged
+            index = _offset_index(start, stop, steps_in_time, freq_bins, query.device).reshape(-1)
+            profile.index_add_(1, index.cpu(), mean_probs.reshape(heads, -1).double().cpu())
+            if kept_t is not None:
+                inside = (kept_t >= start) & (kept_t < stop)
+                if inside.any():
+                    rows[:, inside.cpu().numpy()] = mean_probs[:, kept_t[inside] - start].cpu().numpy()
+        count = tokens * query.shape[0]
+        profile = profile.view(heads, 2 * steps_in_time - 1, 2 * freq_bins - 1) / tokens
+        self._records[name][self.step] = dict(
+            offset_profile=profile.numpy(),
+            entropy=(entropy / count).numpy(),
+            focus_mass=(focus_mass / count).numpy(),
+            sparse_error=(error / count).numpy(),
+            rows=rows,
+        )
+
+    def _select(self, x: torch.Tensor) -> torch.Tensor:
+        batch = x.shape[0]
+        if self.guidance != "all" and batch % 2 == 0:
+            x = x[batch // 2:] if self.guidance == "cond" else x[: batch // 2]
+        return x if self.heads is None else x[:, self.heads]
+
+    def _kept_rows(self, name: str, tokens: int) -> np.ndarray | None:
+        """Query indices whose rows are kept: all of them for full maps, or a seeded sample, fixed per module."""
+        if name not in self._samples:
+            if self.queries == "all" or self.queries >= tokens:
+                self._samples[name] = np.arange(tokens)
+            else:
+                rng = np.random.default_rng(self.seed)
+                self._samples[name] = np.sort(rng.choice(tokens, size=self.queries, replace=False))
+        return self._samples[name]
+
+    def _check_budget(self, name: str, heads: int, kept: np.ndarray, tokens: int) -> None:
+        steps_left = 1 if self.steps is None else sum(s >= self.step for s in self.steps)
+        planned = 4 * heads * len(kept) * tokens
+        if self._kept_bytes + planned * steps_left > self.max_bytes:
+            raise MemoryError(
+                f"keeping attention rows of {name} ({heads} heads x {len(kept)} queries x {tokens} keys, "
+                f"{planned / 2**20:.1f} MiB a step) would exceed max_bytes={self.max_bytes / 2**20:.0f} MiB; "
+                "record fewer steps, heads or blocks, sample queries (queries=64), or raise max_bytes"
+            )
+        self._kept_bytes += planned
+
+    # -- results ---------------------------------------------------------------------------------------------
+    def dataset(self, name: str) -> xr.Dataset:
+        """Everything recorded for one module: summaries over (step, head, ...) and the kept rows."""
+        records = self._records[name]
+        if not records:
+            raise KeyError(f"nothing was recorded for {name}: was the pipeline called inside the with-block, "
+                           f"and do the chosen steps {self.steps} exist?")
+        steps = sorted(records)
+        steps_in_time, freq_bins = self._grids[name]
+        heads = self.heads if self.heads is not None else list(range(records[steps[0]]["entropy"].shape[0]))
+        stack = lambda key: np.stack([records[s][key] for s in steps])  # noqa: E731
+        kept = self._samples[name]
+        coords = dict(
+            step=steps,
+            timestep=("step", [self.timesteps.get(s, np.nan) for s in steps]),
+            head=heads,
+            time_offset=np.arange(-(steps_in_time - 1), steps_in_time),
+            freq_offset=np.arange(-(freq_bins - 1), freq_bins),
+            query=np.arange(len(kept)),
+            q_time=("query", kept // freq_bins),
+            q_freq=("query", kept % freq_bins),
+            k_time=np.arange(steps_in_time),
+            k_freq=np.arange(freq_bins),
+        )
+        rows = stack("rows").reshape(len(steps), len(heads), len(kept), steps_in_time, freq_bins)
+        ds = xr.Dataset(
+            dict(
+                offset_profile=(("step", "head", "time_offset", "freq_offset"), stack("offset_profile")),
+                entropy=(("step", "head"), stack("entropy")),
+                focus_mass=(("step", "head"), stack("focus_mass")),
+                sparse_error=(("step", "head"), stack("sparse_error")),
+                rows=(("step", "head", "query", "k_time", "k_freq"), rows),
+            ),
+            coords=coords,
+            attrs=dict(module=name, block=block_of(name), time_bins=steps_in_time, freq_bins=freq_bins,
+                       guidance=self.guidance, focus_ratio=self.focus_ratio,
+                       focus_keys=cross_key_count(steps_in_time * freq_bins, self.focus_ratio), seed=self.seed,
+                       full_maps=int(len(kept) == steps_in_time * freq_bins)),
+        )
+        ds["offset_profile"].attrs["description"] = (
+            "mean over queries of the attention mass at key offset (time_offset, freq_offset) from the query")
+        ds["focus_mass"].attrs["description"] = "mean over queries of the exact attention mass on the LiteFocus focus set"
+        ds["sparse_error"].attrs["description"] = (
+            "mean over queries of |o_focus - o| / |o|: relative output error of attention restricted to the focus set")
+        return ds
+
+    @property
+    def recorded(self) -> list[str]:
+        return [name for name in self.names if self._records[name]]
+
+    @property
+    def maps(self) -> dict[str, xr.DataArray]:
+        """Full attention maps per module, dims (step, head, q_time, q_freq, k_time, k_freq); needs queries='all'."""
+        if self.queries != "all":
+            raise ValueError("full maps were not kept (queries is a sample); use rec.rows or rec.dataset(name)")
+        return {name: _rows_to_map(self.dataset(name)["rows"]) for name in self.recorded}
+
+    @property
+    def rows(self) -> dict[str, xr.DataArray]:
+        """The kept query rows per module, dims (step, head, query, k_time, k_freq)."""
+        return {name: self.dataset(name)["rows"] for name in self.recorded}
+
+    def to_datatree(self) -> xr.DataTree:
+        """One node per recorded module (dots in names become '/': down_blocks/1/attentions/0/...)."""
+        return xr.DataTree.from_dict({name.replace(".", "/"): self.dataset(name) for name in self.recorded})
+
+
+class _RecordingProcessor:
+    """Records a module's attention, then runs its original processor unchanged."""
+
+    def __init__(self, original, recorder: AttentionRecorder, name: str, grid: GridProbe | None):
+        self.original, self.recorder, self.name, self.grid = original, recorder, name, grid
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args,
+                 **kwargs):
+        if encoder_hidden_states is None and self.recorder.recording(self.name):
+            inputs = attention_inputs(attn, hidden_states, temb)
+            grid = inputs.grid or (self.grid.shape if self.grid is not None else None)
+            if grid is None:
+                raise RuntimeError(f"no (time, freq) grid is known for {self.name}")
+            self.recorder.record(self.name, attn, inputs.query, inputs.key, inputs.value, grid)
+        return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
+
+
+def record_attention(model, blocks: BlockSelection = None, steps: Iterable[int] | None = None,
+                     **kwargs) -> AttentionRecorder:
+    """``with record_attention(pipe, blocks, steps, ...) as rec:`` (see :class:`AttentionRecorder`)."""
+    return AttentionRecorder(model, blocks, steps, **kwargs)
+
+
+def _offset_index(start: int, stop: int, steps_in_time: int, freq_bins: int, device) -> torch.Tensor:
+    """(stop - start, N) int64: for queries start..stop-1 and every key j, the flat index of
+    (t_j - t_i, f_j - f_i) in the (2T - 1, 2F - 1) offset profile."""
+    keys = torch.arange(steps_in_time * freq_bins, device=device)
+    queries = torch.arange(start, stop, device=device)
+    dt = (keys // freq_bins)[None, :] - (queries // freq_bins)[:, None] + steps_in_time - 1
+    df = (keys % freq_bins)[None, :] - (queries % freq_bins)[:, None] + freq_bins - 1
+    return dt * (2 * freq_bins - 1) + df
+
+
+def _rows_to_map(rows: xr.DataArray) -> xr.DataArray:
+    """Rows of every query (step, head, query, k_time, k_freq) -> (step, head, q_time, q_freq, k_time, k_freq)."""
+    steps_in_time, freq_bins = rows.sizes["k_time"], rows.sizes["k_freq"]
+    values = rows.values.reshape(rows.sizes["step"], rows.sizes["head"], steps_in_time, freq_bins,
+                                 steps_in_time, freq_bins)
+    return xr.DataArray(
+        values,
+        dims=("step", "head", "q_time", "q_freq", "k_time", "k_freq"),
+        coords=dict(step=rows["step"].values, timestep=("step", rows["timestep"].values), head=rows["head"].values,
+                    q_time=np.arange(steps_in_time),
+                    q_freq=np.arange(freq_bins), k_time=np.arange(steps_in_time), k_freq=np.arange(freq_bins)),
+        attrs=dict(rows.attrs),
+        name="attention",
+    )

@@ -1,0 +1,85 @@
+"""Metrics against planted attention maps with analytic answers."""
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from analysis import metrics
+
+
+def planted_map(steps_in_time, freq_bins, same_row_mass, heads=2):
+    """Each query puts ``same_row_mass`` evenly on its own frequency row and the rest evenly on all other keys."""
+    tokens = steps_in_time * freq_bins
+    f = np.arange(tokens) % freq_bins
+    same = f[:, None] == f[None, :]
+    probs = np.where(same, same_row_mass / steps_in_time, (1 - same_row_mass) / (tokens - steps_in_time))
+    if freq_bins == 1:
+        probs = np.full((tokens, tokens), 1.0 / tokens)
+    values = np.broadcast_to(probs.reshape(steps_in_time, freq_bins, steps_in_time, freq_bins),
+                             (heads, steps_in_time, freq_bins, steps_in_time, freq_bins))
+    return xr.DataArray(values.copy(), dims=("head", "q_time", "q_freq", "k_time", "k_freq"),
+                        coords=dict(head=np.arange(heads), q_time=np.arange(steps_in_time),
+                                    q_freq=np.arange(freq_bins), k_time=np.arange(steps_in_time),
+                                    k_freq=np.arange(freq_bins)))
+
+
+GRIDS = [(6, 3), (9, 5), (7, 7), (8, 8), (5, 16), (12, 11)]
+
+
+@pytest.mark.parametrize("steps_in_time, freq_bins", GRIDS)
+def test_planted_same_frequency_pattern(steps_in_time, freq_bins):
+    attention = planted_map(steps_in_time, freq_bins, 0.7)
+    assert np.allclose(attention.sum(("k_time", "k_freq")), 1.0)
+    np.testing.assert_allclose(metrics.same_frequency_mass(attention), 0.7, rtol=1e-12)
+    np.testing.assert_allclose(metrics.same_frequency_ratio(attention), 0.7 * freq_bins, rtol=1e-12)
+    profile = metrics.offset_profile(attention)
+    np.testing.assert_allclose(profile.sum(("time_offset", "freq_offset")), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(metrics.same_frequency_mass(profile), 0.7, rtol=1e-12)
+    np.testing.assert_allclose(metrics.freq_offset_profile(profile).sel(freq_offset=0), 0.7, rtol=1e-12)
+    period = metrics.periodicity(metrics.key_offset_profile(profile))
+    assert (period.period == freq_bins).all(), period.period.values
+    assert (period.strength > 0.9).all()
+
+
+@pytest.mark.parametrize("steps_in_time, freq_bins", GRIDS)
+def test_uniform_attention_has_baseline_mass_and_no_period(steps_in_time, freq_bins):
+    attention = planted_map(steps_in_time, freq_bins, 1.0 / freq_bins)
+    np.testing.assert_allclose(metrics.same_frequency_mass(attention), 1.0 / freq_bins, rtol=1e-12)
+    np.testing.assert_allclose(metrics.same_frequency_ratio(attention), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(metrics.entropy(attention, normalized=True), 1.0, rtol=1e-12)
+    period = metrics.periodicity(metrics.key_offset_profile(metrics.offset_profile(attention)))
+    assert period.period.isnull().all() and (period.strength == 0).all()
+
+
+def test_key_offset_profile_is_mean_probability_per_pair():
+    attention = planted_map(4, 3, 0.7, heads=1)
+    x = metrics.key_offset_profile(metrics.offset_profile(attention)).isel(head=0)
+    np.testing.assert_allclose(x.sel(key_offset=3), 0.7 / 4)  # next time step, same frequency
+    np.testing.assert_allclose(x.sel(key_offset=1), 0.3 / 8)  # same time step, next frequency
+    np.testing.assert_allclose(x.sel(key_offset=0), 0.7 / 4)  # itself
+
+
+def test_rows_give_the_same_metrics_as_full_maps():
+    attention = planted_map(6, 4, 0.55)
+    rows = attention.stack(query=("q_time", "q_freq")).transpose("head", "query", "k_time", "k_freq")
+    rows = rows.reset_index("query").assign_coords(query=np.arange(24))
+    np.testing.assert_allclose(metrics.same_frequency_mass(rows), 0.55)
+    xr.testing.assert_allclose(metrics.offset_profile(rows), metrics.offset_profile(attention))
+
+
+def test_offset_profile_locates_a_single_planted_key():
+    # every query attends only to the key one step later in time and two bins up (where it exists, else itself)
+    steps_in_time, freq_bins = 5, 4
+    values = np.zeros((steps_in_time, freq_bins, steps_in_time, freq_bins))
+    for t in range(steps_in_time):
+        for f in range(freq_bins):
+            if t + 1 < steps_in_time and f + 2 < freq_bins:
+                values[t, f, t + 1, f + 2] = 1.0
+            else:
+                values[t, f, t, f] = 1.0
+    attention = xr.DataArray(values, dims=("q_time", "q_freq", "k_time", "k_freq"))
+    profile = metrics.offset_profile(attention)
+    moved = (steps_in_time - 1) * (freq_bins - 2) / (steps_in_time * freq_bins)
+    np.testing.assert_allclose(profile.sel(time_offset=1, freq_offset=2), moved)
+    np.testing.assert_allclose(profile.sel(time_offset=0, freq_offset=0), 1 - moved)
+    np.testing.assert_allclose(metrics.time_offset_profile(profile).sel(time_offset=1), moved)

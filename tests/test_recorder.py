@@ -1,0 +1,96 @@
+"""Recording attention on the tiny pipeline: exact probabilities, no side effects, budgets, files."""
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from conftest import generate_latents
+from diffusers.models.attention_processor import Attention
+
+import analysis
+from analysis import metrics
+
+MODULE = "down_blocks.1.attentions.0.transformer_blocks.0.attn1"
+
+
+def processors(pipe):
+    return {name: m.processor for name, m in pipe.unet.named_modules() if isinstance(m, Attention)}
+
+
+def hook_count(pipe):
+    return sum(len(m._forward_pre_hooks) + len(m._forward_hooks) for m in pipe.unet.modules())
+
+
+def test_recorded_probabilities_equal_softmax_qk_and_leave_no_trace(tiny_pipe):
+    before, hooks = processors(tiny_pipe), hook_count(tiny_pipe)
+    module = tiny_pipe.unet.get_submodule(MODULE)
+    inputs = []
+    capture = module.register_forward_pre_hook(lambda m, a, k: inputs.append((a[0] if a else k["hidden_states"]).clone()),
+                                               with_kwargs=True)
+    plain = generate_latents(tiny_pipe, 2.6, steps=3)
+    inputs.clear()
+    try:
+        with analysis.record_attention(tiny_pipe, blocks="down_blocks.1", steps=[0, 2]) as rec:
+            recorded = generate_latents(tiny_pipe, 2.6, steps=3)
+    finally:
+        capture.remove()
+    assert torch.equal(plain, recorded)  # recording does not change the output
+    assert all(processors(tiny_pipe)[n] is before[n] for n in before) and hook_count(tiny_pipe) == hooks
+
+    maps = rec.maps[MODULE]
+    assert maps.dims == ("step", "head", "q_time", "q_freq", "k_time", "k_freq")
+    assert list(maps.step.values) == [0, 2] and maps.sizes["q_time"] == 33 and maps.sizes["q_freq"] == 8
+    for step in (0, 2):
+        hidden = inputs[step]  # (2, N, C): [unconditional, conditional]
+        query, key = module.head_to_batch_dim(module.to_q(hidden)), module.head_to_batch_dim(module.to_k(hidden))
+        probs = module.get_attention_scores(query, key).view(2, module.heads, 264, 264)[1]  # conditional half
+        got = torch.from_numpy(maps.sel(step=step).values.reshape(module.heads, 264, 264))
+        torch.testing.assert_close(got, probs, atol=1e-5, rtol=1e-4)
+    # every selected module, each chosen step exactly once
+    assert rec.recorded == rec.names and len(rec.names) == 8
+    assert all(list(rec.dataset(n).step.values) == [0, 2] for n in rec.names)
+    assert rec.timesteps[0] > rec.timesteps[2]
+
+
+def test_streamed_summaries_agree_with_the_full_maps(tiny_pipe):
+    with analysis.record_attention(tiny_pipe, blocks=MODULE, steps=[1]) as rec:
+        generate_latents(tiny_pipe, 2.56, steps=2)
+    ds, maps = rec.dataset(MODULE), rec.maps[MODULE]
+    xr.testing.assert_allclose(ds["offset_profile"], metrics.offset_profile(maps), atol=1e-6)
+    np.testing.assert_allclose(ds["entropy"], metrics.entropy(maps), rtol=1e-4)
+    assert ((ds["focus_mass"] > 0) & (ds["focus_mass"] < 1)).all()
+    assert ((ds["sparse_error"] > 0) & (ds["sparse_error"] < 1)).all()
+
+
+def test_sampled_rows_and_datatree_round_trip(tiny_pipe, tmp_path):
+    with analysis.record_attention(tiny_pipe, blocks="up_blocks.2", steps=[0], queries=5, seed=3) as rec:
+        generate_latents(tiny_pipe, 2.56, steps=1)
+    rows = rec.rows[rec.names[0]]
+    assert rows.sizes["query"] == 5 and np.allclose(rows.sum(("k_time", "k_freq")), 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match="full maps were not kept"):
+        rec.maps
+    tree = rec.to_datatree()
+    path = tmp_path / "attention.nc"
+    tree.to_netcdf(path, engine="h5netcdf")
+    back = xr.open_datatree(path, engine="h5netcdf")
+    node = back["up_blocks/2/attentions/0/transformer_blocks/0/attn1"].to_dataset()
+    xr.testing.assert_allclose(node.load(), tree["up_blocks/2/attentions/0/transformer_blocks/0/attn1"].to_dataset())
+    assert node.attrs["module"] == "up_blocks.2.attentions.0.transformer_blocks.0.attn1" and node.attrs["freq_bins"] == 8
+
+
+def test_max_bytes_guard_fires_before_anything_is_kept(tiny_pipe):
+    before = processors(tiny_pipe)
+    with pytest.raises(MemoryError, match="would exceed max_bytes"):
+        with analysis.record_attention(tiny_pipe, blocks=MODULE, max_bytes=100_000) as rec:
+            generate_latents(tiny_pipe, 2.56, steps=2)
+    assert rec.recorded == [] and rec._kept_bytes == 0
+    assert all(processors(tiny_pipe)[n] is before[n] for n in before)
+
+
+def test_bad_recorder_arguments(tiny_pipe):
+    with pytest.raises(ValueError, match="guidance must be one of"):
+        analysis.record_attention(tiny_pipe, guidance="both")
+    with pytest.raises(ValueError, match="queries must be 'all'"):
+        analysis.record_attention(tiny_pipe, queries=0)
+    with pytest.raises(ValueError, match="does not exist"):
+        analysis.record_attention(tiny_pipe, blocks="down_blocks.9")
