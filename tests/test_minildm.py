@@ -1,0 +1,87 @@
+"""MiniLDM: seeded data, the invertible codec, save/load, and the shipped weights' fingerprint."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+
+import litefocus
+from minildm import DEFAULT_PATH, MiniLDMPipeline, load_minildm
+from minildm.codec import MelCodec
+from minildm.data import KINDS, Event, make_clip, synthesize, vocabulary
+
+
+def test_clips_are_a_pure_function_of_the_seed():
+    a, b, c = make_clip(7), make_clip(7), make_clip(8)
+    assert np.array_equal(a.audio, b.audio) and a.caption == b.caption
+    assert not np.array_equal(a.audio, c.audio)
+    assert a.audio.dtype == np.float32 and a.audio.shape == (40960,) and np.abs(a.audio).max() <= 0.9 + 1e-6
+    words = set(vocabulary())
+    for seed in range(50):
+        clip = make_clip(seed)
+        assert set(re.findall(r"[a-z]+", clip.caption)) <= words  # the caption encoder's word rule
+        assert 1 <= len(clip.events) <= 2 and all(e.kind in KINDS for e in clip.events)
+
+
+@pytest.mark.parametrize("register, low_hz, high_hz", [("low", 90, 300), ("high", 1200, 5000)])
+def test_a_tone_sits_in_its_register(register, low_hz, high_hz):
+    audio = synthesize((Event("tone", register, "whole"),), 1.0, np.random.default_rng(0))
+    spectrum = np.abs(np.fft.rfft(audio))
+    peak_hz = np.argmax(spectrum) * 16000 / audio.size
+    assert low_hz <= peak_hz <= high_hz
+
+
+def test_a_rising_sweep_rises_and_a_burst_is_short():
+    rng = np.random.default_rng(1)
+    codec = MelCodec()
+    mel = codec.mel(torch.from_numpy(synthesize((Event("sweep", "mid", "whole", direction="up"),), 2.56, rng))[None])[0]
+    peak_bin = mel.argmax(dim=1).float()
+    assert peak_bin[-40:].mean() > peak_bin[:40].mean() + 5
+    burst = synthesize((Event("tone", "mid", "burst"),), 2.56, rng)
+    assert (np.abs(burst) > 0.05).mean() < 0.3
+
+
+def test_codec_is_invertible_and_has_audioldm2_geometry():
+    codec = MelCodec()
+    codec.latent_mean.normal_()
+    codec.latent_std.uniform_(0.5, 2.0)
+    mel = codec.mel(torch.from_numpy(make_clip(3).audio)[None])
+    assert mel.shape == (1, 256, 64)
+    latents = codec.encode(mel)
+    assert latents.shape == (1, 16, 64, 16)  # time / 4, 64 mel bins / 4 = 16 frequency bins
+    torch.testing.assert_close(codec.decode(latents), mel, atol=1e-5, rtol=1e-5)
+    audio = codec.to_audio(mel, n_iter=4)
+    assert audio.shape == (1, 256 * 160) and np.isfinite(audio).all()
+
+
+def test_untrained_pipeline_saves_loads_and_takes_litefocus(tmp_path):
+    from minildm.train import build
+
+    pipe = build(seed=0)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.save_pretrained(tmp_path / "m")
+    loaded = load_minildm(tmp_path / "m")
+    assert isinstance(loaded, MiniLDMPipeline) and loaded.caption_encoder.config.vocabulary == vocabulary()
+    run = lambda p: p("a low tone", audio_length_in_s=1.3, num_inference_steps=2, output_type="latent",
+                      generator=torch.Generator().manual_seed(0)).audios
+    torch.testing.assert_close(run(loaded), run(pipe))
+    assert run(pipe).shape == (1, 16, 33, 16)  # 1.3 s -> 130 frames -> 33 latent time bins (odd)
+    names = litefocus.self_attention_modules(pipe, litefocus.PAPER_BLOCKS)
+    assert names and all(n.startswith(litefocus.PAPER_BLOCKS) for n in names)
+    with litefocus.enabled(pipe):
+        assert run(pipe).shape == (1, 16, 33, 16)
+    with pytest.raises(FileNotFoundError, match="python -m minildm.train"):
+        load_minildm(tmp_path / "missing")
+
+
+def test_shipped_weights_reproduce_their_fingerprint():
+    """Catches a broken weight file or a changed architecture: a fixed-seed generation, summarized."""
+    from minildm.evaluate import fingerprint
+
+    assert (DEFAULT_PATH / "model_index.json").is_file(), "data/minildm is missing: train with python -m minildm.train"
+    stored = json.loads((DEFAULT_PATH / "evaluation.json").read_text())["fingerprint"]
+    pipe = load_minildm()
+    pipe.set_progress_bar_config(disable=True)
+    np.testing.assert_allclose(fingerprint(pipe), stored, atol=2e-3)
