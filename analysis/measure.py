@@ -58,6 +58,7 @@ def measure_sparsity(
     blocks: BlockSelection = None,
     steps=None,
     queries: int = 16,
+    summary_queries: int | None = 2048,
     focus_ratio: float = 0.1,
     **pipe_kwargs,
 ) -> xr.Dataset:
@@ -65,10 +66,13 @@ def measure_sparsity(
     :func:`sparsity_dataset` with the settings in ``attrs``.
 
     ``blocks``/``steps`` restrict what is recorded (default: all self-attention, every step); ``queries`` full
-    rows per module and step are kept for figures. The pipeline's own output is unchanged.
+    rows per module and step are kept for figures; modules with more than ``summary_queries`` tokens have their
+    summaries estimated from that many uniformly drawn queries (None: always all). The pipeline's own output is
+    unchanged.
     """
     generator = torch.Generator().manual_seed(seed)
-    with record_attention(pipe, blocks, steps, queries=queries, focus_ratio=focus_ratio, seed=seed) as rec:
+    with record_attention(pipe, blocks, steps, queries=queries, summary_queries=summary_queries,
+                          focus_ratio=focus_ratio, seed=seed) as rec:
         pipe(prompt, audio_length_in_s=audio_length_in_s, num_inference_steps=num_inference_steps,
              generator=generator, **pipe_kwargs)
     ds = sparsity_dataset(rec)

@@ -35,6 +35,9 @@ class AttentionRecorder:
         blocks: which self-attention modules (as for ``litefocus.apply``; None = all of them).
         steps: denoising step indices to record (UNet calls since entering, from 0); None = every step.
         queries: ``"all"`` to keep full maps, or a number of query tokens whose full rows are kept (seeded sample).
+        summary_queries: None to compute the summaries over every query; a number to estimate them (unbiased
+            means) from that many queries drawn uniformly (seeded) plus the kept rows, which is what makes long
+            audio affordable (at 81.92 s, level 1 has 8192 queries per head).
     Args to tinker with:
         heads: head indices to keep (None = all). guidance: ``"cond"`` (second half of a classifier-free-guidance
         batch, the default), ``"uncond"`` or ``"all"``; maps are averaged over the batch items of that half (when
@@ -51,6 +54,7 @@ class AttentionRecorder:
         steps: Iterable[int] | None = None,
         *,
         queries: int | str = "all",
+        summary_queries: int | None = None,
         heads: Iterable[int] | None = None,
         guidance: str = "cond",
         max_bytes: int = 2**30,
@@ -62,6 +66,9 @@ class AttentionRecorder:
             raise ValueError(f"guidance must be one of {GUIDANCE_HALVES}; got {guidance!r}")
         if queries != "all" and not (isinstance(queries, int) and queries > 0):
             raise ValueError(f"queries must be 'all' or a positive number of sampled query tokens; got {queries!r}")
+        if summary_queries is not None and not (isinstance(summary_queries, int) and summary_queries > 0):
+            raise ValueError(f"summary_queries must be None (all) or a positive number; got {summary_queries!r}")
+        self.summary_queries = summary_queries
         self.unet = unet_of(model)
         self.names = self_attention_modules(self.unet, blocks)
         self.steps = None if steps is None else sorted(set(int(s) for s in steps))
@@ -129,35 +136,35 @@ class AttentionRecorder:
         in_cross[cross.to(query.device)] = True
         key_freq = torch.arange(tokens, device=query.device) % freq_bins
 
+        processed = torch.as_tensor(self._processed_queries(name, tokens), device=query.device)
         profile = torch.zeros(heads, (2 * steps_in_time - 1) * (2 * freq_bins - 1), dtype=torch.float64)
         entropy = torch.zeros(heads, dtype=torch.float64)
         focus_mass = torch.zeros(heads, dtype=torch.float64)
         error = torch.zeros(heads, dtype=torch.float64)
-        rows = np.empty((heads, len(kept), tokens), dtype=np.float32) if kept is not None else None
-        kept_t = None if kept is None else torch.as_tensor(kept, device=query.device)
+        rows = np.empty((heads, len(kept), tokens), dtype=np.float32)
+        kept_t = torch.as_tensor(kept, device=query.device)
         scale = attn.scale
-        for start in range(0, tokens, self.chunk):
-            stop = min(start + self.chunk, tokens)
-            logits = torch.einsum("bhqd,bhkd->bhqk", query[:, :, start:stop].float(), key.float()) * scale
+        for start in range(0, processed.numel(), self.chunk):
+            chunk = processed[start:start + self.chunk]  # query token indices, sorted
+            logits = torch.einsum("bhqd,bhkd->bhqk", query[:, :, chunk].float(), key.float()) * scale
             probs = logits.softmax(dim=-1)  # (b, h, c, N)
             exact = probs @ value.float()  # (b, h, c, d)
-            in_focus = (key_freq[None, :] == (torch.arange(start, stop, device=query.device) % freq_bins)[:, None])
-            in_focus |= in_cross[None, :]
+            in_focus = (key_freq[None, :] == (chunk % freq_bins)[:, None]) | in_cross[None, :]
             masked = probs * in_focus
             mass = masked.sum(-1, keepdim=True)
             sparse = (masked / mass) @ value.float()
             error += ((sparse - exact).norm(dim=-1) / exact.norm(dim=-1).clamp_min(1e-12)).sum((0, 2)).double()
             focus_mass += mass[..., 0].sum((0, 2)).double()
-            entropy += -(probs * probs.clamp_min(1e-30).log()).sum(-1).sum((0, 2)).double()
+            entropy += torch.special.entr(probs).sum(-1).sum((0, 2)).double()
             mean_probs = probs.mean(0)  # (h, c, N): the batch items of the chosen half, averaged
-            index = _offset_index(start, stop, steps_in_time, freq_bins, query.device).reshape(-1)
+            index = _offset_index(chunk, steps_in_time, freq_bins).reshape(-1)
             profile.index_add_(1, index.cpu(), mean_probs.reshape(heads, -1).double().cpu())
-            if kept_t is not None:
-                inside = (kept_t >= start) & (kept_t < stop)
-                if inside.any():
-                    rows[:, inside.cpu().numpy()] = mean_probs[:, kept_t[inside] - start].cpu().numpy()
-        count = tokens * query.shape[0]
-        profile = profile.view(heads, 2 * steps_in_time - 1, 2 * freq_bins - 1) / tokens
+            position = torch.searchsorted(chunk, kept_t).clamp_max(chunk.numel() - 1)
+            inside = chunk[position] == kept_t
+            if inside.any():
+                rows[:, inside.cpu().numpy()] = mean_probs[:, position[inside]].cpu().numpy()
+        count = processed.numel() * query.shape[0]
+        profile = profile.view(heads, 2 * steps_in_time - 1, 2 * freq_bins - 1) / processed.numel()
         self._records[name][self.step] = dict(
             offset_profile=profile.numpy(),
             entropy=(entropy / count).numpy(),
@@ -181,6 +188,14 @@ class AttentionRecorder:
                 rng = np.random.default_rng(self.seed)
                 self._samples[name] = np.sort(rng.choice(tokens, size=self.queries, replace=False))
         return self._samples[name]
+
+    def _processed_queries(self, name: str, tokens: int) -> np.ndarray:
+        """Queries whose probabilities are computed: all, or a seeded uniform sample united with the kept rows."""
+        kept = self._samples[name]
+        if self.summary_queries is None or self.summary_queries >= tokens or len(kept) == tokens:
+            return np.arange(tokens)
+        rng = np.random.default_rng(self.seed + 1)
+        return np.union1d(rng.choice(tokens, size=self.summary_queries, replace=False), kept)
 
     def _check_budget(self, name: str, heads: int, kept: np.ndarray, tokens: int) -> None:
         steps_left = 1 if self.steps is None else sum(s >= self.step for s in self.steps)
@@ -230,7 +245,8 @@ class AttentionRecorder:
             attrs=dict(module=name, block=block_of(name), time_bins=steps_in_time, freq_bins=freq_bins,
                        guidance=self.guidance, focus_ratio=self.focus_ratio,
                        focus_keys=cross_key_count(steps_in_time * freq_bins, self.focus_ratio), seed=self.seed,
-                       full_maps=int(len(kept) == steps_in_time * freq_bins)),
+                       full_maps=int(len(kept) == steps_in_time * freq_bins),
+                       summary_queries=len(self._processed_queries(name, steps_in_time * freq_bins))),
         )
         ds["offset_profile"].attrs["description"] = (
             "mean over queries of the attention mass at key offset (time_offset, freq_offset) from the query")
@@ -283,11 +299,10 @@ def record_attention(model, blocks: BlockSelection = None, steps: Iterable[int] 
     return AttentionRecorder(model, blocks, steps, **kwargs)
 
 
-def _offset_index(start: int, stop: int, steps_in_time: int, freq_bins: int, device) -> torch.Tensor:
-    """(stop - start, N) int64: for queries start..stop-1 and every key j, the flat index of
-    (t_j - t_i, f_j - f_i) in the (2T - 1, 2F - 1) offset profile."""
-    keys = torch.arange(steps_in_time * freq_bins, device=device)
-    queries = torch.arange(start, stop, device=device)
+def _offset_index(queries: torch.Tensor, steps_in_time: int, freq_bins: int) -> torch.Tensor:
+    """(len(queries), N) int64: for each query i and every key j, the flat index of (t_j - t_i, f_j - f_i) in the
+    (2T - 1, 2F - 1) offset profile."""
+    keys = torch.arange(steps_in_time * freq_bins, device=queries.device)
     dt = (keys // freq_bins)[None, :] - (queries // freq_bins)[:, None] + steps_in_time - 1
     df = (keys % freq_bins)[None, :] - (queries % freq_bins)[:, None] + freq_bins - 1
     return dt * (2 * freq_bins - 1) + df

@@ -75,7 +75,8 @@ def measure_command(args, pipe, name: str) -> int:
     from analysis import plots
     from litefocus.files import write_atomic
 
-    with analysis.record_attention(pipe, args.blocks, queries=args.queries, seed=args.seed) as rec:
+    with analysis.record_attention(pipe, args.blocks, queries=args.queries, summary_queries=2048,
+                                   seed=args.seed) as rec:
         import torch
 
         pipe(args.prompt, audio_length_in_s=args.seconds, num_inference_steps=args.steps,

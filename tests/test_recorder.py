@@ -94,3 +94,19 @@ def test_bad_recorder_arguments(tiny_pipe):
         analysis.record_attention(tiny_pipe, queries=0)
     with pytest.raises(ValueError, match="does not exist"):
         analysis.record_attention(tiny_pipe, blocks="down_blocks.9")
+
+
+def test_sampled_summaries_estimate_the_full_ones(tiny_pipe):
+    kwargs = dict(blocks=MODULE, steps=[1], queries=3, seed=5)
+    with analysis.record_attention(tiny_pipe, **kwargs) as full:
+        generate_latents(tiny_pipe, 2.6, steps=2)
+    with analysis.record_attention(tiny_pipe, summary_queries=96, **kwargs) as sampled:
+        generate_latents(tiny_pipe, 2.6, steps=2)
+    a, b = full.dataset(MODULE), sampled.dataset(MODULE)
+    assert a.attrs["summary_queries"] == 264 and 96 <= b.attrs["summary_queries"] <= 99
+    xr.testing.assert_allclose(a["rows"], b["rows"])  # the kept rows are exact either way
+    np.testing.assert_allclose(b["offset_profile"].sum(("time_offset", "freq_offset")), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(b["entropy"], a["entropy"], rtol=0.02)
+    np.testing.assert_allclose(metrics.same_frequency_mass(b["offset_profile"]),
+                               metrics.same_frequency_mass(a["offset_profile"]), rtol=0.1)
+    assert not np.allclose(b["offset_profile"], a["offset_profile"])  # it really is a different (sampled) estimate
