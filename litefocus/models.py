@@ -36,7 +36,8 @@ def audioldm2_unet(dtype: torch.dtype = torch.float32, seed: int = 0):
     from diffusers import AudioLDM2UNet2DConditionModel
 
     torch.manual_seed(seed)
-    return AudioLDM2UNet2DConditionModel(**AUDIOLDM2_UNET_CONFIG).to(dtype).eval()
+    unet = AudioLDM2UNet2DConditionModel(**AUDIOLDM2_UNET_CONFIG).eval()
+    return unet if dtype == torch.float32 else unet.to(dtype)
 
 
 def load_pipeline(name_or_path: str = "cvssp/audioldm2", **kwargs):
