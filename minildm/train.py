@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from litefocus.models import AUDIOLDM2_UNET_CONFIG
+
 from .codec import MelCodec
 from .data import make_clip, vocabulary
 from .pipeline import DEFAULT_PATH, MiniLDMPipeline
@@ -31,8 +33,8 @@ UNET_CONFIG = dict(
     block_out_channels=(32, 64, 96, 128),
     layers_per_block=1,
     norm_num_groups=16,
-    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    down_block_types=AUDIOLDM2_UNET_CONFIG["down_block_types"],
+    up_block_types=AUDIOLDM2_UNET_CONFIG["up_block_types"],
     cross_attention_dim=[[None, 64]] * 4,  # a double self-attention transformer, then cross-attention to captions
     attention_head_dim=4,  # diffusers' legacy name: 4 heads per level
 )
