@@ -179,7 +179,7 @@ class AttentionRecorder:
             x = x[batch // 2:] if self.guidance == "cond" else x[: batch // 2]
         return x if self.heads is None else x[:, self.heads]
 
-    def _kept_rows(self, name: str, tokens: int) -> np.ndarray | None:
+    def _kept_rows(self, name: str, tokens: int) -> np.ndarray:
         """Query indices whose rows are kept: all of them for full maps, or a seeded sample, fixed per module."""
         if name not in self._samples:
             if self.queries == "all" or self.queries >= tokens:
