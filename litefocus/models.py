@@ -63,11 +63,19 @@ def load_pipeline(name_or_path: str = "cvssp/audioldm2", **kwargs):
 
 
 def default_pipeline(seed: int = 0):
-    """The embedded default: the trained MiniLDM shipped in ``data/minildm`` (its attention patterns are real);
-    the tiny random pipeline if those weights are missing (then patterns are noise). Returns ``(pipe, name)``."""
+    """The embedded default model and its name, ``(pipe, name)``.
+
+    Meant to be the trained MiniLDM in ``data/minildm``. The MiniLDM shipped now cannot generate from pure noise
+    (see its model card), so measuring attention during its generation would measure off-distribution inputs:
+    until a model that samples correctly is shipped (``"samples_from_noise": true`` in its evaluation.json), this
+    returns the tiny random-weight pipeline, whose attention has no pattern.
+    """
+    import json
+
     from minildm import DEFAULT_PATH, load_minildm
 
-    if (DEFAULT_PATH / "model_index.json").is_file():
+    evaluation = DEFAULT_PATH / "evaluation.json"
+    if evaluation.is_file() and json.loads(evaluation.read_text()).get("samples_from_noise", False):
         return load_minildm(DEFAULT_PATH), "minildm"
     return tiny_audioldm2_pipeline(seed), "tiny"
 

@@ -1,6 +1,6 @@
 """Train MiniLDM: ``python -m minildm.train`` (seeded; resumes from its last checkpoint if interrupted).
 
-Generates a fixed pool of captioned clips from seeds, trains the UNet and caption encoder jointly for epsilon
+Generates a fixed pool of captioned clips from seeds, trains the UNet and caption encoder jointly for v (or epsilon)
 prediction under DDPM noising with 10 % caption dropout (for classifier-free guidance), keeps an EMA of the
 weights, checkpoints atomically every few minutes, and saves the EMA pipeline with ``save_pretrained``.
 """
@@ -41,14 +41,19 @@ UNET_CONFIG = dict(
 """AudioLDM2's UNet layout (four levels, attention on the lower three, same module names) at a small width."""
 
 
-def build(seed: int) -> MiniLDMPipeline:
+def build(seed: int, prediction_type: str = "v_prediction") -> MiniLDMPipeline:
+    """An untrained MiniLDM. ``prediction_type``: what the UNet predicts, ``"v_prediction"`` (default) or
+    ``"epsilon"``. The shipped first model used epsilon and cannot sample from pure noise: at high noise its error
+    on the near-identity map x_t -> eps is amplified ~1/sqrt(alpha_bar) (about 70x) in the x0 estimate; v keeps that
+    error at about 1x."""
     from diffusers import AudioLDM2UNet2DConditionModel, DDIMScheduler
 
     torch.manual_seed(seed)
     return MiniLDMPipeline(
         unet=AudioLDM2UNet2DConditionModel(**UNET_CONFIG),
         scheduler=DDIMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.0015,
-                                beta_end=0.0195, clip_sample=False, set_alpha_to_one=False, steps_offset=1),
+                                beta_end=0.0195, clip_sample=False, set_alpha_to_one=False, steps_offset=1,
+                                prediction_type=prediction_type),
         caption_encoder=CaptionEncoder(vocabulary=vocabulary()),
         codec=MelCodec(),
     )
@@ -83,11 +88,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    parser.add_argument("--prediction-type", default="v_prediction", choices=["v_prediction", "epsilon"])
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
 
-    pipe = build(args.seed)
+    pipe = build(args.seed, args.prediction_type)
     mels, captions = make_dataset(args.clips, args.seconds, pipe.codec, args.work / "dataset.pt")
     latents_all = torch.nn.functional.pixel_unshuffle(mels[:512].float()[:, None], 4)
     pipe.codec.latent_mean.copy_(latents_all.mean(dim=(0, 2, 3)))
@@ -130,7 +136,8 @@ def main(argv: list[str] | None = None) -> None:
         a = alphas[t].view(-1, 1, 1, 1)
         noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
         prediction = trainable["unet"](noisy, t, encoder_hidden_states=trainable["caption_encoder"](text)).sample
-        loss = torch.nn.functional.mse_loss(prediction, noise)
+        target = noise if args.prediction_type == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * x0
+        loss = torch.nn.functional.mse_loss(prediction, target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable.parameters(), 1.0)
