@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 DEFAULT, TINY = "default", "tiny"
-MODEL_HELP = (f"'{DEFAULT}' (the shipped MiniLDM, trained here), '{TINY}' (offline, random weights), 'minildm', "
-              "a hub id such as cvssp/audioldm2, or a local folder")
+MODEL_HELP = (f"'{DEFAULT}' (the embedded default: MiniLDM once a sampling model ships, else '{TINY}'), "
+              f"'{TINY}' (offline, random weights), 'minildm', a hub id such as cvssp/audioldm2, or a local folder")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,11 +65,22 @@ def _load(model: str, seed: int):
     return pipe, name
 
 
+def _sampling_rate(pipe) -> int:
+    """Output sampling rate in Hz: the vocoder's (AudioLDM/AudioLDM2/MusicLDM) or the codec's (MiniLDM)."""
+    for component in ("vocoder", "codec"):
+        rate = getattr(getattr(getattr(pipe, component, None), "config", None), "sampling_rate", None)
+        if rate is not None:
+            return int(rate)
+    raise ValueError(f"cannot tell the sampling rate of {type(pipe).__name__}: it has no vocoder or codec config")
+
+
 def measure_command(args, pipe, name: str) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    import torch
 
     import analysis
     from analysis import plots
@@ -77,8 +88,6 @@ def measure_command(args, pipe, name: str) -> int:
 
     with analysis.record_attention(pipe, args.blocks, queries=args.queries, summary_queries=2048,
                                    seed=args.seed) as rec:
-        import torch
-
         pipe(args.prompt, audio_length_in_s=args.seconds, num_inference_steps=args.steps,
              generator=torch.Generator().manual_seed(args.seed))
     ds = analysis.sparsity_dataset(rec)
@@ -150,7 +159,7 @@ def generate(args, pipe, name: str) -> int:
     dense, dense_s = render()
     with litefocus.enabled(pipe, blocks, args.ratio, seed=args.seed):
         sparse, sparse_s = render()
-    rate = 16000
+    rate = _sampling_rate(pipe)
     write_wav(args.out / "dense.wav", dense, rate)
     write_wav(args.out / "litefocus.wav", sparse, rate)
     summary = dict(

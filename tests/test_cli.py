@@ -24,3 +24,26 @@ def test_generate_bad_input_is_a_clear_error(tmp_path, capsys):
     assert "blocks with self-attention: down_blocks.1" in capsys.readouterr().err
     assert main(["generate", "--model", "tiny", "--ratio", "2", "--out", str(tmp_path)]) == 2
     assert not list(tmp_path.iterdir())
+
+
+def test_sampling_rate_comes_from_the_pipeline():
+    from litefocus.cli import _sampling_rate
+    from litefocus.models import tiny_audioldm2_pipeline
+    from minildm.train import build
+
+    assert _sampling_rate(tiny_audioldm2_pipeline()) == 16000
+    codec_pipe = build(seed=0)
+    codec_pipe.codec.register_to_config(sampling_rate=22050)
+    assert _sampling_rate(codec_pipe) == 22050
+
+
+def test_default_pipeline_waits_for_a_model_that_samples(tmp_path, monkeypatch):
+    import json
+
+    import minildm
+    from litefocus import models
+
+    monkeypatch.setattr(minildm, "DEFAULT_PATH", tmp_path)
+    (tmp_path / "evaluation.json").write_text(json.dumps({"samples_from_noise": False}))
+    _, name = models.default_pipeline()
+    assert name == "tiny"
