@@ -121,63 +121,78 @@ class AttentionRecorder:
     @torch.no_grad()
     def record(self, name: str, attn, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                grid: tuple[int, int]) -> None:
-        """Probabilities of one module call, from ``(batch, heads, N, head_dim)`` queries, keys and values."""
+        """Probabilities of one module call, from ``(batch, heads, N, head_dim)`` queries, keys and values of the
+        chosen guidance half (see :meth:`select_batch`)."""
         steps_in_time, freq_bins = grid
         tokens = steps_in_time * freq_bins
-        query, key, value = (self._select(x) for x in (query, key, value))
-        heads = query.shape[1]
+        if self.heads is not None:
+            query, key, value = (x[:, self.heads] for x in (query, key, value))
+        query, key, value = query.float() * attn.scale, key.float(), value.float()
+        batch, heads, _, dim = query.shape
         kept = self._kept_rows(name, tokens)
         self._check_budget(name, heads, kept, tokens)
         self._grids[name] = grid
 
-        # indices of a LiteFocus focus set, for its mass and output error: (N, N) mask built chunk by chunk
+        # the LiteFocus focus set of a query on frequency row f: keys of row f and the random cross keys
         cross = draw_cross_indices(tokens, self.focus_ratio, torch.Generator().manual_seed(self.seed + self.step))
         in_cross = torch.zeros(tokens, dtype=torch.bool, device=query.device)
         in_cross[cross.to(query.device)] = True
         key_freq = torch.arange(tokens, device=query.device) % freq_bins
 
-        processed = torch.as_tensor(self._processed_queries(name, tokens), device=query.device)
-        profile = torch.zeros(heads, (2 * steps_in_time - 1) * (2 * freq_bins - 1), dtype=torch.float64)
-        entropy = torch.zeros(heads, dtype=torch.float64)
-        focus_mass = torch.zeros(heads, dtype=torch.float64)
-        error = torch.zeros(heads, dtype=torch.float64)
+        processed = self._processed_queries(name, tokens)
+        profile = torch.zeros(heads, 2 * steps_in_time - 1, 2 * freq_bins - 1, dtype=torch.float64)
+        entropy, focus_mass, error = (torch.zeros(heads, dtype=torch.float64) for _ in range(3))
         rows = np.empty((heads, len(kept), tokens), dtype=np.float32)
-        kept_t = torch.as_tensor(kept, device=query.device)
-        scale = attn.scale
-        for start in range(0, processed.numel(), self.chunk):
-            chunk = processed[start:start + self.chunk]  # query token indices, sorted
-            logits = torch.einsum("bhqd,bhkd->bhqk", query[:, :, chunk].float(), key.float()) * scale
-            probs = logits.softmax(dim=-1)  # (b, h, c, N)
-            exact = probs @ value.float()  # (b, h, c, d)
-            in_focus = (key_freq[None, :] == (chunk % freq_bins)[:, None]) | in_cross[None, :]
-            masked = probs * in_focus
-            mass = masked.sum(-1, keepdim=True)
-            sparse = (masked / mass) @ value.float()
-            error += ((sparse - exact).norm(dim=-1) / exact.norm(dim=-1).clamp_min(1e-12)).sum((0, 2)).double()
-            focus_mass += mass[..., 0].sum((0, 2)).double()
-            entropy += torch.special.entr(probs).sum(-1).sum((0, 2)).double()
-            mean_probs = probs.mean(0)  # (h, c, N): the batch items of the chosen half, averaged
-            index = _offset_index(chunk, steps_in_time, freq_bins).reshape(-1)
-            profile.index_add_(1, index.cpu(), mean_probs.reshape(heads, -1).double().cpu())
-            position = torch.searchsorted(chunk, kept_t).clamp_max(chunk.numel() - 1)
-            inside = chunk[position] == kept_t
-            if inside.any():
-                rows[:, inside.cpu().numpy()] = mean_probs[:, position[inside]].cpu().numpy()
-        count = processed.numel() * query.shape[0]
-        profile = profile.view(heads, 2 * steps_in_time - 1, 2 * freq_bins - 1) / processed.numel()
+        row_of = {int(q): i for i, q in enumerate(kept)}
+        # large per-chunk results go into buffers allocated once: fresh ones cost more in page faults than the math
+        chunk_max = min(self.chunk, processed.size)
+        logits_buffer, probs_buffer = (query.new_empty(batch * heads * chunk_max * tokens) for _ in range(2))
+        key_t = key.transpose(-1, -2)
+        for freq in range(freq_bins):
+            group = processed[processed % freq_bins == freq]
+            if group.size == 0:
+                continue
+            focus = ((key_freq == freq) | in_cross).to(value.dtype)[:, None].expand(batch, heads, tokens, 1)
+            # one product with [v, v on the focus set, k, focus indicator] gives, per query: the exact output,
+            # the focus-set numerator, sum_k p_k k (for the entropy) and the focus mass
+            extended = torch.cat([value, value * focus, key, focus], dim=-1)
+            for chunk in np.array_split(group, -(-group.size // self.chunk)):
+                size = batch * heads * chunk.size * tokens
+                logits = torch.matmul(query[:, :, torch.as_tensor(chunk)], key_t,
+                                      out=logits_buffer[:size].view(batch, heads, chunk.size, tokens))
+                probs = torch.softmax(logits, dim=-1, out=probs_buffer[:size].view_as(logits))
+                log_partition = logits.amax(-1) - probs.amax(-1).log()  # logsumexp, from the softmax's maximum
+                exact, numerator, key_mean, mass = (probs @ extended).split([dim, dim, dim, 1], dim=-1)
+                # H = -sum p log p = logsumexp(z) - sum_k p_k z_k, with z_k = q.k_k (q already scaled)
+                chunk_entropy = log_partition - (query[:, :, torch.as_tensor(chunk)] * key_mean).sum(-1)
+                entropy += chunk_entropy.sum((0, 2)).double()
+                focus_mass += mass[..., 0].sum((0, 2)).double()
+                relative = (numerator / mass - exact).norm(dim=-1) / exact.norm(dim=-1).clamp_min(1e-12)
+                error += relative.sum((0, 2)).double()
+                mean_probs = (probs[0] if batch == 1 else probs.mean(0)).view(heads, chunk.size, steps_in_time,
+                                                                               freq_bins)
+                low = freq_bins - 1 - freq
+                for i, query_index in enumerate(chunk.tolist()):
+                    query_time = query_index // freq_bins
+                    profile[:, steps_in_time - 1 - query_time:2 * steps_in_time - 1 - query_time,
+                            low:low + freq_bins] += mean_probs[:, i]
+                    if query_index in row_of:
+                        rows[:, row_of[query_index]] = mean_probs[:, i].reshape(heads, tokens).cpu().numpy()
+        count = processed.size * batch
         self._records[name][self.step] = dict(
-            offset_profile=profile.numpy(),
+            offset_profile=(profile / processed.size).numpy(),
             entropy=(entropy / count).numpy(),
             focus_mass=(focus_mass / count).numpy(),
             sparse_error=(error / count).numpy(),
             rows=rows,
         )
 
-    def _select(self, x: torch.Tensor) -> torch.Tensor:
-        batch = x.shape[0]
-        if self.guidance != "all" and batch % 2 == 0:
-            x = x[batch // 2:] if self.guidance == "cond" else x[: batch // 2]
-        return x if self.heads is None else x[:, self.heads]
+    def select_batch(self, x: torch.Tensor | None) -> torch.Tensor | None:
+        """The batch items of the chosen classifier-free-guidance half (all of them when the batch is odd)."""
+        if x is None or self.guidance == "all" or x.shape[0] % 2:
+            return x
+        half = x.shape[0] // 2
+        return x[half:] if self.guidance == "cond" else x[:half]
 
     def _kept_rows(self, name: str, tokens: int) -> np.ndarray:
         """Query indices whose rows are kept: all of them for full maps, or a seeded sample, fixed per module."""
@@ -285,7 +300,8 @@ class _RecordingProcessor:
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args,
                  **kwargs):
         if encoder_hidden_states is None and self.recorder.recording(self.name):
-            inputs = attention_inputs(attn, hidden_states, temb)
+            select = self.recorder.select_batch
+            inputs = attention_inputs(attn, select(hidden_states), select(temb))
             grid = inputs.grid or (self.grid.shape if self.grid is not None else None)
             if grid is None:
                 raise RuntimeError(f"no (time, freq) grid is known for {self.name}")
@@ -297,15 +313,6 @@ def record_attention(model, blocks: BlockSelection = None, steps: Iterable[int] 
                      **kwargs) -> AttentionRecorder:
     """``with record_attention(pipe, blocks, steps, ...) as rec:`` (see :class:`AttentionRecorder`)."""
     return AttentionRecorder(model, blocks, steps, **kwargs)
-
-
-def _offset_index(queries: torch.Tensor, steps_in_time: int, freq_bins: int) -> torch.Tensor:
-    """(len(queries), N) int64: for each query i and every key j, the flat index of (t_j - t_i, f_j - f_i) in the
-    (2T - 1, 2F - 1) offset profile."""
-    keys = torch.arange(steps_in_time * freq_bins, device=queries.device)
-    dt = (keys // freq_bins)[None, :] - (queries // freq_bins)[:, None] + steps_in_time - 1
-    df = (keys % freq_bins)[None, :] - (queries % freq_bins)[:, None] + freq_bins - 1
-    return dt * (2 * freq_bins - 1) + df
 
 
 def _rows_to_map(rows: xr.DataArray) -> xr.DataArray:

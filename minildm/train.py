@@ -111,6 +111,9 @@ def main(argv: list[str] | None = None) -> None:
     checkpoint = args.work / "checkpoint.pt"
     if checkpoint.is_file():
         state = torch.load(checkpoint, weights_only=False)
+        if state.get("prediction_type", "epsilon") != args.prediction_type:
+            raise SystemExit(f"{checkpoint} was trained for {state.get('prediction_type', 'epsilon')!r} prediction, "
+                             f"not {args.prediction_type!r}: pass that --prediction-type or another --work folder")
         trainable.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
@@ -122,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     def save_checkpoint():
         _save_atomic(dict(model=trainable.state_dict(), ema=ema.state_dict(), optimizer=optimizer.state_dict(),
                           scheduler=scheduler.state_dict(), rng=rng.get_state(), step=step, history=history,
-                          trained_s=trained_s), checkpoint)
+                          trained_s=trained_s, prediction_type=args.prediction_type), checkpoint)
 
     last_save = time.perf_counter()
     progress = tqdm(total=args.steps, initial=step, desc="training", unit="step")

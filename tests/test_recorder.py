@@ -8,6 +8,7 @@ from conftest import generate_latents
 from diffusers.models.attention_processor import Attention
 
 import analysis
+import litefocus
 from analysis import metrics
 
 MODULE = "down_blocks.1.attentions.0.transformer_blocks.0.attn1"
@@ -60,6 +61,33 @@ def test_streamed_summaries_agree_with_the_full_maps(tiny_pipe):
     np.testing.assert_allclose(ds["entropy"], metrics.entropy(maps), rtol=1e-4)
     assert ((ds["focus_mass"] > 0) & (ds["focus_mass"] < 1)).all()
     assert ((ds["sparse_error"] > 0) & (ds["sparse_error"] < 1)).all()
+
+
+def test_focus_mass_and_error_equal_a_direct_computation(tiny_pipe):
+    module = tiny_pipe.unet.get_submodule(MODULE)
+    inputs = []
+    capture = module.register_forward_pre_hook(lambda m, a, k: inputs.append((a[0] if a else k["hidden_states"]).clone()),
+                                               with_kwargs=True)
+    try:
+        with analysis.record_attention(tiny_pipe, blocks=MODULE, steps=[1], focus_ratio=0.2, seed=4) as rec:
+            generate_latents(tiny_pipe, 2.6, steps=2)
+    finally:
+        capture.remove()
+    ds = rec.dataset(MODULE)
+    hidden = inputs[1][1:]  # the conditional half, (1, N, C)
+    split = lambda x: x.view(1, -1, module.heads, x.shape[-1] // module.heads).transpose(1, 2)  # noqa: E731
+    query, key, value = split(module.to_q(hidden)), split(module.to_k(hidden)), split(module.to_v(hidden))
+    tokens, freq_bins = query.shape[2], 8
+    probs = (query @ key.transpose(-1, -2) * module.scale).softmax(-1)[0]  # (heads, N, N)
+    cross = litefocus.draw_cross_indices(tokens, 0.2, torch.Generator().manual_seed(4 + 1))
+    freq = torch.arange(tokens) % freq_bins
+    focus = (freq[None, :] == freq[:, None]).clone()
+    focus[:, cross] = True  # focus set of query i (rows) over keys j (columns)
+    mass = (probs * focus).sum(-1)
+    exact, sparse = probs @ value[0], (probs * focus / mass[..., None]) @ value[0]
+    error = (sparse - exact).norm(dim=-1) / exact.norm(dim=-1)
+    np.testing.assert_allclose(ds["focus_mass"].sel(step=1), mass.mean(-1).detach(), rtol=1e-5)
+    np.testing.assert_allclose(ds["sparse_error"].sel(step=1), error.mean(-1).detach(), rtol=1e-4)
 
 
 def test_sampled_rows_and_datatree_round_trip(tiny_pipe, tmp_path):
