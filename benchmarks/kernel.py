@@ -24,7 +24,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from litefocus import cross_key_count, draw_cross_indices, litefocus_attention
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fullsize import status_kib  # noqa: E402
+
+from litefocus import cross_key_count, draw_cross_indices, litefocus_attention  # noqa: E402
 
 
 def explicit_softmax_attention(query, key, value, *, freq_bins, cross_indices):
@@ -49,9 +52,9 @@ def explicit_softmax_attention(query, key, value, *, freq_bins, cross_indices):
 def peak_extra_bytes(fn) -> int:
     """Rise of this process's peak RSS over its current RSS while ``fn`` runs (Linux)."""
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-    before = _status_kib("VmRSS")
+    before = status_kib("VmRSS")
     fn()
-    return (_status_kib("VmHWM") - before) * 1024
+    return (status_kib("VmHWM") - before) * 1024
 
 
 def measure_in_fresh_process(name: str, argv: list[str]) -> float:
@@ -63,13 +66,6 @@ def measure_in_fresh_process(name: str, argv: list[str]) -> float:
         return float(done.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
         return float("nan")
-
-
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise OSError(field)
 
 
 def main() -> None:

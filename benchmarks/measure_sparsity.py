@@ -15,30 +15,25 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fullsize import machine, status_kib, unet_inputs  # noqa: E402
+
 LEVELS_1_2 = ["down_blocks.1", "down_blocks.2", "up_blocks.1", "up_blocks.2"]
-
-
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise OSError(field)
 
 
 def timed_peak(fn) -> tuple[float, float]:
     """(seconds, peak extra MiB) of one call."""
     Path("/proc/self/clear_refs").write_text("5")
-    before = _status_kib("VmRSS")
+    before = status_kib("VmRSS")
     start = time.perf_counter()
     fn()
-    return time.perf_counter() - start, (_status_kib("VmHWM") - before) / 1024
+    return time.perf_counter() - start, (status_kib("VmHWM") - before) / 1024
 
 
 def main() -> None:
@@ -55,15 +50,12 @@ def main() -> None:
     from litefocus.models import audioldm2_unet
 
     unet = audioldm2_unet()
-    frames = int(round(args.seconds * 100))
-    g = torch.Generator().manual_seed(0)
-    sample = torch.randn(2, 8, frames // 4, 16, generator=g)
-    context = torch.randn(2, 8, 768, generator=g)
-    context_1 = torch.randn(2, 32, 1024, generator=g)
+    args_, kwargs = unet_inputs(args.seconds)
+    latent_time = args_[0].shape[2]
 
     @torch.no_grad()
     def forward():
-        unet(sample, 500, encoder_hidden_states=context, encoder_hidden_states_1=context_1)
+        unet(*args_, **kwargs)
 
     def recorded():
         with analysis.record_attention(unet, LEVELS_1_2, queries=16, summary_queries=2048) as rec:
@@ -79,7 +71,7 @@ def main() -> None:
     ds = analysis.sparsity_dataset(rec)
     plain_s = (plain_before[0] + plain_after[0]) / 2
     plain_mib = max(plain_before[1], plain_after[1])
-    print(f"full-size AudioLDM2 UNet, {args.seconds} s (latent T {frames // 4}), batch 2, fp32, "
+    print(f"full-size AudioLDM2 UNet, {args.seconds} s (latent T {latent_time}), batch 2, fp32, "
           f"torch {torch.__version__}, {args.threads} threads")
     print(f"recorded {len(rec.recorded)} modules, grids {sorted(set(rec._grids.values()))}, "
           f"summaries from {sorted(set(int(rec.dataset(m).attrs['summary_queries']) for m in rec.recorded))} queries")
@@ -92,11 +84,10 @@ def main() -> None:
 
         from litefocus.files import write_atomic
 
-        row = dict(seconds=args.seconds, latent_time=frames // 4, modules=len(rec.recorded),
+        row = dict(seconds=args.seconds, latent_time=latent_time, modules=len(rec.recorded),
                    plain_s=plain_s, recorded_s=record[0], time_ratio=record[0] / plain_s,
                    plain_peak_extra_mib=plain_mib, recorded_peak_extra_mib=record[1],
-                   memory_over_plain_mib=record[1] - plain_mib, threads=args.threads, torch=torch.__version__,
-                   machine=platform.machine())
+                   memory_over_plain_mib=record[1] - plain_mib, **machine())
         write_atomic(args.csv, lambda tmp: pd.DataFrame([row]).to_csv(tmp, index=False))
         print(f"wrote {args.csv}")
 

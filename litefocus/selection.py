@@ -28,6 +28,22 @@ def block_of(module_name: str) -> str:
     return parts[0]
 
 
+def level_of(module_name: str, unet: torch.nn.Module) -> int:
+    """The UNet level (resolution, 0 = the input's) a module runs at: ``down_blocks.i`` -> i,
+    ``up_blocks.j`` -> levels - 1 - j, ``mid_block`` -> the deepest. In AudioLDM2, level 1 (down_blocks.1,
+    up_blocks.2) has F = 8 frequency bins, level 2 F = 4, level 3 F = 2."""
+    deepest = len(unet.config.block_out_channels) - 1
+    kind, _, rest = module_name.partition(".")
+    if kind == "mid_block":
+        return deepest
+    index = int(rest.split(".")[0])
+    if kind == "down_blocks":
+        return index
+    if kind == "up_blocks":
+        return deepest - index
+    raise ValueError(f"{module_name!r} is not inside down_blocks, mid_block or up_blocks")
+
+
 def is_self_attention(module: torch.nn.Module, unet: torch.nn.Module) -> bool:
     """True for an ``Attention`` whose keys come from its own queries' tokens.
 

@@ -1,0 +1,96 @@
+"""Where a UNet forward spends its time: per self-attention module, the whole module and its attention core.
+
+    with time_attention(unet) as timing:
+        unet(sample, t, encoder_hidden_states=...)
+    timing.table()     # one row per self-attention module: level, grid, module_s, core_s
+
+Forward pre-/post-hooks time each self-attention module; the attention core is the time spent inside
+``torch.nn.functional.scaled_dot_product_attention`` while that module runs (the stock diffusers processors call
+it through ``torch.nn.functional``, so it is wrapped there for the duration of the block). Wall-clock seconds on
+the CPU; on a GPU, synchronize inside ``forward`` or the numbers measure kernel launches.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+import pandas as pd
+import torch
+
+from litefocus.patch import attach_grid_probes
+from litefocus.selection import BlockSelection, block_of, level_of, self_attention_modules, unet_of
+
+
+class AttentionTiming:
+    """Seconds per self-attention module, accumulated over every forward run inside the ``with`` block."""
+
+    def __init__(self, model, blocks: BlockSelection = None):
+        self.unet = unet_of(model)
+        self.names = self_attention_modules(self.unet, blocks)
+        self.module_s: dict[str, float] = defaultdict(float)
+        self.core_s: dict[str, float] = defaultdict(float)
+        self.forward_s = 0.0
+        self._running: str | None = None
+        self._started: dict[str, float] = {}
+        self._hooks: list = []
+        self._probes: dict = {}
+        self._sdpa = None
+
+    def __enter__(self) -> AttentionTiming:
+        if self._sdpa is not None:
+            raise RuntimeError("this timing is already attached")
+        self._probes, self._hooks = attach_grid_probes(self.unet, self.names)
+        for name in self.names:
+            module = self.unet.get_submodule(name)
+            self._hooks.append(module.register_forward_pre_hook(lambda m, a, n=name: self._enter(n)))
+            self._hooks.append(module.register_forward_hook(lambda m, a, o, n=name: self._leave(n)))
+        self._hooks.append(self.unet.register_forward_pre_hook(lambda m, a: self._enter("")))
+        self._hooks.append(self.unet.register_forward_hook(lambda m, a, o: self._leave("")))
+        self._sdpa = torch.nn.functional.scaled_dot_product_attention
+        torch.nn.functional.scaled_dot_product_attention = self._timed_sdpa
+        return self
+
+    def __exit__(self, *exc) -> None:
+        torch.nn.functional.scaled_dot_product_attention = self._sdpa
+        self._sdpa = None
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
+
+    def _enter(self, name: str) -> None:
+        self._started[name] = time.perf_counter()
+        if name:
+            self._running = name
+
+    def _leave(self, name: str) -> None:
+        elapsed = time.perf_counter() - self._started.pop(name)
+        if name:
+            self.module_s[name] += elapsed
+            self._running = None
+        else:
+            self.forward_s += elapsed
+
+    def _timed_sdpa(self, *args, **kwargs):
+        start = time.perf_counter()
+        out = self._sdpa(*args, **kwargs)
+        if self._running is not None:
+            self.core_s[self._running] += time.perf_counter() - start
+        return out
+
+    def table(self) -> pd.DataFrame:
+        """One row per self-attention module: block, level, time_bins, freq_bins, module_s, core_s (seconds)."""
+        rows = []
+        for name in self.names:
+            probe = self._probes.get(name)
+            time_bins, freq_bins = probe.shape if probe is not None and probe.shape else (None, None)
+            rows.append(dict(module=name, block=block_of(name), level=level_of(name, self.unet),
+                             time_bins=time_bins, freq_bins=freq_bins, module_s=self.module_s.get(name, 0.0),
+                             core_s=self.core_s.get(name, 0.0)))
+        return pd.DataFrame(rows)
+
+
+def time_attention(model, blocks: BlockSelection = None) -> AttentionTiming:
+    """``with time_attention(pipe_or_unet) as timing:`` (see :class:`AttentionTiming`); ``timing.forward_s`` is the
+    UNet forward time over the same calls."""
+    return AttentionTiming(model, blocks)

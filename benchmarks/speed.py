@@ -1,0 +1,189 @@
+"""Speed at real size: one full-size AudioLDM2 UNet forward, dense vs LiteFocus, its ablations and Token Merging.
+
+The paper's Table 1 speed column and Figure 1, on the cvssp/audioldm2 UNet with random weights (timing does not
+depend on weights), fp32, batch 2 (one denoising step under classifier-free guidance). For each audio length:
+
+- every configuration runs once as a warm-up, then ``--repeats`` interleaved rounds (the order rotates each round);
+  a configuration's speed-up is the median over rounds of dense time / its time in the same round;
+- one more dense forward under ``analysis.timing`` gives the time in each self-attention module and in its attention
+  core (SDPA), per level: the attention share of Figure 1, and each configuration's Amdahl bounds: the speed-up if
+  the attention cores it sparsifies took zero time (``bound_zero``) or only their FLOP share, 1/F + r for LiteFocus
+  (``bound_flop``; the target compares against this one).
+
+Rows are merged into the CSVs after each length (written atomically), so an interrupted run resumes where it stopped;
+``--force`` measures lengths again.
+
+    python benchmarks/speed.py                                   # 10.24 .. 81.92 s, about 25 minutes here
+    python benchmarks/speed.py --seconds 81.92 --repeats 2       # one length
+    python benchmarks/speed.py --seconds 2.56 --repeats 1 --out ''   # smoke run, writes nothing
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fullsize import machine, unet_inputs  # noqa: E402
+
+import litefocus  # noqa: E402
+from analysis.timing import time_attention  # noqa: E402
+from litefocus.baselines import token_merging  # noqa: E402
+from litefocus.files import write_atomic  # noqa: E402
+from litefocus.models import audioldm2_unet  # noqa: E402
+
+LEVEL_1 = ("down_blocks.1", "up_blocks.2")  # the paper's blocks, F = 8
+LEVELS_1_2 = ("down_blocks.1", "down_blocks.2", "up_blocks.1", "up_blocks.2")  # F = 8 and F = 4
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """One way to run the UNet. kind: "dense", "litefocus" or "token_merging"; ratio: r, or tomesd's merge ratio."""
+
+    name: str
+    kind: str
+    blocks: tuple[str, ...] = ()
+    ratio: float = 0.0
+    same_frequency: bool = True
+    cross_frequency: bool = True
+
+    @contextmanager
+    def applied(self, unet):
+        if self.kind == "dense":
+            yield
+        elif self.kind == "litefocus":
+            with litefocus.enabled(unet, list(self.blocks), self.ratio, same_frequency=self.same_frequency,
+                                   cross_frequency=self.cross_frequency, seed=0):
+                yield
+        else:
+            with token_merging(unet, list(self.blocks), self.ratio):
+                yield
+
+    def core_share(self, module: str, freq_bins: int) -> float | None:
+        """FLOP share of this configuration's attention core in ``module`` vs dense (1.0 where untouched)."""
+        if self.kind == "dense" or not any(module == b or module.startswith(b + ".") for b in self.blocks):
+            return 1.0
+        if self.kind == "token_merging":  # tomesd merges tokens before attn1 only: (1 - ratio)^2 of the products
+            return (1 - self.ratio) ** 2 if module.endswith("attn1") else 1.0
+        same = 1 / freq_bins if self.same_frequency else 0.0
+        return min(1.0, same + (self.ratio if self.cross_frequency else 0.0))
+
+
+CONFIGURATIONS = [
+    Configuration("dense", "dense"),
+    Configuration("litefocus", "litefocus", LEVEL_1, 0.1),
+    Configuration("same_frequency_only", "litefocus", LEVEL_1, 0.0, cross_frequency=False),
+    Configuration("cross_frequency_only", "litefocus", LEVEL_1, 0.1, same_frequency=False),
+    Configuration("token_merging", "token_merging", LEVEL_1, 0.5),
+    Configuration("litefocus_levels_1_2", "litefocus", LEVELS_1_2, 0.1),
+    Configuration("litefocus_all_levels", "litefocus", ("down_blocks", "mid_block", "up_blocks"), 0.1),
+]
+
+
+def forward_seconds(unet, inputs: tuple[tuple, dict]) -> float:
+    start = time.perf_counter()
+    with torch.no_grad():
+        unet(*inputs[0], **inputs[1])
+    return time.perf_counter() - start
+
+
+def measure_length(unet, seconds: float, repeats: int, configurations: list[Configuration]) -> tuple[list, list]:
+    """(speed rows, attention-share rows) for one audio length."""
+    inputs = unet_inputs(seconds)
+    for config in configurations:  # warm-up
+        with config.applied(unet):
+            forward_seconds(unet, inputs)
+    times = {c.name: [] for c in configurations}
+    for round_index in range(repeats):
+        shift = round_index % len(configurations)
+        for config in configurations[shift:] + configurations[:shift]:
+            with config.applied(unet):
+                times[config.name].append(forward_seconds(unet, inputs))
+            print(f"  {seconds:6.2f} s  round {round_index + 1}/{repeats}  {config.name:<22}"
+                  f"{times[config.name][-1]:8.2f} s", flush=True)
+    with time_attention(unet) as timing:
+        forward_seconds(unet, inputs)
+    modules = timing.table()
+    total = timing.forward_s
+
+    speed_rows = []
+    for config in configurations:
+        shares = [config.core_share(m, f) for m, f in zip(modules.module, modules.freq_bins)]
+        saved_zero = sum(core for core, share in zip(modules.core_s, shares) if share < 1.0)
+        saved_flop = sum(core * (1 - share) for core, share in zip(modules.core_s, shares))
+        speedups = [d / t for d, t in zip(times["dense"], times[config.name])]
+        speedup = statistics.median(speedups)
+        bound = total / (total - saved_flop)
+        speed_rows.append(dict(
+            seconds=seconds, latent_time=inputs[0][0].shape[2], configuration=config.name, kind=config.kind,
+            blocks=" ".join(config.blocks), ratio=config.ratio, same_frequency=config.same_frequency,
+            cross_frequency=config.cross_frequency, repeats=repeats, median_s=statistics.median(times[config.name]),
+            speedup=speedup, speedup_min=min(speedups), speedup_max=max(speedups),
+            bound_zero=total / (total - saved_zero), bound_flop=bound, of_bound_flop=speedup / bound, **machine()))
+    share_rows = []
+    for level, group in modules.groupby("level"):
+        share_rows.append(dict(
+            seconds=seconds, level=int(level), tokens=int((group.time_bins * group.freq_bins).iloc[0]),
+            freq_bins=int(group.freq_bins.iloc[0]), modules=len(group), module_s=group.module_s.sum(),
+            core_s=group.core_s.sum(), forward_s=total, module_share=group.module_s.sum() / total,
+            core_share=group.core_s.sum() / total, **machine()))
+    return speed_rows, share_rows
+
+
+def merge_rows(path: Path, rows: list[dict], seconds: float) -> None:
+    """Replace the rows of this length in ``path`` (a CSV), keeping every other length; atomic."""
+    old = pd.read_csv(path) if path.is_file() else pd.DataFrame()
+    if len(old):
+        old = old[old.seconds.round(2) != round(seconds, 2)]
+    table = pd.concat([old, pd.DataFrame(rows)], ignore_index=True).sort_values("seconds", kind="stable")
+    write_atomic(path, lambda tmp: table.to_csv(tmp, index=False))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, nargs="+", default=[10.24, 20.48, 40.96, 81.92])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--long-repeats", type=int, default=2, help="repeats at lengths above 60 s (~45 s a forward)")
+    parser.add_argument("--configurations", nargs="+", choices=[c.name for c in CONFIGURATIONS],
+                        help="default: all (dense is always included)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default="data/benchmarks", help="folder for speed.csv and attention_share.csv; '' "
+                        "writes nothing")
+    parser.add_argument("--force", action="store_true", help="measure lengths already in the CSVs again")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    chosen = set(args.configurations or [c.name for c in CONFIGURATIONS]) | {"dense"}
+    configurations = [c for c in CONFIGURATIONS if c.name in chosen]
+    out = Path(args.out) if args.out else None
+    speed_csv, share_csv = (out / "speed.csv", out / "attention_share.csv") if out else (None, None)
+
+    unet = audioldm2_unet()
+    print(f"full-size AudioLDM2 UNet, fp32, batch 2, torch {torch.__version__}, {args.threads} threads", flush=True)
+    for seconds in args.seconds:
+        if speed_csv and speed_csv.is_file() and not args.force:
+            done = pd.read_csv(speed_csv)
+            if (done.seconds.round(2) == round(seconds, 2)).any():
+                print(f"{seconds} s: already in {speed_csv} (--force to measure again)")
+                continue
+        repeats = args.long_repeats if seconds > 60 else args.repeats
+        speed_rows, share_rows = measure_length(unet, seconds, repeats, configurations)
+        print(pd.DataFrame(speed_rows)[["seconds", "configuration", "median_s", "speedup", "bound_zero",
+                                        "bound_flop", "of_bound_flop"]].to_string(index=False, float_format="%.3f"))
+        print(pd.DataFrame(share_rows)[["level", "tokens", "freq_bins", "module_share", "core_share"]]
+              .to_string(index=False, float_format="%.3f"), flush=True)
+        if out:
+            out.mkdir(parents=True, exist_ok=True)
+            merge_rows(speed_csv, speed_rows, seconds)
+            merge_rows(share_csv, share_rows, seconds)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""Timing self-attention modules and their cores on the tiny pipeline, against a planted slow core."""
+
+import time
+
+import torch
+from conftest import generate_latents
+
+from analysis.timing import time_attention
+
+PLANTED_S = 0.01
+
+
+def test_core_time_is_the_planted_sdpa_time_of_self_attention_only(tiny_pipe, monkeypatch):
+    stock = torch.nn.functional.scaled_dot_product_attention
+    calls = []
+
+    def slow_sdpa(*args, **kwargs):
+        calls.append(1)
+        time.sleep(PLANTED_S)
+        return stock(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", slow_sdpa)
+    hooks = sum(len(m._forward_pre_hooks) + len(m._forward_hooks) for m in tiny_pipe.unet.modules())
+    with time_attention(tiny_pipe) as timing:
+        generate_latents(tiny_pipe, 2.6, steps=2)
+    assert torch.nn.functional.scaled_dot_product_attention is slow_sdpa  # put back as it was found
+    assert sum(len(m._forward_pre_hooks) + len(m._forward_hooks) for m in tiny_pipe.unet.modules()) == hooks
+
+    table = timing.table()
+    assert len(table) == 64 and (table.core_s <= table.module_s).all() and table.module_s.sum() < timing.forward_s
+    # two UNet calls (batch 2 under guidance, one call per step) per module; cross-attention calls are not counted
+    assert ((table.core_s >= 2 * PLANTED_S) & (table.core_s < 2 * PLANTED_S + 0.05)).all()
+    assert len(calls) > 2 * len(table)  # cross-attention modules called SDPA too, untimed
+    level1 = table[table.block.isin(["down_blocks.1", "up_blocks.2"])]
+    assert (level1.level == 1).all() and (level1.freq_bins == 8).all() and (level1.time_bins == 33).all()
+    assert set(table.level) == {1, 2, 3}
