@@ -133,15 +133,16 @@ class AttentionRecorder:
         self._check_budget(name, heads, kept, tokens)
         self._grids[name] = grid
 
+        device = query.device
         # the LiteFocus focus set of a query on frequency row f: keys of row f and the random cross keys
         cross = draw_cross_indices(tokens, self.focus_ratio, torch.Generator().manual_seed(self.seed + self.step))
-        in_cross = torch.zeros(tokens, dtype=torch.bool, device=query.device)
-        in_cross[cross.to(query.device)] = True
-        key_freq = torch.arange(tokens, device=query.device) % freq_bins
+        in_cross = torch.zeros(tokens, dtype=torch.bool, device=device)
+        in_cross[cross.to(device)] = True
+        key_freq = torch.arange(tokens, device=device) % freq_bins
 
         processed = self._processed_queries(name, tokens)
-        profile = torch.zeros(heads, 2 * steps_in_time - 1, 2 * freq_bins - 1, dtype=torch.float64)
-        entropy, focus_mass, error = (torch.zeros(heads, dtype=torch.float64) for _ in range(3))
+        profile = torch.zeros(heads, 2 * steps_in_time - 1, 2 * freq_bins - 1, dtype=torch.float64, device=device)
+        entropy, focus_mass, error = (torch.zeros(heads, dtype=torch.float64, device=device) for _ in range(3))
         rows = np.empty((heads, len(kept), tokens), dtype=np.float32)
         row_of = {int(q): i for i, q in enumerate(kept)}
         # large per-chunk results go into buffers allocated once: fresh ones cost more in page faults than the math
@@ -158,13 +159,14 @@ class AttentionRecorder:
             extended = torch.cat([value, value * focus, key, focus], dim=-1)
             for chunk in np.array_split(group, -(-group.size // self.chunk)):
                 size = batch * heads * chunk.size * tokens
-                logits = torch.matmul(query[:, :, torch.as_tensor(chunk)], key_t,
+                chunk_query = query[:, :, torch.as_tensor(chunk, device=device)]
+                logits = torch.matmul(chunk_query, key_t,
                                       out=logits_buffer[:size].view(batch, heads, chunk.size, tokens))
                 probs = torch.softmax(logits, dim=-1, out=probs_buffer[:size].view_as(logits))
                 log_partition = logits.amax(-1) - probs.amax(-1).log()  # logsumexp, from the softmax's maximum
                 exact, numerator, key_mean, mass = (probs @ extended).split([dim, dim, dim, 1], dim=-1)
                 # H = -sum p log p = logsumexp(z) - sum_k p_k z_k, with z_k = q.k_k (q already scaled)
-                chunk_entropy = log_partition - (query[:, :, torch.as_tensor(chunk)] * key_mean).sum(-1)
+                chunk_entropy = log_partition - (chunk_query * key_mean).sum(-1)
                 entropy += chunk_entropy.sum((0, 2)).double()
                 focus_mass += mass[..., 0].sum((0, 2)).double()
                 relative = (numerator / mass - exact).norm(dim=-1) / exact.norm(dim=-1).clamp_min(1e-12)
@@ -180,10 +182,10 @@ class AttentionRecorder:
                         rows[:, row_of[query_index]] = mean_probs[:, i].reshape(heads, tokens).cpu().numpy()
         count = processed.size * batch
         self._records[name][self.step] = dict(
-            offset_profile=(profile / processed.size).numpy(),
-            entropy=(entropy / count).numpy(),
-            focus_mass=(focus_mass / count).numpy(),
-            sparse_error=(error / count).numpy(),
+            offset_profile=(profile / processed.size).cpu().numpy(),
+            entropy=(entropy / count).cpu().numpy(),
+            focus_mass=(focus_mass / count).cpu().numpy(),
+            sparse_error=(error / count).cpu().numpy(),
             rows=rows,
         )
 
