@@ -65,10 +65,10 @@ def load_pipeline(name_or_path: str = "cvssp/audioldm2", **kwargs):
 def default_pipeline(seed: int = 0):
     """The embedded default model and its name, ``(pipe, name)``.
 
-    Meant to be the trained MiniLDM in ``data/minildm``. The MiniLDM shipped now cannot generate from pure noise
-    (see its model card), so measuring attention during its generation would measure off-distribution inputs:
-    until a model that samples correctly is shipped (``"samples_from_noise": true`` in its evaluation.json), this
-    returns the tiny random-weight pipeline, whose attention has no pattern.
+    The trained MiniLDM in ``data/minildm`` when its evaluation.json says ``"samples_from_noise": true``
+    (``python -m minildm.evaluate`` decides it from caption following of generated clips: measuring attention
+    during generation only means something if generation works); otherwise the tiny random-weight pipeline,
+    whose attention has no pattern.
     """
     import json
 

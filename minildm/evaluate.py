@@ -1,13 +1,14 @@
 """Evaluate the shipped MiniLDM and write its model card: ``python -m minildm.evaluate``.
 
-1. Caption following: a linear attribute classifier (sound kind, pitch register) on time-pooled log-mel features,
-   trained on synthesized clips, checked on held-out synthesized clips, then scored on generated clips at 1x and 4x
-   the training length.
+1. Caption following: a linear attribute classifier (sound kind, pitch register) on time-pooled log-mel features
+   that ignore gain and background level, trained on synthesized clips and corrupted copies of them, checked on
+   held-out synthesized clips, then scored on generated clips at 1x and 4x the training length; a figure of
+   generated clips beside real clips of the same captions.
 2. Attention: ``analysis.measure_sparsity`` at 4x the training length over several prompts, for the trained model
    and the same architecture at random initialisation; same-frequency ratio per block over late steps, heads and
    prompts; periodicity along the flattened key index.
 3. Sampling time for 10.24 s with 50 steps.
-Results go to ``data/minildm/evaluation.json``, figures beside it, and the model card ``README.md``.
+Results go to ``data/minildm/evaluation.json`` and figures beside it; the model card ``README.md`` cites them.
 """
 
 from __future__ import annotations
@@ -26,10 +27,25 @@ from .pipeline import DEFAULT_PATH, load_minildm
 
 
 def features(mel: torch.Tensor) -> torch.Tensor:
-    """Length-independent features of log-mels ``(B, frames, 64)``: per-bin mean, std and mean absolute change
-    over time -> ``(B, 192)``."""
-    change = (mel[:, 1:] - mel[:, :-1]).abs().mean(1)
-    return torch.cat([mel.mean(1), mel.std(1), change], dim=1)
+    """Features of log-mels ``(B, frames, 64)`` that do not depend on length, gain or background level
+    -> ``(B, 192)``: per mel bin, the mean, std and mean absolute change over time of the energy above the clip's
+    floor (its median log-mel plus 1)."""
+    floor = mel.flatten(1).median(1).values[:, None, None]
+    above = (mel - floor - 1.0).clamp_min(0)
+    change = (above[:, 1:] - above[:, :-1]).abs().mean(1)
+    return torch.cat([above.mean(1), above.std(1), change], dim=1)
+
+
+def corrupt(mel: torch.Tensor, seed: int) -> torch.Tensor:
+    """Log-mels with nuisances that are not caption attributes: a random gain (+-2), Gaussian noise (std up to 1)
+    and, for half of the clips, a 3x3 blur. The classifier trains on such copies beside the clean clips."""
+    g = torch.Generator().manual_seed(seed)
+    batch = mel.shape[0]
+    gain = (torch.rand(batch, 1, 1, generator=g) * 4 - 2)
+    noise = torch.randn(mel.shape, generator=g) * torch.rand(batch, 1, 1, generator=g)
+    blurred = torch.nn.functional.avg_pool2d(mel[:, None], 3, stride=1, padding=1, count_include_pad=False)[:, 0]
+    blur = (torch.rand(batch, 1, 1, generator=g) < 0.5).float()
+    return blur * blurred + (1 - blur) * mel + gain + noise
 
 
 def train_classifier(x: torch.Tensor, y: torch.Tensor, classes: int, steps: int = 500) -> torch.nn.Module:
@@ -69,13 +85,14 @@ def labelled_single_events(count: int, seed: int, seconds: float) -> tuple[list[
     return events, captions, np.stack(audio)
 
 
-def caption_following(pipe, steps: int, prompts: int) -> dict:
+def caption_following(pipe, steps: int, prompts: int, out: Path) -> dict:
     codec = pipe.codec
     train_events, _, train_audio = labelled_single_events(1200, seed=10_000, seconds=2.56)
     test_events, test_captions, test_audio = labelled_single_events(240, seed=20_000, seconds=2.56)
     with torch.no_grad():
-        x_train = features(codec.mel(torch.from_numpy(train_audio)))
-        x_test = features(codec.mel(torch.from_numpy(test_audio)))
+        train_mel, test_mel = codec.mel(torch.from_numpy(train_audio)), codec.mel(torch.from_numpy(test_audio))
+        x_train = features(torch.cat([train_mel, corrupt(train_mel, seed=1), corrupt(train_mel, seed=2)]))
+        x_test, x_test_corrupted = features(test_mel), features(corrupt(test_mel, seed=3))
     labels = {
         "kind": (lambda e: KINDS.index(e.kind), len(KINDS)),
         "register": (lambda e: REGISTERS.index(e.register), len(REGISTERS)),
@@ -83,9 +100,11 @@ def caption_following(pipe, steps: int, prompts: int) -> dict:
     classifiers, result = {}, {}
     for name, (label, classes) in labels.items():
         y = torch.tensor([label(e) for e in train_events])
-        classifiers[name] = train_classifier(x_train, y, classes)
+        classifiers[name] = train_classifier(x_train, y.repeat(3), classes)
         truth = torch.tensor([label(e) for e in test_events])
         result[f"{name}_accuracy_on_real_clips"] = float((classifiers[name](x_test).argmax(1) == truth).float().mean())
+        result[f"{name}_accuracy_on_corrupted_real_clips"] = float(
+            (classifiers[name](x_test_corrupted).argmax(1) == truth).float().mean())
         result[f"{name}_chance"] = 1.0 / classes
 
     chosen = list(range(prompts))
@@ -97,6 +116,8 @@ def caption_following(pipe, steps: int, prompts: int) -> dict:
                 mels.append(pipe(batch, audio_length_in_s=seconds, num_inference_steps=steps, output_type="mel",
                                  generator=torch.Generator().manual_seed(start)).audios)
         x_generated = features(torch.cat(mels))
+        if factor == "1x":
+            examples_figure(test_mel[:8], mels[0][:8], [test_captions[i] for i in chosen[:8]], out)
         for name, (label, _) in labels.items():
             truth = torch.tensor([label(test_events[i]) for i in chosen])
             accuracy = (classifiers[name](x_generated).argmax(1) == truth).float().mean()
@@ -104,6 +125,26 @@ def caption_following(pipe, steps: int, prompts: int) -> dict:
     result["generated_prompts"] = prompts
     result["prompt_examples"] = [test_captions[i] for i in chosen[:6]]
     return result
+
+
+def examples_figure(real: torch.Tensor, generated: torch.Tensor, captions: list[str], out: Path) -> None:
+    """Log-mels ``(8, frames, 64)`` of real clips (top) and clips generated from their captions (bottom)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(captions), figsize=(2.4 * len(captions), 4.4), sharex=True, sharey=True,
+                             layout="constrained")
+    for i, caption in enumerate(captions):
+        for row, mel in enumerate((real, generated)):
+            axes[row, i].imshow(mel[i].T.numpy(), origin="lower", aspect="auto", cmap="magma")
+        axes[0, i].set_title(caption if len(caption) < 34 else caption[:32] + "...", fontsize=7)
+    axes[0, 0].set_ylabel("real clip\nmel bin")
+    axes[1, 0].set_ylabel("generated\nmel bin")
+    fig.supxlabel("frame (10 ms)")
+    fig.savefig(out / "generated_examples.png", dpi=80)
+    plt.close(fig)
 
 
 ATTENTION_PROMPTS = (
@@ -220,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
                    training=loss_figure(args.path / "training_log.csv", args.path, prediction_type))
     results["sampling_seconds_10s_50_steps"] = round(sampling_time(pipe), 1)
     print("sampling", results["sampling_seconds_10s_50_steps"], "s", flush=True)
-    results["caption_following"] = caption_following(pipe, args.steps, args.prompts)
+    results["caption_following"] = caption_following(pipe, args.steps, args.prompts, args.path)
     print(json.dumps(results["caption_following"], indent=1), flush=True)
     following = results["caption_following"]
     # what makes it the embedded default (litefocus.models.default_pipeline): generated clips are recognisably what
