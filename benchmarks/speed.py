@@ -67,7 +67,7 @@ class Configuration:
             with token_merging(unet, list(self.blocks), self.ratio):
                 yield
 
-    def core_share(self, module: str, freq_bins: int) -> float | None:
+    def core_share(self, module: str, freq_bins: int) -> float:
         """FLOP share of this configuration's attention core in ``module`` vs dense (1.0 where untouched)."""
         if self.kind == "dense" or not any(module == b or module.startswith(b + ".") for b in self.blocks):
             return 1.0
@@ -159,6 +159,9 @@ def main(argv: list[str] | None = None) -> None:
                         "writes nothing")
     parser.add_argument("--force", action="store_true", help="measure lengths already in the CSVs again")
     args = parser.parse_args(argv)
+    if min(args.seconds) < 0.32 or args.repeats < 1 or args.long_repeats < 1:
+        parser.error("--seconds must be at least 0.32 (32 mel frames: one time bin at the deepest UNet level) "
+                     "and --repeats / --long-repeats at least 1")
     torch.set_num_threads(args.threads)
     chosen = set(args.configurations or [c.name for c in CONFIGURATIONS]) | {"dense"}
     configurations = [c for c in CONFIGURATIONS if c.name in chosen]

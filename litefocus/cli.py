@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 DEFAULT, TINY = "default", "tiny"
-MODEL_HELP = (f"'{DEFAULT}' (the embedded default: MiniLDM once a sampling model ships, else '{TINY}'), "
+MODEL_HELP = (f"'{DEFAULT}' (the embedded default: the shipped MiniLDM, or '{TINY}' if its evaluation says it "
+              "cannot sample), "
               f"'{TINY}' (offline, random weights), 'minildm', a hub id such as cvssp/audioldm2, or a local folder")
 
 

@@ -43,7 +43,7 @@ UNET_CONFIG = dict(
 
 def build(seed: int, prediction_type: str = "v_prediction") -> MiniLDMPipeline:
     """An untrained MiniLDM. ``prediction_type``: what the UNet predicts, ``"v_prediction"`` (default) or
-    ``"epsilon"``. The shipped first model used epsilon and cannot sample from pure noise: at high noise its error
+    ``"epsilon"``. The first MiniLDM used epsilon and could not sample from pure noise: at high noise its error
     on the near-identity map x_t -> eps is amplified ~1/sqrt(alpha_bar) (about 70x) in the x0 estimate; v keeps that
     error at about 1x."""
     from diffusers import AudioLDM2UNet2DConditionModel, DDIMScheduler

@@ -61,3 +61,10 @@ def test_benchmark_scripts_run(script, args):
                           timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "dense" in done.stdout or "recorded forward" in done.stdout
+
+
+def test_speed_benchmark_rejects_bad_lengths(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        load("speed").main(["--seconds", "0.1", "--out", str(tmp_path)])
+    assert "--seconds must be at least 0.32" in capsys.readouterr().err
+    assert not (tmp_path / "speed.csv").exists()

@@ -85,3 +85,19 @@ def test_shipped_weights_reproduce_their_fingerprint():
     pipe = load_minildm()
     pipe.set_progress_bar_config(disable=True)
     np.testing.assert_allclose(fingerprint(pipe), stored, atol=2e-3)
+
+
+def test_caption_features_ignore_gain_and_floor_but_not_content():
+    from minildm.evaluate import corrupt, features
+
+    g = torch.Generator().manual_seed(0)
+    mel = torch.randn(4, 64, 64, generator=g) * 0.3 - 6.0  # a background at -6
+    mel[:, :, 10] += 5.0  # a tone in bin 10
+    torch.testing.assert_close(features(mel + 2.5), features(mel))  # a gain shifts the floor too
+    moved = mel.clone()
+    moved[:, :, 10] -= 5.0
+    moved[:, :, 40] += 5.0  # the same tone, higher
+    assert (features(moved) - features(mel)).abs().max() > 1.0
+    assert (features(mel)[:, 10] > 3).all() and (features(mel)[:, 40] == 0).all()  # energy above the floor, per bin
+    torch.testing.assert_close(corrupt(mel, seed=1), corrupt(mel, seed=1))
+    assert not torch.allclose(corrupt(mel, seed=1), corrupt(mel, seed=2))
