@@ -1,7 +1,8 @@
 """Speed at real size: one full-size AudioLDM2 UNet forward, dense vs LiteFocus, its ablations and Token Merging.
 
 The paper's Table 1 speed column and Figure 1, on the cvssp/audioldm2 UNet with random weights (timing does not
-depend on weights), fp32, batch 2 (one denoising step under classifier-free guidance). For each audio length:
+depend on weights), fp32, batch 2 (one denoising step under classifier-free guidance), for the configurations of
+``analysis.ablations`` (dense, the paper's method and ablations, Token Merging, ours). For each audio length:
 
 - every configuration runs once as a warm-up, then ``--repeats`` interleaved rounds (the order rotates each round);
   a configuration's speed-up is the median over rounds of dense time / its time in the same round;
@@ -13,7 +14,7 @@ depend on weights), fp32, batch 2 (one denoising step under classifier-free guid
 Rows are merged into the CSVs after each length (written atomically), so an interrupted run resumes where it stopped;
 ``--force`` measures lengths again.
 
-    python benchmarks/speed.py                                   # 10.24 .. 81.92 s, about 25 minutes here
+    python benchmarks/speed.py                                   # 10.24 .. 81.92 s, about 35 minutes here
     python benchmarks/speed.py --seconds 81.92 --repeats 2       # one length
     python benchmarks/speed.py --seconds 2.56 --repeats 1 --out ''   # smoke run, writes nothing
 """
@@ -24,8 +25,6 @@ import argparse
 import statistics
 import sys
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -34,59 +33,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fullsize import machine, unet_inputs  # noqa: E402
 
-import litefocus  # noqa: E402
+from analysis.ablations import ABLATIONS, Configuration, ablations  # noqa: E402
 from analysis.timing import time_attention  # noqa: E402
-from litefocus.baselines import token_merging  # noqa: E402
 from litefocus.files import write_atomic  # noqa: E402
 from litefocus.models import audioldm2_unet  # noqa: E402
-
-LEVEL_1 = ("down_blocks.1", "up_blocks.2")  # the paper's blocks, F = 8
-LEVELS_1_2 = ("down_blocks.1", "down_blocks.2", "up_blocks.1", "up_blocks.2")  # F = 8 and F = 4
-
-
-@dataclass(frozen=True)
-class Configuration:
-    """One way to run the UNet. kind: "dense", "litefocus" or "token_merging"; ratio: r, or tomesd's merge ratio."""
-
-    name: str
-    kind: str
-    blocks: tuple[str, ...] = ()
-    ratio: float = 0.0
-    same_frequency: bool = True
-    cross_frequency: bool = True
-
-    @contextmanager
-    def applied(self, unet):
-        if self.kind == "dense":
-            yield
-        elif self.kind == "litefocus":
-            with litefocus.enabled(unet, list(self.blocks), self.ratio, same_frequency=self.same_frequency,
-                                   cross_frequency=self.cross_frequency, seed=0):
-                yield
-        else:
-            with token_merging(unet, list(self.blocks), self.ratio):
-                yield
-
-    def core_share(self, module: str, freq_bins: int) -> float:
-        """FLOP share of this configuration's attention core in ``module`` vs dense (1.0 where untouched)."""
-        if self.kind == "dense" or not any(module == b or module.startswith(b + ".") for b in self.blocks):
-            return 1.0
-        if self.kind == "token_merging":  # tomesd merges tokens before attn1 only: (1 - ratio)^2 of the products
-            return (1 - self.ratio) ** 2 if module.endswith("attn1") else 1.0
-        same = 1 / freq_bins if self.same_frequency else 0.0
-        return min(1.0, same + (self.ratio if self.cross_frequency else 0.0))
-
-
-CONFIGURATIONS = [
-    Configuration("dense", "dense"),
-    Configuration("litefocus", "litefocus", LEVEL_1, 0.1),
-    Configuration("same_frequency_only", "litefocus", LEVEL_1, 0.0, cross_frequency=False),
-    Configuration("cross_frequency_only", "litefocus", LEVEL_1, 0.1, same_frequency=False),
-    Configuration("token_merging", "token_merging", LEVEL_1, 0.5),
-    Configuration("litefocus_levels_1_2", "litefocus", LEVELS_1_2, 0.1),
-    Configuration("litefocus_all_levels", "litefocus", ("down_blocks", "mid_block", "up_blocks"), 0.1),
-]
-
 
 def forward_seconds(unet, inputs: tuple[tuple, dict]) -> float:
     start = time.perf_counter()
@@ -98,6 +48,7 @@ def forward_seconds(unet, inputs: tuple[tuple, dict]) -> float:
 def measure_length(unet, seconds: float, repeats: int, configurations: list[Configuration]) -> tuple[list, list]:
     """(speed rows, attention-share rows) for one audio length."""
     inputs = unet_inputs(seconds)
+    configurations = [c.at_length(seconds) for c in configurations]
     for config in configurations:  # warm-up
         with config.applied(unet):
             forward_seconds(unet, inputs)
@@ -107,7 +58,7 @@ def measure_length(unet, seconds: float, repeats: int, configurations: list[Conf
         for config in configurations[shift:] + configurations[:shift]:
             with config.applied(unet):
                 times[config.name].append(forward_seconds(unet, inputs))
-            print(f"  {seconds:6.2f} s  round {round_index + 1}/{repeats}  {config.name:<22}"
+            print(f"  {seconds:6.2f} s  round {round_index + 1}/{repeats}  {config.name:<32}"
                   f"{times[config.name][-1]:8.2f} s", flush=True)
     with time_attention(unet) as timing:
         forward_seconds(unet, inputs)
@@ -152,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, nargs="+", default=[10.24, 20.48, 40.96, 81.92])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--long-repeats", type=int, default=2, help="repeats at lengths above 60 s (~45 s a forward)")
-    parser.add_argument("--configurations", nargs="+", choices=[c.name for c in CONFIGURATIONS],
+    parser.add_argument("--configurations", nargs="+", choices=[c.name for c in ABLATIONS],
                         help="default: all (dense is always included)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="data/benchmarks", help="folder for speed.csv and attention_share.csv; '' "
@@ -163,8 +114,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--seconds must be at least 0.32 (32 mel frames: one time bin at the deepest UNet level) "
                      "and --repeats / --long-repeats at least 1")
     torch.set_num_threads(args.threads)
-    chosen = set(args.configurations or [c.name for c in CONFIGURATIONS]) | {"dense"}
-    configurations = [c for c in CONFIGURATIONS if c.name in chosen]
+    configurations = ablations(args.configurations)
     out = Path(args.out) if args.out else None
     speed_csv, share_csv = (out / "speed.csv", out / "attention_share.csv") if out else (None, None)
 

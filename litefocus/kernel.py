@@ -166,15 +166,6 @@ def _merge_rows(out: torch.Tensor, batch: int, freq_bins: int) -> torch.Tensor:
     return out.view(batch, freq_bins, heads, steps, head_dim).permute(0, 2, 3, 1, 4).reshape(
         batch, heads, steps * freq_bins, head_dim
     )
-def _merge_rows(out: torch.Tensor, batch: int, freq_bins: int) -> torch.Tensor:
-    """(b*f, h, t, d) -> (b, h, t*f, d), back to time-major token order."""
-    _, heads, steps, head_dim = out.shape
-    return out.view(batch, freq_bins, heads, steps, head_dim).permute(0, 2, 3, 1, 4).reshape(
-        batch, heads, steps * freq_bins, head_dim
-    )
-    out = F.scaled_dot_product_attention(q_rows, k_rows, v_rows, attn_mask=mask, scale=scale)
-    # (b*f, h, t, d) -> (b, h, t*f, d)
-    return out.view(batch, freq_bins, heads, steps, head_dim).permute(0, 2, 3, 1, 4).reshape(batch, heads, num_tokens, head_dim)
 
 
 def _check_ratio(ratio: float) -> None:

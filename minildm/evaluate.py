@@ -85,28 +85,43 @@ def labelled_single_events(count: int, seed: int, seconds: float) -> tuple[list[
     return events, captions, np.stack(audio)
 
 
-def caption_following(pipe, steps: int, prompts: int, out: Path) -> dict:
-    codec = pipe.codec
+LABELS = {"kind": (lambda e: KINDS.index(e.kind), len(KINDS)),
+          "register": (lambda e: REGISTERS.index(e.register), len(REGISTERS))}
+"""The caption attributes scored: label of an event, number of classes."""
+
+
+def caption_classifiers(codec) -> tuple[dict[str, torch.nn.Module], dict, tuple[list[Event], list[str], torch.Tensor]]:
+    """Fit one classifier per caption attribute on synthesized 2.56 s clips and corrupted copies of them.
+
+    Returns the classifiers (log-mel features -> logits), their accuracies and chance rates on held-out clips, and
+    the held-out set: 240 events, their captions and their log-mels ``(240, frames, 64)``.
+    """
     train_events, _, train_audio = labelled_single_events(1200, seed=10_000, seconds=2.56)
     test_events, test_captions, test_audio = labelled_single_events(240, seed=20_000, seconds=2.56)
     with torch.no_grad():
         train_mel, test_mel = codec.mel(torch.from_numpy(train_audio)), codec.mel(torch.from_numpy(test_audio))
         x_train = features(torch.cat([train_mel, corrupt(train_mel, seed=1), corrupt(train_mel, seed=2)]))
         x_test, x_test_corrupted = features(test_mel), features(corrupt(test_mel, seed=3))
-    labels = {
-        "kind": (lambda e: KINDS.index(e.kind), len(KINDS)),
-        "register": (lambda e: REGISTERS.index(e.register), len(REGISTERS)),
-    }
-    classifiers, result = {}, {}
-    for name, (label, classes) in labels.items():
+    classifiers, scores = {}, {}
+    for name, (label, classes) in LABELS.items():
         y = torch.tensor([label(e) for e in train_events])
         classifiers[name] = train_classifier(x_train, y.repeat(3), classes)
-        truth = torch.tensor([label(e) for e in test_events])
-        result[f"{name}_accuracy_on_real_clips"] = float((classifiers[name](x_test).argmax(1) == truth).float().mean())
-        result[f"{name}_accuracy_on_corrupted_real_clips"] = float(
-            (classifiers[name](x_test_corrupted).argmax(1) == truth).float().mean())
-        result[f"{name}_chance"] = 1.0 / classes
+        scores[f"{name}_accuracy_on_real_clips"] = accuracies(classifiers, x_test, test_events)[name]
+        scores[f"{name}_accuracy_on_corrupted_real_clips"] = accuracies(classifiers, x_test_corrupted,
+                                                                        test_events)[name]
+        scores[f"{name}_chance"] = 1.0 / classes
+    return classifiers, scores, (test_events, test_captions, test_mel)
 
+
+def accuracies(classifiers: dict[str, torch.nn.Module], x: torch.Tensor, events: list[Event]) -> dict[str, float]:
+    """Share of clips (features ``x``, one row per event) whose attribute each classifier gets right."""
+    with torch.no_grad():
+        return {name: float((model(x).argmax(1) == torch.tensor([LABELS[name][0](e) for e in events])).float().mean())
+                for name, model in classifiers.items()}
+
+
+def caption_following(pipe, steps: int, prompts: int, out: Path) -> dict:
+    classifiers, result, (test_events, test_captions, test_mel) = caption_classifiers(pipe.codec)
     chosen = list(range(prompts))
     for factor, seconds in (("1x", 2.56), ("4x", 10.24)):
         mels = []
@@ -115,13 +130,11 @@ def caption_following(pipe, steps: int, prompts: int, out: Path) -> dict:
             with torch.no_grad():
                 mels.append(pipe(batch, audio_length_in_s=seconds, num_inference_steps=steps, output_type="mel",
                                  generator=torch.Generator().manual_seed(start)).audios)
-        x_generated = features(torch.cat(mels))
         if factor == "1x":
             examples_figure(test_mel[:8], mels[0][:8], [test_captions[i] for i in chosen[:8]], out)
-        for name, (label, _) in labels.items():
-            truth = torch.tensor([label(test_events[i]) for i in chosen])
-            accuracy = (classifiers[name](x_generated).argmax(1) == truth).float().mean()
-            result[f"{name}_accuracy_generated_{factor}"] = float(accuracy)
+        scored = accuracies(classifiers, features(torch.cat(mels)), [test_events[i] for i in chosen])
+        for name, accuracy in scored.items():
+            result[f"{name}_accuracy_generated_{factor}"] = accuracy
     result["generated_prompts"] = prompts
     result["prompt_examples"] = [test_captions[i] for i in chosen[:6]]
     return result

@@ -8,6 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from analysis.ablations import ABLATIONS
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -40,16 +42,21 @@ def test_speed_benchmark_rows_bounds_and_resume(tmp_path, capsys):
 
 
 def test_amdahl_flop_share_per_configuration():
-    speed = load("speed")
-    by_name = {c.name: c for c in speed.CONFIGURATIONS}
+    by_name = {c.name: c for c in ABLATIONS}
     module = "down_blocks.1.attentions.0.transformer_blocks.0.attn1"
-    assert by_name["litefocus"].core_share(module, 8) == pytest.approx(1 / 8 + 0.1)
-    assert by_name["same_frequency_only"].core_share(module, 8) == pytest.approx(1 / 8)
-    assert by_name["cross_frequency_only"].core_share(module, 8) == pytest.approx(0.1)
-    assert by_name["token_merging"].core_share(module, 8) == pytest.approx(0.25)
-    assert by_name["token_merging"].core_share(module.replace("attn1", "attn2"), 8) == 1.0
-    assert by_name["litefocus"].core_share(module.replace("down_blocks.1", "down_blocks.2"), 4) == 1.0
-    assert by_name["litefocus_all_levels"].core_share("mid_block.attentions.0.transformer_blocks.0.attn1", 2) == 0.6
+    share = lambda name, m=module, f=8, s=81.92: by_name[name].at_length(s).core_share(m, f)  # noqa: E731
+    assert share("litefocus") == pytest.approx(1 / 8 + 0.1)
+    assert share("same_frequency_only") == pytest.approx(1 / 8)
+    assert share("cross_frequency_only") == pytest.approx(0.1)
+    assert share("token_merging") == pytest.approx(0.25)
+    assert share("token_merging", module.replace("attn1", "attn2")) == 1.0
+    assert share("litefocus", module.replace("down_blocks.1", "down_blocks.2"), 4) == 1.0
+    assert share("litefocus_all_levels", "mid_block.attentions.0.transformer_blocks.0.attn1", 2) == 0.6
+    assert share("same_frequency_all_levels", "up_blocks.1.attentions.2.transformer_blocks.0.attn1", 4) == 0.25
+    # the fixed-keys variant keeps floor(0.1 * N(10.24 s)) random keys: r halves each time the length doubles
+    assert share("litefocus_all_levels_fixed_keys", s=10.24) == pytest.approx(1 / 8 + 0.1)
+    assert share("litefocus_all_levels_fixed_keys", s=5.12) == pytest.approx(1 / 8 + 0.1)
+    assert share("litefocus_all_levels_fixed_keys", s=81.92) == pytest.approx(1 / 8 + 0.1 / 8)
 
 
 @pytest.mark.parametrize("script, args", [

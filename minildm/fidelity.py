@@ -1,0 +1,108 @@
+"""What LiteFocus, its ablations and Token Merging cost in fidelity, measured on MiniLDM: ``python -m minildm.fidelity``.
+
+For each configuration of ``analysis.ablations``, MiniLDM generates the same held-out captions from the same noise at
+4x and 8x its training length (10.24 and 20.48 s; AudioLDM2 at 40.96 and 81.92 s is at the same multiples of its
+10.24 s). Scored per configuration:
+
+- ``relative_error``: ``||mel - mel_dense|| / ||mel_dense||`` of the generated log-mel, median over prompts (how far
+  the sample moves from the dense one drawn from the same noise);
+- ``kind_accuracy``, ``register_accuracy``: the caption classifiers of ``minildm.evaluate`` on the generated clips
+  (does the sample still say what its caption says), beside dense's.
+
+A configuration whose ratio depends on length (``keys_fixed_from_s``) uses the ratio it has at the AudioLDM2 length
+of the same multiple (e.g. 81.92 s for MiniLDM's 20.48 s); the ``ratio`` column shows it. Generated log-mels are kept
+per length and configuration in ``--cache`` (netCDF), so an interrupted run resumes; the table goes to
+``data/minildm/fidelity.csv`` (written atomically).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+import torch
+import xarray as xr
+
+from analysis.ablations import ABLATIONS, ablations, generate_under, relative_error
+from litefocus.files import write_atomic
+
+from .evaluate import accuracies, caption_classifiers, features
+from .pipeline import DEFAULT_PATH, load_minildm
+
+TRAINING_SECONDS = 2.56
+AUDIOLDM2_TRAINING_SECONDS = 10.24
+
+
+def audioldm2_seconds(seconds: float) -> float:
+    """The AudioLDM2 length at the same multiple of its training length as MiniLDM's ``seconds``."""
+    return seconds * AUDIOLDM2_TRAINING_SECONDS / TRAINING_SECONDS
+
+
+def generated(pipe, config, captions: list[str], seconds: float, steps: int, cache: Path | None) -> xr.DataArray:
+    """Log-mels ``(configuration=1, prompt, frame, mel)`` of ``captions`` under ``config``, from the cache if there."""
+    path = cache / f"{seconds:.2f}s_{steps}steps_{len(captions)}prompts_{config.name}.nc" if cache else None
+    if path is not None and path.is_file():
+        return xr.load_dataarray(path)
+    mels = generate_under(pipe, [config.at_length(audioldm2_seconds(seconds))], captions, audio_length_in_s=seconds, num_inference_steps=steps,
+                          output_type="mel").rename(dim_0="frame", dim_1="mel")
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, lambda tmp: mels.to_netcdf(tmp, engine="h5netcdf"))
+    return mels
+
+
+def fidelity_table(pipe, configurations, seconds_list: list[float], prompts: int, steps: int,
+                   cache: Path | None) -> pd.DataFrame:
+    """One row per (seconds, configuration): ratio, relative error to dense, caption-attribute accuracies."""
+    classifiers, scores, (events, captions, _) = caption_classifiers(pipe.codec)
+    events, captions = events[:prompts], captions[:prompts]
+    rows = []
+    for seconds in seconds_list:
+        mels = xr.concat([generated(pipe, c, captions, seconds, steps, cache) for c in configurations],
+                         dim="configuration")
+        errors = relative_error(mels)
+        for config in configurations:
+            mel = torch.from_numpy(mels.sel(configuration=config.name).values)
+            scored = accuracies(classifiers, features(mel), events)
+            rows.append(dict(
+                seconds=seconds, training_multiple=seconds / TRAINING_SECONDS,
+                audioldm2_seconds=audioldm2_seconds(seconds),
+                configuration=config.name, kind=config.kind, blocks=" ".join(config.blocks),
+                ratio=config.ratio_at(audioldm2_seconds(seconds)),
+                same_frequency=config.same_frequency, cross_frequency=config.cross_frequency,
+                relative_error=float(errors.sel(configuration=config.name).median()),
+                relative_error_max=float(errors.sel(configuration=config.name).max()),
+                kind_accuracy=scored["kind"], register_accuracy=scored["register"],
+                kind_chance=scores["kind_chance"], register_chance=scores["register_chance"],
+                prompts=prompts, steps=steps))
+    return pd.DataFrame(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--path", type=Path, default=DEFAULT_PATH, help="MiniLDM weights")
+    parser.add_argument("--seconds", type=float, nargs="+", default=[10.24, 20.48])
+    parser.add_argument("--prompts", type=int, default=16, help="held-out captions per length (at most 240)")
+    parser.add_argument("--steps", type=int, default=25, help="denoising steps")
+    parser.add_argument("--configurations", nargs="+", choices=[c.name for c in ABLATIONS],
+                        help="default: all (dense is always included)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cache", type=Path, default=Path("results/fidelity"), help="generated log-mels")
+    parser.add_argument("--csv", default=str(DEFAULT_PATH / "fidelity.csv"), help="'' prints only")
+    args = parser.parse_args(argv)
+    if not 1 <= args.prompts <= 240 or min(args.seconds) < 0.32 or args.steps < 1:
+        parser.error("--prompts must lie in 1..240, --seconds be at least 0.32 and --steps at least 1")
+    torch.set_num_threads(args.threads)
+    pipe = load_minildm(args.path)
+    pipe.set_progress_bar_config(disable=True)
+    table = fidelity_table(pipe, ablations(args.configurations), args.seconds, args.prompts, args.steps, args.cache)
+    print(table[["seconds", "configuration", "ratio", "relative_error", "kind_accuracy", "register_accuracy"]]
+          .to_string(index=False, float_format="%.3f"))
+    if args.csv:
+        write_atomic(Path(args.csv), lambda tmp: table.to_csv(tmp, index=False))
+        print("wrote", args.csv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""Named configurations, generation under each from one seed, and the relative error to dense."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+import litefocus
+from analysis.ablations import ABLATIONS, ablations, generate_under, relative_error
+
+
+def test_relative_error_matches_hand_computation():
+    dense = np.array([[3.0, 4.0], [1.0, 0.0]])  # norms 5 and 1
+    other = dense + np.array([[0.0, 1.0], [0.0, 2.0]])
+    outputs = xr.DataArray(np.stack([dense, other]), dims=("configuration", "prompt", "dim_0"),
+                           coords=dict(configuration=["dense", "other"], prompt=["a", "b"]))
+    errors = relative_error(outputs)
+    np.testing.assert_allclose(errors.sel(configuration="dense"), [0.0, 0.0])
+    np.testing.assert_allclose(errors.sel(configuration="other"), [1 / 5, 2 / 1])
+
+
+def test_configurations_by_name_keep_order_and_dense():
+    assert [c.name for c in ablations(["token_merging", "litefocus"])] == ["dense", "litefocus", "token_merging"]
+    assert [c.name for c in ablations()] == [c.name for c in ABLATIONS]
+    with pytest.raises(ValueError, match="unknown configurations"):
+        ablations(["litefocus", "fastest"])
+
+
+def test_length_dependent_ratio_must_be_fixed_before_applying(tiny_pipe):
+    fixed_keys = {c.name: c for c in ABLATIONS}["litefocus_all_levels_fixed_keys"]
+    assert fixed_keys.at_length(5.12).ratio == pytest.approx(0.1)
+    assert fixed_keys.at_length(40.96).ratio == pytest.approx(0.025)
+    with pytest.raises(ValueError, match="at_length"):
+        with fixed_keys.applied(tiny_pipe):
+            pass
+
+
+def test_generation_under_each_configuration_from_one_seed(tiny_pipe):
+    names = {c.name: c for c in ABLATIONS}
+    configs = [names["dense"], names["litefocus_all_levels"], names["token_merging"], names["dense"]]
+    outputs = generate_under(tiny_pipe, configs, ["a dog barking", "rain", "a bell"], audio_length_in_s=2.56,
+                             batch_size=2, num_inference_steps=2, output_type="latent")
+    assert outputs.dims[:2] == ("configuration", "prompt") and outputs.sizes["prompt"] == 3
+    assert outputs.shape[2:] == (8, 64, 16)  # latent channels, time, freq of 2.56 s
+    errors = relative_error(outputs.isel(configuration=[0, 1, 2]))
+    # dense again from the same seed reproduces dense exactly; the sparse configurations move the sample
+    np.testing.assert_array_equal(outputs.isel(configuration=0).values, outputs.isel(configuration=3).values)
+    assert (errors.sel(configuration="litefocus_all_levels") > 1e-4).all()
+    assert (errors.sel(configuration="token_merging") > 1e-4).all()
+    assert not litefocus.is_applied(tiny_pipe)  # every configuration is taken off again
+
+
+def test_fidelity_table_on_minildm_resumes_from_its_cache(tmp_path):
+    from minildm import fidelity
+
+    argv = ["--seconds", "0.64", "--prompts", "2", "--steps", "2", "--threads", "1", "--configurations",
+            "litefocus", "litefocus_all_levels_fixed_keys", "--cache", str(tmp_path / "cache"),
+            "--csv", str(tmp_path / "fidelity.csv")]
+    fidelity.main(argv)
+    table = pd.read_csv(tmp_path / "fidelity.csv")
+    assert list(table.configuration) == ["dense", "litefocus", "litefocus_all_levels_fixed_keys"]
+    dense = table.set_index("configuration").loc["dense"]
+    assert dense.relative_error == 0 and dense.audioldm2_seconds == pytest.approx(2.56)
+    assert (table.relative_error.iloc[1:] > 0).all()
+    assert table.set_index("configuration").ratio.loc["litefocus_all_levels_fixed_keys"] == pytest.approx(0.1)
+    assert table[["kind_accuracy", "register_accuracy"]].apply(lambda c: c.between(0, 1)).all().all()
+    cached = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert len(cached) == 3 and all(name.endswith(".nc") for name in cached)
+    # a second run reads every generation back from the cache and gives the same table
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").iterdir()}
+    fidelity.main(argv)
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").iterdir()} == stamps
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "fidelity.csv"), table)
