@@ -48,9 +48,14 @@ def corrupt(mel: torch.Tensor, seed: int) -> torch.Tensor:
     return blur * blurred + (1 - blur) * mel + gain + noise
 
 
-def train_classifier(x: torch.Tensor, y: torch.Tensor, classes: int, steps: int = 500) -> torch.nn.Module:
+def train_classifier(x: torch.Tensor, y: torch.Tensor, classes: int, steps: int = 500,
+                     seed: int = 0) -> torch.nn.Module:
+    """Linear classifier on standardized features ``x`` ``(n, d)`` for labels ``y``; the same seed, the same model."""
     mean, std = x.mean(0), x.std(0) + 1e-6
-    model = torch.nn.Sequential(_Standardize(mean, std), torch.nn.Linear(x.shape[1], classes))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        linear = torch.nn.Linear(x.shape[1], classes)
+    model = torch.nn.Sequential(_Standardize(mean, std), linear)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.05, weight_decay=1e-4)
     for _ in range(steps):
         loss = torch.nn.functional.cross_entropy(model(x), y)

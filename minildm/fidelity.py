@@ -1,4 +1,4 @@
-"""What LiteFocus, its ablations and Token Merging cost in fidelity, measured on MiniLDM: ``python -m minildm.fidelity``.
+"""What LiteFocus, its ablations and Token Merging cost in fidelity on MiniLDM: ``python -m minildm.fidelity``.
 
 For each configuration of ``analysis.ablations``, MiniLDM generates the same held-out captions from the same noise at
 4x and 8x its training length (10.24 and 20.48 s; AudioLDM2 at 40.96 and 81.92 s is at the same multiples of its
@@ -7,7 +7,9 @@ For each configuration of ``analysis.ablations``, MiniLDM generates the same hel
 - ``relative_error``: ``||mel - mel_dense|| / ||mel_dense||`` of the generated log-mel, median over prompts (how far
   the sample moves from the dense one drawn from the same noise);
 - ``kind_accuracy``, ``register_accuracy``: the caption classifiers of ``minildm.evaluate`` on the generated clips
-  (does the sample still say what its caption says), beside dense's.
+  (does the sample still say what its caption says), beside dense's;
+- the same for dense attention from other noise (``dense_other_noise``): the scale of a wholly different sample, and
+  how far the accuracies move between two draws.
 
 A configuration whose ratio depends on length (``keys_fixed_from_s``) uses the ratio it has at the AudioLDM2 length
 of the same multiple (e.g. 81.92 s for MiniLDM's 20.48 s); the ``ratio`` column shows it. Generated log-mels are kept
@@ -18,6 +20,7 @@ per length and configuration in ``--cache`` (netCDF), so an interrupted run resu
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -32,6 +35,7 @@ from .pipeline import DEFAULT_PATH, load_minildm
 
 TRAINING_SECONDS = 2.56
 AUDIOLDM2_TRAINING_SECONDS = 10.24
+OTHER_NOISE = "dense_other_noise"
 
 
 def audioldm2_seconds(seconds: float) -> float:
@@ -39,13 +43,16 @@ def audioldm2_seconds(seconds: float) -> float:
     return seconds * AUDIOLDM2_TRAINING_SECONDS / TRAINING_SECONDS
 
 
-def generated(pipe, config, captions: list[str], seconds: float, steps: int, cache: Path | None) -> xr.DataArray:
+def generated(pipe, config, captions: list[str], seconds: float, steps: int, cache: Path | None,
+              seed: int = 0) -> xr.DataArray:
     """Log-mels ``(configuration=1, prompt, frame, mel)`` of ``captions`` under ``config``, from the cache if there."""
-    path = cache / f"{seconds:.2f}s_{steps}steps_{len(captions)}prompts_{config.name}.nc" if cache else None
+    name = config.name if seed == 0 else f"{config.name}_seed{seed}"
+    path = cache / f"{seconds:.2f}s_{steps}steps_{len(captions)}prompts_{name}.nc" if cache else None
     if path is not None and path.is_file():
         return xr.load_dataarray(path)
-    mels = generate_under(pipe, [config.at_length(audioldm2_seconds(seconds))], captions, audio_length_in_s=seconds, num_inference_steps=steps,
-                          output_type="mel").rename(dim_0="frame", dim_1="mel")
+    mels = generate_under(pipe, [config.at_length(audioldm2_seconds(seconds))], captions, audio_length_in_s=seconds,
+                          num_inference_steps=steps, output_type="mel", seed=seed)
+    mels = mels.rename(dim_0="frame", dim_1="mel")
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, lambda tmp: mels.to_netcdf(tmp, engine="h5netcdf"))
@@ -54,15 +61,22 @@ def generated(pipe, config, captions: list[str], seconds: float, steps: int, cac
 
 def fidelity_table(pipe, configurations, seconds_list: list[float], prompts: int, steps: int,
                    cache: Path | None) -> pd.DataFrame:
-    """One row per (seconds, configuration): ratio, relative error to dense, caption-attribute accuracies."""
+    """One row per (seconds, configuration): ratio, relative error to dense, caption-attribute accuracies.
+
+    A first row per length, ``dense_other_noise``, is dense attention from other noise (seed 1): the scale of a
+    wholly different sample, and how much the accuracies move between two draws of the same prompts.
+    """
     classifiers, scores, (events, captions, _) = caption_classifiers(pipe.codec)
     events, captions = events[:prompts], captions[:prompts]
+    dense = next(c for c in configurations if c.kind == "dense")
+    reference = replace(dense, name=OTHER_NOISE)
     rows = []
     for seconds in seconds_list:
-        mels = xr.concat([generated(pipe, c, captions, seconds, steps, cache) for c in configurations],
-                         dim="configuration")
+        other_noise = generated(pipe, dense, captions, seconds, steps, cache, seed=1)
+        mels = xr.concat([generated(pipe, c, captions, seconds, steps, cache) for c in configurations]
+                         + [other_noise.assign_coords(configuration=[OTHER_NOISE])], dim="configuration")
         errors = relative_error(mels)
-        for config in configurations:
+        for config in [reference, *configurations]:
             mel = torch.from_numpy(mels.sel(configuration=config.name).values)
             scored = accuracies(classifiers, features(mel), events)
             rows.append(dict(
