@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--configurations", nargs="+", choices=[c.name for c in ABLATIONS],
                         help="default: all (dense is always included)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--cache", type=Path, default=Path("results/fidelity"), help="generated log-mels")
+    parser.add_argument("--cache", type=Path, default=Path("results/fidelity"),
+                        help="generated log-mels, reused by later runs (clear it after changing the weights)")
     parser.add_argument("--csv", default=str(DEFAULT_PATH / "fidelity.csv"), help="'' prints only")
     args = parser.parse_args(argv)
     if not 1 <= args.prompts <= 240 or min(args.seconds) < 0.32 or args.steps < 1:
