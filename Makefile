@@ -22,7 +22,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# about 40 minutes on 2 cores: attention core, cost of recording, and the speed sweep (resumes where it stopped)
+# about 45 minutes on 2 cores: attention core, cost of recording, and the speed sweep (resumes where it stopped)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/kernel.py
 	$(BIN)/python benchmarks/measure_sparsity.py

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 import litefocus
 from litefocus.baselines import token_merging
+from litefocus.selection import name_matches
 
 LEVEL_1 = ("down_blocks.1", "up_blocks.2")  # the paper's blocks, F = 8 in AudioLDM2
 LEVELS_1_2 = ("down_blocks.1", "down_blocks.2", "up_blocks.1", "up_blocks.2")  # F = 8 and F = 4
@@ -70,12 +71,9 @@ class Configuration:
         else:
             raise ValueError(f"unknown kind {self.kind!r}: use 'dense', 'litefocus' or 'token_merging'")
 
-    def selects(self, module: str) -> bool:
-        return any(module == b or module.startswith(b + ".") for b in self.blocks)
-
     def core_share(self, module: str, freq_bins: int) -> float:
         """FLOP share of this configuration's attention core in ``module`` vs dense (1.0 where untouched)."""
-        if self.kind == "dense" or not self.selects(module):
+        if self.kind == "dense" or not any(name_matches(module, block) for block in self.blocks):
             return 1.0
         if self.kind == "token_merging":  # tomesd merges tokens before attn1 only: (1 - ratio)^2 of the products
             return (1 - self.ratio) ** 2 if module.endswith("attn1") else 1.0
@@ -127,6 +125,8 @@ def generate_under(
     random keys and Token Merging's choices are seeded with ``seed`` as well. A configuration whose ratio depends on
     length runs with its ratio at ``audio_length_in_s``.
     """
+    if not prompts:
+        raise ValueError("prompts is empty: give at least one prompt to generate")
     outputs = []
     for config in tqdm(configurations, desc="configurations"):
         batches = []
@@ -145,6 +145,9 @@ def generate_under(
 
 def relative_error(outputs: xr.DataArray, reference: str = "dense") -> xr.DataArray:
     """``||output - reference|| / ||reference||`` per configuration and prompt, over the sample dims."""
+    names = list(outputs.configuration.values)
+    if reference not in names:
+        raise ValueError(f"no {reference!r} among the configurations {names}: generate it too, or pass reference=")
     sample_dims = [d for d in outputs.dims if d not in ("configuration", "prompt")]
     base = outputs.sel(configuration=reference)
     norm = lambda x: np.sqrt((x**2).sum(sample_dims))  # noqa: E731

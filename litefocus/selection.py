@@ -82,14 +82,15 @@ def self_attention_modules(model, blocks: BlockSelection = None) -> list[str]:
     for pattern in patterns:
         if not isinstance(pattern, str):
             raise TypeError(f"blocks must hold names or glob patterns (str); got {pattern!r}")
-        if not any(_matches(name, pattern) for name, _ in candidates):
-            known = any(_matches(name, pattern) for name in all_names)
+        if not any(name_matches(name, pattern) for name, _ in candidates):
+            known = any(name_matches(name, pattern) for name in all_names)
             reason = "has no self-attention" if known else "does not exist in this UNet"
             raise ValueError(f"{pattern!r} {reason}; {_valid_blocks(candidates)}")
-    return [name for name, _ in candidates if any(_matches(name, p) for p in patterns)]
+    return [name for name, _ in candidates if any(name_matches(name, p) for p in patterns)]
 
 
-def _matches(name: str, pattern: str) -> bool:
+def name_matches(name: str, pattern: str) -> bool:
+    """Whether module ``name`` is selected by one ``blocks=`` entry: itself, inside it, or matching it as a glob."""
     return name == pattern or name.startswith(pattern + ".") or fnmatch.fnmatchcase(name, pattern)
 
 

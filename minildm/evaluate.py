@@ -107,13 +107,14 @@ def caption_classifiers(codec) -> tuple[dict[str, torch.nn.Module], dict, tuple[
         train_mel, test_mel = codec.mel(torch.from_numpy(train_audio)), codec.mel(torch.from_numpy(test_audio))
         x_train = features(torch.cat([train_mel, corrupt(train_mel, seed=1), corrupt(train_mel, seed=2)]))
         x_test, x_test_corrupted = features(test_mel), features(corrupt(test_mel, seed=3))
-    classifiers, scores = {}, {}
-    for name, (label, classes) in LABELS.items():
-        y = torch.tensor([label(e) for e in train_events])
-        classifiers[name] = train_classifier(x_train, y.repeat(3), classes)
-        scores[f"{name}_accuracy_on_real_clips"] = accuracies(classifiers, x_test, test_events)[name]
-        scores[f"{name}_accuracy_on_corrupted_real_clips"] = accuracies(classifiers, x_test_corrupted,
-                                                                        test_events)[name]
+    classifiers = {name: train_classifier(x_train, torch.tensor([label(e) for e in train_events]).repeat(3), classes)
+                   for name, (label, classes) in LABELS.items()}
+    clean, corrupted = accuracies(classifiers, x_test, test_events), accuracies(classifiers, x_test_corrupted,
+                                                                               test_events)
+    scores = {}
+    for name, (_, classes) in LABELS.items():
+        scores[f"{name}_accuracy_on_real_clips"] = clean[name]
+        scores[f"{name}_accuracy_on_corrupted_real_clips"] = corrupted[name]
         scores[f"{name}_chance"] = 1.0 / classes
     return classifiers, scores, (test_events, test_captions, test_mel)
 

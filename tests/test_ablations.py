@@ -3,10 +3,11 @@
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import xarray as xr
 
 import litefocus
-from analysis.ablations import ABLATIONS, ablations, generate_under, relative_error
+from analysis.ablations import ABLATIONS, Configuration, ablations, generate_under, relative_error
 
 
 def test_relative_error_matches_hand_computation():
@@ -17,6 +18,8 @@ def test_relative_error_matches_hand_computation():
     errors = relative_error(outputs)
     np.testing.assert_allclose(errors.sel(configuration="dense"), [0.0, 0.0])
     np.testing.assert_allclose(errors.sel(configuration="other"), [1 / 5, 2 / 1])
+    with pytest.raises(ValueError, match="no 'dense' among"):
+        relative_error(outputs.sel(configuration=["other"]))
 
 
 def test_configurations_by_name_keep_order_and_dense():
@@ -48,6 +51,29 @@ def test_generation_under_each_configuration_from_one_seed(tiny_pipe):
     assert (errors.sel(configuration="litefocus_all_levels") > 1e-4).all()
     assert (errors.sel(configuration="token_merging") > 1e-4).all()
     assert not litefocus.is_applied(tiny_pipe)  # every configuration is taken off again
+    with pytest.raises(ValueError, match="prompts is empty"):
+        generate_under(tiny_pipe, configs, [], audio_length_in_s=2.56)
+
+
+def test_flop_share_selects_modules_as_litefocus_does():
+    # block names, names inside a block and globs select as litefocus.self_attention_modules does
+    config = Configuration("globbed", "litefocus", ("up_blocks.*.attn1", "down_blocks.1"), 0.1)
+    assert config.core_share("up_blocks.2.attentions.0.transformer_blocks.0.attn1", 8) == pytest.approx(0.225)
+    assert config.core_share("down_blocks.1.attentions.1.transformer_blocks.0.attn2", 8) == pytest.approx(0.225)
+    assert config.core_share("up_blocks.2.attentions.0.transformer_blocks.0.attn2", 8) == 1.0
+    assert config.core_share("down_blocks.10.attentions.0.transformer_blocks.0.attn1", 8) == 1.0
+
+
+def test_caption_accuracies_count_correct_predictions():
+    from minildm.data import Event
+    from minildm.evaluate import LABELS, accuracies
+
+    events = [Event("tone", "low", "whole"), Event("sweep", "high", "whole"), Event("noise", "mid", "whole")]
+    truth = {name: torch.tensor([label(e) for e in events]) for name, (label, _) in LABELS.items()}
+    always_tone = lambda x: torch.nn.functional.one_hot(torch.zeros(len(x), dtype=torch.long), 8).float()  # noqa: E731
+    oracle = lambda x: torch.nn.functional.one_hot(truth["register"], 3).float()  # noqa: E731
+    scored = accuracies({"kind": always_tone, "register": oracle}, torch.zeros(3, 5), events)
+    assert scored == {"kind": pytest.approx(1 / 3), "register": 1.0}
 
 
 def test_fidelity_table_on_minildm_resumes_from_its_cache(tmp_path):
