@@ -20,7 +20,9 @@ import numpy as np
 import torch
 import xarray as xr
 
-from litefocus.kernel import cross_key_count, draw_cross_indices
+from litefocus.kernel import cross_key_count
+from litefocus.keys import call_key, keyed_cross_indices
+from litefocus.layers import ProcessorLayer
 from litefocus.patch import attach_grid_probes
 from litefocus.processor import GridProbe, attention_inputs
 from litefocus.selection import BlockSelection, block_of, self_attention_modules, unet_of
@@ -81,32 +83,24 @@ class AttentionRecorder:
         self._grids: dict[str, tuple[int, int]] = {}
         self._samples: dict[str, np.ndarray] = {}
         self._kept_bytes = 0
-        self._hooks: list = []
-        self._originals: dict[str, object] = {}
+        self._layer: ProcessorLayer | None = None
 
     # -- attaching -------------------------------------------------------------------------------------------
     def __enter__(self) -> AttentionRecorder:
-        if self._originals:
+        if self._layer is not None:
             raise RuntimeError("this recorder is already attached")
-        probes, self._hooks = attach_grid_probes(self.unet, self.names)
-        self._hooks.append(self.unet.register_forward_pre_hook(self._on_unet_call, with_kwargs=True))
-        try:
-            for name in self.names:
-                module = self.unet.get_submodule(name)
-                self._originals[name] = module.processor
-                module.set_processor(_RecordingProcessor(module.processor, self, name, probes.get(name)))
-        except BaseException:
-            self.__exit__(None, None, None)
-            raise
+        layer = ProcessorLayer(self.unet, "recorder")
+        probes, layer.hooks = attach_grid_probes(self.unet, self.names)
+        layer.hooks.append(self.unet.register_forward_pre_hook(self._on_unet_call, with_kwargs=True))
+        layer.attach(lambda name, _: _RecordingProcessor(layer, self, name, probes.get(name)), self.names)
+        self._layer = layer
         return self
 
     def __exit__(self, *exc) -> None:
-        for hook in self._hooks:
-            hook.remove()
-        self._hooks = []
-        for name, processor in self._originals.items():
-            self.unet.get_submodule(name).set_processor(processor)
-        self._originals = {}
+        """Detach, in any order relative to other recorders and to LiteFocus blocks."""
+        if self._layer is not None:
+            self._layer.detach()
+            self._layer = None
 
     def _on_unet_call(self, module, args, kwargs) -> None:
         self.step += 1
@@ -134,8 +128,11 @@ class AttentionRecorder:
         self._grids[name] = grid
 
         device = query.device
-        # the LiteFocus focus set of a query on frequency row f: keys of row f and the random cross keys
-        cross = draw_cross_indices(tokens, self.focus_ratio, torch.Generator().manual_seed(self.seed + self.step))
+        # the LiteFocus focus set of a query on frequency row f: keys of row f and the random cross keys that
+        # LiteFocus with this seed draws in this module at this timestep
+        timestep = self.timesteps.get(self.step, self.step)
+        cross = keyed_cross_indices(tokens, cross_key_count(tokens, self.focus_ratio),
+                                    call_key(self.seed, name, timestep))
         in_cross = torch.zeros(tokens, dtype=torch.bool, device=device)
         in_cross[cross.to(device)] = True
         key_freq = torch.arange(tokens, device=device) % freq_bins
@@ -294,10 +291,12 @@ class AttentionRecorder:
 
 
 class _RecordingProcessor:
-    """Records a module's attention, then runs its original processor unchanged."""
+    """Records a module's attention, then runs the processor it wraps (its layer's saved one) unchanged."""
 
-    def __init__(self, original, recorder: AttentionRecorder, name: str, grid: GridProbe | None):
-        self.original, self.recorder, self.name, self.grid = original, recorder, name, grid
+    wraps = True
+
+    def __init__(self, layer: ProcessorLayer, recorder: AttentionRecorder, name: str, grid: GridProbe | None):
+        self.layer, self.recorder, self.name, self.grid = layer, recorder, name, grid
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args,
                  **kwargs):
@@ -308,7 +307,8 @@ class _RecordingProcessor:
             if grid is None:
                 raise RuntimeError(f"no (time, freq) grid is known for {self.name}")
             self.recorder.record(self.name, attn, inputs.query, inputs.key, inputs.value, grid)
-        return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
+        original = self.layer.saved(self.name)
+        return original(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
 
 
 def record_attention(model, blocks: BlockSelection = None, steps: Iterable[int] | None = None,

@@ -7,12 +7,13 @@ from contextlib import contextmanager
 
 import torch
 
+from .keys import check_seed, tomesd_seed
 from .options import PAPER_BLOCKS
 from .selection import BlockSelection, self_attention_modules, unet_of
 
 
 def apply_token_merging(
-    model, blocks: BlockSelection = PAPER_BLOCKS, ratio: float = 0.5, *, seed: int | None = 0, **tome_options
+    model, blocks: BlockSelection = PAPER_BLOCKS, ratio: float = 0.5, *, seed: int = 0, **tome_options
 ) -> list[str]:
     """Merge tokens before the self-attention of the transformer blocks in ``blocks``; returns their names.
 
@@ -21,7 +22,9 @@ def apply_token_merging(
             modules is selected. The default is the paper's choice (the same blocks as LiteFocus).
         ratio: share of tokens merged (tomesd's default, 0.5, as in the paper).
     Args to tinker with:
-        seed: seeds tomesd's random choice of destination tokens (None: fork torch's global RNG, tomesd's way).
+        seed: keys tomesd's random choice of destination tokens: its one generator is reseeded at every UNet call
+            from ``(seed, timestep)``, so a call's merges never depend on the calls before it (tomesd shares the
+            generator between modules, so the module name cannot enter; the order of modules in a forward is fixed).
         tome_options: passed to ``tomesd.apply_patch`` (``sx``, ``sy``, ``use_rand``, ``merge_crossattn``, ...).
 
     tomesd decides where to merge by downsampling factor (``max_downsample``), which in AudioLDM2 means a whole
@@ -33,6 +36,9 @@ def apply_token_merging(
         import tomesd
     except ImportError as error:  # pragma: no cover - tomesd is a dependency
         raise ImportError("Token Merging needs the tomesd package: pip install tomesd") from error
+    check_seed(seed)
+    if not (isinstance(ratio, (int, float)) and not isinstance(ratio, bool) and 0 <= ratio < 1):
+        raise ValueError(f"ratio must lie in [0, 1) (the share of tokens merged); got {ratio!r}")
     unet = unet_of(model)
     selected = {name.rsplit(".", 1)[0] for name in self_attention_modules(unet, blocks)}
     tomesd.apply_patch(unet, ratio=ratio, max_downsample=2 ** len(unet.config.block_out_channels), **tome_options)
@@ -44,8 +50,14 @@ def apply_token_merging(
             patched.append(name)
         else:
             module.__class__ = module._parent
-    if seed is not None:
-        unet._tome_info["args"]["generator"] = torch.Generator().manual_seed(seed)
+    def reseed(module, args, kwargs):
+        sample = args[0] if args else kwargs["sample"]
+        timestep = args[1] if len(args) > 1 else kwargs["timestep"]
+        generator = torch.Generator(device=sample.device).manual_seed(tomesd_seed(seed, timestep))
+        unet._tome_info["args"]["generator"] = generator
+
+    # tomesd's remove_patch removes every hook in this list
+    unet._tome_info["hooks"].append(unet.register_forward_pre_hook(reseed, with_kwargs=True))
     return patched
 
 

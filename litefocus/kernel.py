@@ -44,7 +44,7 @@ def focus_mask(
 ) -> torch.Tensor:
     """Boolean ``(N, N)`` matrix, ``True`` where query ``i`` may attend to key ``j``.
 
-    ``mask[i, j] = (same_frequency and i % F == j % F) or (j in cross_indices)``. Used by the reference only.
+    ``mask[i, j] = (same_frequency and i % F == j % F) or (j in cross_indices)``: the exact union, for figures and tests.
     """
     token = torch.arange(num_tokens, device=device)
     mask = torch.zeros(num_tokens, num_tokens, dtype=torch.bool, device=device)
@@ -53,6 +53,12 @@ def focus_mask(
     if cross_indices is not None:
         mask[:, cross_indices.to(device)] = True
     return mask
+
+
+UNIONS = ("exact", "concat")
+"""How a query's own row and the random keys combine: ``"exact"``, the union of the paper's eq. 4 (a key in both
+counts once; r = 1 is dense attention), or ``"concat"``, the authors' released code (the two key lists concatenated
+under one softmax, so a random key in the query's own row counts twice)."""
 
 
 def reference_attention(
@@ -67,19 +73,31 @@ def reference_attention(
     cross_indices: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     scale: float | None = None,
+    union: str = "exact",
 ) -> torch.Tensor:
-    """Dense attention under the explicit ``(N, N)`` focus mask: the oracle that tests hold the kernel to.
+    """Dense attention over explicit ``(N, N)`` key multiplicities: the oracle that tests hold the kernel to.
 
-    Same arguments and same random draw as :func:`litefocus_attention`; costs ``O(N^2)`` memory.
+    ``exact``: logits of keys outside the focus set are ``-inf``. ``concat``: each logit gets ``log m``, ``m`` the
+    number of times the key appears in the query's concatenated list (own row once, each random draw once), which is
+    what one softmax over the concatenation computes. Same arguments and same random draw as
+    :func:`litefocus_attention`; computes in the inputs' precision (at least float32); ``O(N^2)`` memory.
     """
-    num_tokens = _check_inputs(query, key, value, freq_bins, same_frequency, cross_frequency)
-    cross = _resolve_cross_indices(num_tokens, ratio, cross_frequency, cross_indices, generator, query.device)
+    num_tokens = _check_inputs(query, key, value, freq_bins, same_frequency, cross_frequency, union)
+    cross = _resolve_cross_indices(num_tokens, ratio, cross_frequency, cross_indices, generator, query.device, union)
     _check_nonempty(same_frequency, cross)
-    mask = focus_mask(num_tokens, freq_bins, cross, same_frequency=same_frequency, device=query.device)
+    token = torch.arange(num_tokens, device=query.device)
+    multiplicity = torch.zeros(num_tokens, num_tokens, device=query.device)
+    if same_frequency:
+        multiplicity += ((token[:, None] % freq_bins) == (token[None, :] % freq_bins)).float()
+    if cross is not None:
+        multiplicity += torch.bincount(cross, minlength=num_tokens).float()[None, :]
+    if union == "exact":
+        multiplicity = multiplicity.clamp(max=1)
+    dtype = torch.promote_types(query.dtype, torch.float32)
     scale = query.shape[-1] ** -0.5 if scale is None else scale
-    logits = torch.einsum("bhqd,bhkd->bhqk", query.float(), key.float()) * scale
-    logits = logits.masked_fill(~mask, float("-inf"))
-    return torch.einsum("bhqk,bhkd->bhqd", logits.softmax(dim=-1), value.float()).to(query.dtype)
+    logits = torch.einsum("bhqd,bhkd->bhqk", query.to(dtype), key.to(dtype)) * scale
+    logits = logits + multiplicity.to(dtype).log()  # log 0 = -inf outside the focus set
+    return torch.einsum("bhqk,bhkd->bhqd", logits.softmax(dim=-1), value.to(dtype)).to(query.dtype)
 
 
 def litefocus_attention(
@@ -94,69 +112,121 @@ def litefocus_attention(
     cross_indices: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     scale: float | None = None,
+    union: str = "exact",
 ) -> torch.Tensor:
     """LiteFocus sparse attention; never builds an ``N x N`` matrix.
 
     Args:
-        query, key, value: ``(batch, heads, N, head_dim)``, tokens time-major (``t * freq_bins + f``).
+        query, key, value: ``(batch, heads, N, head_dim)`` floating tensors, tokens time-major (``t * freq_bins + f``).
         freq_bins: ``F``, the width of the frequency axis of the token grid; ``N`` must be a multiple of it.
         ratio: compensation ratio ``r``; ``floor(r * N)`` random keys are drawn per call.
         same_frequency: include the query's own frequency row (``False``: cross-frequency-only ablation).
         cross_frequency: include the random keys (``False``: same-frequency-only ablation).
-        cross_indices: 1-D int64 key indices that replace the random draw (duplicates count once).
+        cross_indices: 1-D int64 tensor of key indices that replaces the random draw (``exact``: duplicates count
+            once; ``concat``: each entry is one key of the concatenation).
         generator: source of the random draw; drawn on its device, CPU when ``None``.
         scale: softmax scale, ``head_dim ** -0.5`` when ``None``.
+        union: ``"exact"`` (paper's eq. 4, default) or ``"concat"`` (the authors' code); see :data:`UNIONS`.
 
     Returns:
         ``(batch, heads, N, head_dim)``, equal to :func:`reference_attention` up to float rounding.
 
-    The work is one batched ``scaled_dot_product_attention`` over the ``batch * F`` frequency rows, each with ``T``
-    queries against ``[its T same-row keys + the R shared random keys]``: ``N * (T + R)`` scores in all, against
-    ``N * N`` for dense attention (the FLOP ratio is ``1 / F + r``).
+    The work is attention of each frequency row's ``T`` queries against ``[its T same-row keys + the R shared random
+    keys]``: ``N * (T + R)`` scores in all, against ``N * N`` for dense attention (the FLOP ratio is ``1 / F + r``).
     """
-    num_tokens = _check_inputs(query, key, value, freq_bins, same_frequency, cross_frequency)
-    cross = _resolve_cross_indices(num_tokens, ratio, cross_frequency, cross_indices, generator, query.device)
+    num_tokens = _check_inputs(query, key, value, freq_bins, same_frequency, cross_frequency, union)
+    cross = _resolve_cross_indices(num_tokens, ratio, cross_frequency, cross_indices, generator, query.device, union)
     _check_nonempty(same_frequency, cross)
-    if not same_frequency:
-        return F.scaled_dot_product_attention(query, key[:, :, cross], value[:, :, cross], scale=scale)
-    return _frequency_row_attention(query, key, value, freq_bins, cross, scale)
+    return focus_attention(query, key, value, freq_bins, cross, same_frequency=same_frequency, scale=scale,
+                           union=union)
 
 
-def _frequency_row_attention(
+def focus_attention(
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,
     freq_bins: int,
     cross: torch.Tensor | None,
-    scale: float | None,
+    *,
+    same_frequency: bool = True,
+    scale: float | None = None,
+    union: str = "exact",
 ) -> torch.Tensor:
-    batch, heads, num_tokens, head_dim = query.shape
+    """:func:`litefocus_attention` on checked inputs and given random keys ``cross`` (sorted int64, distinct for
+    ``exact``; ``None``: same-frequency only): no validation, no draw, no host synchronisation, for processors and
+    ``torch.compile``."""
+    if not same_frequency:
+        return F.scaled_dot_product_attention(query, key[:, :, cross], value[:, :, cross], scale=scale)
+    if cross is None or cross.numel() == 0 or (freq_bins == 1 and union == "exact"):
+        # no random keys, or one row that holds every key (the exact union is then dense attention)
+        rows = [_rows(x, freq_bins) for x in (query, key, value)]
+        return _merge_rows(F.scaled_dot_product_attention(*rows, scale=scale), query.shape[0], freq_bins)
+    if union == "concat":
+        return _concat_attention(query, key, value, freq_bins, cross, scale)
+    return _exact_attention(query, key, value, freq_bins, cross, scale)
+
+
+def _rows(x: torch.Tensor, freq_bins: int) -> torch.Tensor:
+    """(b, h, t*f, d) -> (b*f, h, t, d): one attention problem per (batch item, frequency row)."""
+    batch, heads, num_tokens, dim = x.shape
     steps = num_tokens // freq_bins
+    return x.view(batch, heads, steps, freq_bins, dim).permute(0, 3, 1, 2, 4).reshape(-1, heads, steps, dim)
 
-    def rows(x: torch.Tensor) -> torch.Tensor:
-        # (b, h, t*f, d) -> (b*f, h, t, d): one attention problem per (batch item, frequency row)
-        return x.view(batch, heads, steps, freq_bins, head_dim).permute(0, 3, 1, 2, 4).reshape(-1, heads, steps, head_dim)
 
-    q_rows = rows(query)
-    if cross is None or cross.numel() == 0:
-        return _merge_rows(F.scaled_dot_product_attention(q_rows, rows(key), rows(value), scale=scale), batch, freq_bins)
-    count = cross.numel()
+def _row_keys(x: torch.Tensor, freq_bins: int, cross: torch.Tensor) -> torch.Tensor:
+    """(b, h, t*f, d) -> (b*f, h, t + R, d): each row's own T keys, then the R shared random keys, written into one
+    buffer (a gather and a copy; no concatenation of intermediate copies)."""
+    batch, heads, num_tokens, dim = x.shape
+    steps, count = num_tokens // freq_bins, cross.numel()
+    keys = x.new_empty(batch, freq_bins, heads, steps + count, dim)
+    keys[:, :, :, :steps] = x.view(batch, heads, steps, freq_bins, dim).permute(0, 3, 1, 2, 4)
+    keys[:, :, :, steps:] = x[:, :, cross][:, None]
+    return keys.view(-1, heads, steps + count, dim)
 
-    def row_keys(x: torch.Tensor) -> torch.Tensor:
-        # (b, h, t*f, d) -> (b*f, h, t + R, d): each row's own T keys, then the R shared random keys, written into
-        # one buffer (a gather and a copy; no concatenation of intermediate copies)
-        keys = x.new_empty(batch, freq_bins, heads, steps + count, head_dim)
-        keys[:, :, :, :steps] = x.view(batch, heads, steps, freq_bins, head_dim).permute(0, 3, 1, 2, 4)
-        keys[:, :, :, steps:] = x[:, :, cross][:, None]
-        return keys.view(-1, heads, steps + count, head_dim)
 
-    # A random key whose frequency is the row's own is already among the row's keys: mask it out so that the union
-    # counts it once. mask: (b*f, 1, 1, T + R), True = attend.
+def _concat_attention(query, key, value, freq_bins, cross, scale):
+    """One softmax over [own row + random keys] per row, no mask: a random key in the row counts twice."""
+    out = F.scaled_dot_product_attention(_rows(query, freq_bins), _row_keys(key, freq_bins, cross),
+                                         _row_keys(value, freq_bins, cross), scale=scale)
+    return _merge_rows(out, query.shape[0], freq_bins)
+
+
+def _exact_attention(query, key, value, freq_bins, cross, scale):
+    """The exact union with no mask: row ``f`` attends to its own T keys and the random keys outside row ``f``.
+
+    One SDPA call per row (F calls), each mask-free, so fused kernels apply; measured faster than the masked batched
+    form on CPU (``benchmarks/kernel.py``). Under ``torch.compile`` the per-row key counts would be data-dependent
+    shapes, so the masked form (static shapes) runs there instead.
+    """
+    if torch.compiler.is_compiling():
+        return _exact_attention_masked(query, key, value, freq_bins, cross, scale)
+    batch, heads, num_tokens, dim = query.shape
+    steps = num_tokens // freq_bins
+    q_rows, k_rows, v_rows = (_rows(x, freq_bins).view(batch, freq_bins, heads, steps, dim)
+                              for x in (query, key, value))
+    out = torch.empty_like(q_rows)
+    row_of_key = cross % freq_bins
+    for row in range(freq_bins):
+        outside = cross[row_of_key != row]
+        keys = torch.cat([k_rows[:, row], key[:, :, outside]], dim=2)
+        values = torch.cat([v_rows[:, row], value[:, :, outside]], dim=2)
+        out[:, row] = F.scaled_dot_product_attention(q_rows[:, row], keys, values, scale=scale)
+    return _merge_rows(out.view(batch * freq_bins, heads, steps, dim), batch, freq_bins)
+
+
+def _exact_attention_masked(query, key, value, freq_bins, cross, scale):
+    """The exact union in one batched call: a mask drops, for each row, the random keys that lie in that row.
+
+    mask: (b*f, 1, 1, T + R), True = attend.
+    """
+    batch = query.shape[0]
+    steps, count = query.shape[2] // freq_bins, cross.numel()
     row = torch.arange(freq_bins, device=query.device)
     random_key_allowed = (cross[None, :] % freq_bins) != row[:, None]  # (f, R)
     mask = torch.cat([random_key_allowed.new_ones(freq_bins, steps), random_key_allowed], dim=1)
     mask = mask[None, :, None, None, :].expand(batch, freq_bins, 1, 1, steps + count).reshape(-1, 1, 1, steps + count)
-    out = F.scaled_dot_product_attention(q_rows, row_keys(key), row_keys(value), attn_mask=mask, scale=scale)
+    out = F.scaled_dot_product_attention(_rows(query, freq_bins), _row_keys(key, freq_bins, cross),
+                                         _row_keys(value, freq_bins, cross), attn_mask=mask, scale=scale)
     return _merge_rows(out, batch, freq_bins)
 
 
@@ -169,23 +239,42 @@ def _merge_rows(out: torch.Tensor, batch: int, freq_bins: int) -> torch.Tensor:
 
 
 def _check_ratio(ratio: float) -> None:
-    if not 0.0 <= ratio <= 1.0:
-        raise ValueError(f"ratio must lie in [0, 1] (the share of all keys drawn at random); got {ratio}")
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"ratio must lie in [0, 1] (a number: the share of all keys drawn at random); got {ratio!r}")
 
 
-def _check_inputs(query, key, value, freq_bins, same_frequency, cross_frequency) -> int:
+def check_union(union: str) -> None:
+    if union not in UNIONS:
+        raise ValueError(f"union must be one of {UNIONS} ('exact': paper's eq. 4; 'concat': the authors' code); "
+                         f"got {union!r}")
+
+
+def check_freq_bins(freq_bins) -> None:
+    if isinstance(freq_bins, bool) or not isinstance(freq_bins, int) or freq_bins < 1:
+        raise ValueError(f"freq_bins must be a positive int (the width F of the (T, F) token grid); got {freq_bins!r}")
+
+
+def _check_inputs(query, key, value, freq_bins, same_frequency, cross_frequency, union) -> int:
+    check_union(union)
     if not (same_frequency or cross_frequency):
         raise ValueError(
             "same_frequency and cross_frequency are both False: the focus set would be empty. "
             "Keep at least one (same_frequency=False is the cross-only ablation, cross_frequency=False the same-only one)."
         )
-    if query.ndim != 4 or key.shape != query.shape or value.shape[:3] != query.shape[:3]:
+    for name, x in (("query", query), ("key", key), ("value", value)):
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            kind = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
+            raise TypeError(f"{name} must be a floating-point tensor (batch, heads, N, head_dim); got {kind}")
+    if query.ndim != 4 or key.shape != query.shape or value.shape != query.shape:
         raise ValueError(
-            "query, key and value must be (batch, heads, N, head_dim) self-attention tensors of one shape; "
-            f"got {tuple(query.shape)}, {tuple(key.shape)}, {tuple(value.shape)}"
+            "query, key and value must be (batch, heads, N, head_dim) self-attention tensors of one shape "
+            f"(value's head_dim too); got {tuple(query.shape)}, {tuple(key.shape)}, {tuple(value.shape)}"
         )
+    check_freq_bins(freq_bins)
     num_tokens = query.shape[2]
-    if freq_bins < 1 or num_tokens % freq_bins:
+    if num_tokens == 0:
+        raise ValueError("query has no tokens (N = 0): there is nothing to attend to")
+    if num_tokens % freq_bins:
         raise ValueError(
             f"{num_tokens} tokens do not form a grid with freq_bins={freq_bins} frequency bins; "
             "freq_bins must divide the token count (it is the width W of the (T, F) latent grid)"
@@ -193,7 +282,7 @@ def _check_inputs(query, key, value, freq_bins, same_frequency, cross_frequency)
     return num_tokens
 
 
-def _resolve_cross_indices(num_tokens, ratio, cross_frequency, cross_indices, generator, device):
+def _resolve_cross_indices(num_tokens, ratio, cross_frequency, cross_indices, generator, device, union):
     _check_ratio(ratio)
     if not cross_frequency:
         if cross_indices is not None:
@@ -201,13 +290,16 @@ def _resolve_cross_indices(num_tokens, ratio, cross_frequency, cross_indices, ge
         return None
     if cross_indices is None:
         return draw_cross_indices(num_tokens, ratio, generator, device)
-    if cross_indices.ndim != 1 or cross_indices.dtype != torch.int64:
-        raise ValueError(f"cross_indices must be a 1-D int64 tensor of key indices; got {cross_indices.dtype} "
-                         f"with shape {tuple(cross_indices.shape)}")
+    if not isinstance(cross_indices, torch.Tensor) or cross_indices.ndim != 1 or cross_indices.dtype != torch.int64:
+        got = (f"{cross_indices.dtype} with shape {tuple(cross_indices.shape)}"
+               if isinstance(cross_indices, torch.Tensor) else type(cross_indices).__name__)
+        raise ValueError(f"cross_indices must be a 1-D int64 tensor of key indices "
+                         f"(torch.tensor([...], dtype=torch.int64)); got {got}")
     if cross_indices.numel() and not (0 <= int(cross_indices.min()) and int(cross_indices.max()) < num_tokens):
         raise ValueError(f"cross_indices must lie in [0, {num_tokens}); got values from "
                          f"{int(cross_indices.min())} to {int(cross_indices.max())}")
-    return torch.unique(cross_indices.to(device))
+    cross_indices = cross_indices.to(device)
+    return torch.unique(cross_indices) if union == "exact" else cross_indices.sort().values
 
 
 def _check_nonempty(same_frequency: bool, cross: torch.Tensor | None) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .kernel import _check_ratio
+from .kernel import _check_ratio, check_union
+from .keys import check_seed
 
 PAPER_BLOCKS = ("down_blocks.1", "up_blocks.2")
 """The paper's "second down block and second up block": the first UNet level with attention (F = 8 in AudioLDM2)."""
@@ -17,14 +18,23 @@ class LiteFocusOptions:
     ratio: compensation ratio r; floor(r * N) random keys per call (paper: 0.1).
     same_frequency: keep each query's own frequency row (False: the paper's cross-frequency-only ablation, Table 2).
     cross_frequency: add the shared random keys (False: the same-frequency-only ablation, Table 3).
+    union: "exact" (paper's eq. 4: a key both in the row and drawn counts once) or "concat" (the authors' code).
+    seed: with the module name and the UNet call's timestep, keys the random draw (an int in [0, 2**64)).
     """
 
     ratio: float = 0.1
     same_frequency: bool = True
     cross_frequency: bool = True
+    union: str = "exact"
+    seed: int = 0
 
     def __post_init__(self) -> None:
         _check_ratio(self.ratio)
+        check_union(self.union)
+        check_seed(self.seed)
+        for name in ("same_frequency", "cross_frequency"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be True or False; got {getattr(self, name)!r}")
         if not (self.same_frequency or self.cross_frequency):
             raise ValueError("same_frequency and cross_frequency cannot both be False: the focus set would be empty")
         if not self.same_frequency and self.ratio == 0:

@@ -4,24 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 import torch
 from diffusers.models.transformers.transformer_2d import Transformer2DModel
 
+from .layers import ProcessorLayer, layers_of
 from .options import PAPER_BLOCKS, LiteFocusOptions
-from .processor import GridProbe, LiteFocusAttnProcessor
+from .processor import GridProbe, LiteFocusAttnProcessor, StepProbe
 from .selection import BlockSelection, self_attention_modules, unet_of
-
-_STATE_ATTR = "_litefocus_patch"
-
-
-@dataclass
-class _Patch:
-    """What ``apply`` changed on a UNet: the original processor of each patched module, and the grid hooks."""
-
-    originals: dict[str, object] = field(default_factory=dict)
-    hooks: list = field(default_factory=list)
 
 
 def apply(
@@ -31,8 +21,8 @@ def apply(
     *,
     same_frequency: bool = True,
     cross_frequency: bool = True,
-    seed: int | None = None,
-    generator: torch.Generator | None = None,
+    union: str = "exact",
+    seed: int = 0,
 ) -> list[str]:
     """Replace the processors of the selected self-attention modules with LiteFocus; returns their names.
 
@@ -41,61 +31,73 @@ def apply(
         blocks: block names, module-name globs or a predicate (see :func:`self_attention_modules`); the default
             is the paper's ``down_blocks.1`` and ``up_blocks.2``.
         ratio: compensation ratio r (paper: 0.1).
+        seed: keys the random draws: each module call draws its random keys as a function of ``(seed, module name,
+            UNet timestep)`` alone, so identical pipeline calls give identical audio whatever ran before.
     Args to tinker with:
         same_frequency / cross_frequency: the ablations of the paper's Tables 3 and 2.
-        seed / generator: the source of the random keys (one draw per module call); give one, not both;
-            neither means seed 0. The same seed gives the same audio.
+        union: ``"exact"`` (paper's eq. 4, default) or ``"concat"`` (the authors' released code, which the paper's
+            numbers come from: a random key in the query's own row counts twice).
 
-    Applying again first removes the previous application, so nothing is ever wrapped twice.
+    Applying again first removes the previous :func:`apply` (never a double wrap); :func:`enabled` blocks nest.
     """
-    options = LiteFocusOptions(ratio=ratio, same_frequency=same_frequency, cross_frequency=cross_frequency)
-    if generator is not None and seed is not None:
-        raise ValueError("give seed or generator, not both")
-    if generator is None:
-        generator = torch.Generator().manual_seed(0 if seed is None else seed)
+    options = LiteFocusOptions(ratio=ratio, same_frequency=same_frequency, cross_frequency=cross_frequency,
+                               union=union, seed=seed)
     unet = unet_of(model)
     names = self_attention_modules(unet, blocks)
-    remove(unet)
-    probes, hooks = attach_grid_probes(unet, names)
-    patch = _Patch(hooks=hooks)
-    for name in names:
-        module = unet.get_submodule(name)
-        patch.originals[name] = module.processor
-        module.set_processor(LiteFocusAttnProcessor(options, probes.get(name), generator))
-    setattr(unet, _STATE_ATTR, patch)
+    for layer in layers_of(unet, _APPLIED):
+        layer.detach()
+    _attach(unet, names, options, _APPLIED)
     return names
 
 
 def remove(model) -> list[str]:
-    """Put back the processors that :func:`apply` replaced (the very same objects); returns the restored names."""
+    """Take every LiteFocus application off (also those of open :func:`enabled` blocks), with its hooks; returns
+    the module names. A module whose processor was replaced meanwhile (``set_attn_processor``) keeps the new one."""
     unet = unet_of(model)
-    patch: _Patch | None = getattr(unet, _STATE_ATTR, None)
-    if patch is None:
-        return []
-    for hook in patch.hooks:
-        hook.remove()
-    for name, processor in patch.originals.items():
-        unet.get_submodule(name).set_processor(processor)
-    delattr(unet, _STATE_ATTR)
-    return list(patch.originals)
+    names: list[str] = []
+    for layer in reversed(layers_of(unet, _APPLIED) + layers_of(unet, _ENABLED)):
+        names += [name for name in layer.detach() if name not in names]
+    return names
 
 
 def is_applied(model) -> bool:
-    """Whether LiteFocus is currently applied to this pipeline or UNet."""
-    return hasattr(unet_of(model), _STATE_ATTR)
+    """Whether LiteFocus runs on some module of this pipeline or UNet now.
+
+    False once diffusers' ``set_attn_processor``, ``enable_attention_slicing`` or anything else has replaced
+    every LiteFocus processor (call :func:`remove` then to drop the hooks).
+    """
+    unet = unet_of(model)
+    return any(layer.active_modules() for layer in layers_of(unet, _APPLIED) + layers_of(unet, _ENABLED))
 
 
 @contextmanager
 def enabled(model, blocks: BlockSelection = PAPER_BLOCKS, ratio: float = 0.1, **kwargs) -> Iterator[list[str]]:
-    """``with litefocus.enabled(pipe, ...) as names:`` LiteFocus inside the block; originals restored on any exit.
+    """``with litefocus.enabled(pipe, ...) as names:`` LiteFocus inside the block; on any exit, the selected modules
+    get back exactly what they had at entry (blocks nest, with the same or other blocks, and with recorders).
 
     Takes the arguments of :func:`apply` and yields the patched module names.
     """
-    names = apply(model, blocks, ratio, **kwargs)
+    options = LiteFocusOptions(ratio=ratio, **kwargs)
+    unet = unet_of(model)
+    names = self_attention_modules(unet, blocks)
+    layer = _attach(unet, names, options, _ENABLED)
     try:
         yield names
     finally:
-        remove(model)
+        layer.detach()
+
+
+_APPLIED, _ENABLED = "litefocus:apply", "litefocus:enabled"
+
+
+def _attach(unet: torch.nn.Module, names: list[str], options: LiteFocusOptions, kind: str) -> ProcessorLayer:
+    """Hooks for the grid and the timestep, then one LiteFocus processor per named module, as one layer."""
+    layer = ProcessorLayer(unet, kind)
+    probes, layer.hooks = attach_grid_probes(unet, names)
+    step = StepProbe()
+    layer.hooks.append(unet.register_forward_pre_hook(step, with_kwargs=True))
+    layer.attach(lambda name, _: LiteFocusAttnProcessor(options, name, probes.get(name), step), names)
+    return layer
 
 
 def attach_grid_probes(unet: torch.nn.Module, names: list[str]) -> tuple[dict[str, GridProbe], list]:

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import torch
 from diffusers.models.attention_processor import Attention
 
-from .kernel import litefocus_attention
+from .kernel import cross_key_count, focus_attention
+from .keys import fold_in, keyed_cross_indices, module_key, timestep_code
 from .options import LiteFocusOptions
 
 
@@ -66,6 +67,16 @@ class GridProbe:
         self.shape = tuple(hidden_states.shape[-2:]) if hidden_states.ndim == 4 else None
 
 
+class StepProbe:
+    """The timestep of the current UNet call, set by a forward pre-hook on the UNet (a tensor or a number)."""
+
+    def __init__(self) -> None:
+        self.timestep = None
+
+    def __call__(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        self.timestep = args[1] if len(args) > 1 else kwargs.get("timestep")
+
+
 class LiteFocusAttnProcessor:
     """Drop-in replacement for ``AttnProcessor2_0`` on a self-attention module, with LiteFocus as its core.
 
@@ -74,15 +85,28 @@ class LiteFocusAttnProcessor:
     none).
 
     Args:
-        options: the focus-set settings.
+        options: the focus-set settings, the union and the seed.
+        name: the module's name in the UNet; with the seed and the UNet call's timestep it keys the random draw, so
+            the keys of a call are a function of ``(seed, name, timestep)`` alone.
         grid: the probe of the enclosing ``Transformer2DModel``, giving ``(T, F)`` for 3-D inputs.
-        generator: draws the random keys, once per call.
+        step: the probe of the UNet's timestep.
     """
 
-    def __init__(self, options: LiteFocusOptions, grid: GridProbe | None, generator: torch.Generator) -> None:
-        self.options = options
-        self.grid = grid
-        self.generator = generator
+    def __init__(self, options: LiteFocusOptions, name: str, grid: GridProbe | None, step: StepProbe) -> None:
+        self.options, self.name, self.grid, self.step = options, name, grid, step
+        self.key = module_key(options.seed, name)
+
+    def cross_indices(self, num_tokens: int, device: torch.device) -> torch.Tensor | None:
+        """This call's random keys: sorted int64 ``(floor(r N),)``, or None for same-frequency only."""
+        if not self.options.cross_frequency:
+            return None
+        if self.step.timestep is None:
+            raise RuntimeError(
+                f"LiteFocus on {self.name} needs the UNet call's timestep to key its random draw, but no UNet forward "
+                "reported one; apply LiteFocus with litefocus.apply(pipe_or_unet, ...) and call the UNet as usual"
+            )
+        key = fold_in(self.key, timestep_code(self.step.timestep))
+        return keyed_cross_indices(num_tokens, cross_key_count(num_tokens, self.options.ratio), key, device)
 
     def __call__(
         self,
@@ -108,18 +132,12 @@ class LiteFocusAttnProcessor:
             raise ValueError(f"the (time, freq) grid {grid} has {grid[0] * grid[1]} cells but the module got "
                              f"{num_tokens} tokens; the grid must come from this module's own Transformer2DModel")
         query, key, value = inputs.query, inputs.key, inputs.value
-
-        hidden_states = litefocus_attention(
-            query,
-            key,
-            value,
-            freq_bins=grid[1],
-            ratio=self.options.ratio,
-            same_frequency=self.options.same_frequency,
-            cross_frequency=self.options.cross_frequency,
-            generator=self.generator,
-            scale=attn.scale,
-        )
+        cross = self.cross_indices(num_tokens, query.device)
+        if not self.options.same_frequency and cross.numel() == 0:
+            raise ValueError(f"cross-frequency-only LiteFocus on {self.name}: ratio {self.options.ratio} draws no key "
+                             f"from {num_tokens} tokens; raise ratio")
+        hidden_states = focus_attention(query, key, value, grid[1], cross, same_frequency=self.options.same_frequency,
+                                        scale=attn.scale, union=self.options.union)
         hidden_states = hidden_states.transpose(1, 2).reshape(batch, -1, heads * head_dim).to(query.dtype)
         hidden_states = attn.to_out[0](hidden_states)
         hidden_states = attn.to_out[1](hidden_states)

@@ -68,6 +68,8 @@ def self_attention_modules(model, blocks: BlockSelection = None) -> list[str]:
     """
     unet = unet_of(model)
     candidates = [(name, m) for name, m in unet.named_modules() if is_self_attention(m, unet)]
+    if not candidates:
+        raise ValueError(f"{type(unet).__name__} has no self-attention module: nothing to sparsify or record")
     if blocks is None:
         return [name for name, _ in candidates]
     if callable(blocks):
@@ -75,6 +77,9 @@ def self_attention_modules(model, blocks: BlockSelection = None) -> list[str]:
         if not chosen:
             raise ValueError(f"the predicate selected no self-attention module; {_valid_blocks(candidates)}")
         return chosen
+    if not isinstance(blocks, (str, Iterable)):
+        raise TypeError(f"blocks must be a block name, a glob, a list of them, a predicate or None; got {blocks!r} "
+                        f"({type(blocks).__name__}); {_valid_blocks(candidates)}")
     patterns = [blocks] if isinstance(blocks, str) else list(blocks)
     if not patterns:
         raise ValueError(f"blocks is empty; {_valid_blocks(candidates)}")

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from litefocus import cross_key_count, draw_cross_indices, focus_mask, litefocus_attention, reference_attention
+from litefocus.kernel import UNIONS, _exact_attention_masked
 
 
 def qkv(batch, heads, tokens, head_dim, seed=0, dtype=torch.float32):
@@ -24,14 +25,15 @@ def qkv(batch, heads, tokens, head_dim, seed=0, dtype=torch.float32):
     ratio=st.floats(0.0, 1.0),
     mode=st.sampled_from(["both", "same_only", "cross_only"]),
     seed=st.integers(0, 2**16),
+    union=st.sampled_from(UNIONS),
 )
-def test_kernel_equals_masked_reference(batch, heads, steps, freq_bins, head_dim, ratio, mode, seed):
+def test_kernel_equals_masked_reference(batch, heads, steps, freq_bins, head_dim, ratio, mode, seed, union):
     tokens = steps * freq_bins
     same, cross = mode != "cross_only", mode != "same_only"
     if mode == "cross_only" and cross_key_count(tokens, ratio) == 0:
         ratio = 1.0
     q, k, v = qkv(batch, heads, tokens, head_dim, seed)
-    kwargs = dict(freq_bins=freq_bins, ratio=ratio, same_frequency=same, cross_frequency=cross)
+    kwargs = dict(freq_bins=freq_bins, ratio=ratio, same_frequency=same, cross_frequency=cross, union=union)
     out = litefocus_attention(q, k, v, generator=torch.Generator().manual_seed(seed), **kwargs)
     ref = reference_attention(q, k, v, generator=torch.Generator().manual_seed(seed), **kwargs)
     assert out.shape == q.shape
@@ -118,6 +120,14 @@ def test_same_seed_same_output_different_seed_different_output():
         (dict(freq_bins=8, cross_indices=torch.tensor([0.0])), "1-D int64"),
         (dict(freq_bins=8, cross_frequency=False, cross_indices=torch.tensor([1])), "drop one"),
         (dict(freq_bins=8, ratio=0.01, same_frequency=False), "nothing to attend"),
+        (dict(freq_bins=8, cross_indices=[0, 3]), "1-D int64 tensor"),
+        (dict(freq_bins=8.0), "positive int"),
+        (dict(freq_bins=0), "positive int"),
+        (dict(freq_bins=True), "positive int"),
+        (dict(freq_bins=8, ratio="0.1"), r"ratio must lie in \[0, 1\]"),
+        (dict(freq_bins=8, ratio=None), r"ratio must lie in \[0, 1\]"),
+        (dict(freq_bins=8, ratio=float("nan")), r"ratio must lie in \[0, 1\]"),
+        (dict(freq_bins=8, union="sum"), "union must be one of"),
     ],
 )
 def test_bad_input_errors(kwargs, message):
@@ -126,3 +136,61 @@ def test_bad_input_errors(kwargs, message):
         litefocus_attention(q, k, v, **kwargs)
     with pytest.raises(ValueError, match=message):
         reference_attention(q, k, v, **kwargs)
+
+
+@pytest.mark.parametrize("freq_bins", [2, 3, 8])
+def test_concat_counts_a_random_key_in_the_own_row_twice(freq_bins):
+    """The authors' form: one softmax over [own row, random keys]; the reference adds log(multiplicity)."""
+    steps = 5
+    q, k, v = qkv(2, 2, steps * freq_bins, 8)
+    cross = torch.tensor([0, freq_bins + 1, 3, steps * freq_bins - 1])
+    out = litefocus_attention(q, k, v, freq_bins=freq_bins, cross_indices=cross, union="concat")
+    torch.testing.assert_close(out, reference_attention(q, k, v, freq_bins=freq_bins, cross_indices=cross,
+                                                        union="concat"), atol=1e-5, rtol=1e-5)
+    # by hand, for a query of row 0: its row's keys, then the random keys, key 0 listed twice
+    keys = list(range(0, steps * freq_bins, freq_bins)) + cross.tolist()
+    logits = q[0, 0, 0] @ k[0, 0, keys].T / 8**0.5
+    torch.testing.assert_close(out[0, 0, 0], logits.softmax(-1) @ v[0, 0, keys], atol=1e-5, rtol=1e-5)
+    exact = litefocus_attention(q, k, v, freq_bins=freq_bins, cross_indices=cross)
+    assert (exact[0, 0, 0] - out[0, 0, 0]).abs().max() > 1e-4  # the two unions differ where a key is in both
+
+
+def test_concat_with_every_key_is_not_dense_attention():
+    q, k, v = qkv(1, 2, 6 * 4, 8)
+    dense = F.scaled_dot_product_attention(q, k, v)
+    torch.testing.assert_close(litefocus_attention(q, k, v, freq_bins=4, ratio=1.0), dense, atol=1e-5, rtol=1e-5)
+    assert (litefocus_attention(q, k, v, freq_bins=4, ratio=1.0, union="concat") - dense).abs().max() > 1e-3
+
+
+def test_masked_form_of_the_exact_union_equals_the_reference():
+    """The form that runs under torch.compile (static shapes) computes the same exact union."""
+    q, k, v = qkv(2, 2, 9 * 8, 8)
+    cross = draw_cross_indices(9 * 8, 0.2, torch.Generator().manual_seed(7))
+    out = _exact_attention_masked(q, k, v, 8, cross, None)
+    torch.testing.assert_close(out, reference_attention(q, k, v, freq_bins=8, cross_indices=cross), atol=1e-5,
+                               rtol=1e-5)
+
+
+def test_reference_computes_in_float64_for_float64_inputs():
+    q, k, v = qkv(1, 2, 8 * 4, 8, dtype=torch.float64)
+    cross = torch.tensor([1, 6, 17])
+    out = litefocus_attention(q, k, v, freq_bins=4, cross_indices=cross)
+    ref = reference_attention(q, k, v, freq_bins=4, cross_indices=cross)
+    assert ref.dtype == torch.float64
+    assert (out - ref).abs().max() < 1e-12
+
+
+@pytest.mark.parametrize(
+    "change, error, message",
+    [
+        (lambda q, k, v: (q, k, v[..., :2]), ValueError, "head_dim too"),
+        (lambda q, k, v: (q[:, :, :0], k[:, :, :0], v[:, :, :0]), ValueError, "no tokens"),
+        (lambda q, k, v: (q.long(), k.long(), v.long()), TypeError, "floating-point"),
+        (lambda q, k, v: (q, k, v > 0), TypeError, "value must be a floating-point"),
+    ],
+)
+def test_bad_tensors(change, error, message):
+    q, k, v = change(*qkv(1, 1, 5 * 8, 4))
+    for fn in (litefocus_attention, reference_attention):
+        with pytest.raises(error, match=message):
+            fn(q, k, v, freq_bins=8)

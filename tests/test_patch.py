@@ -7,7 +7,13 @@ from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
 import litefocus
 from litefocus import LiteFocusAttnProcessor, LiteFocusOptions, reference_attention
-from litefocus.processor import GridProbe
+from litefocus.processor import GridProbe, StepProbe
+
+
+def probes(steps, freq_bins, timestep=500):
+    grid, step = GridProbe(), StepProbe()
+    grid.shape, step.timestep = (steps, freq_bins), torch.tensor(timestep)
+    return grid, step
 
 
 def processors(pipe):
@@ -72,7 +78,8 @@ def test_apply_twice_replaces_and_remove_restores(tiny_pipe):
     before, hooks = processors(tiny_pipe), hook_count(tiny_pipe)
     first = litefocus.apply(tiny_pipe, ratio=0.1)
     second = litefocus.apply(tiny_pipe, blocks="down_blocks.2", ratio=0.2)
-    assert hook_count(tiny_pipe) == hooks + 6  # a grid hook per Transformer2DModel of down_blocks.2 (2 x 3) only
+    # a grid hook per Transformer2DModel of down_blocks.2 (2 x 3) and the timestep hook, the first ones gone
+    assert hook_count(tiny_pipe) == hooks + 7
     patched = {n for n, p in processors(tiny_pipe).items() if isinstance(p, LiteFocusAttnProcessor)}
     assert patched == set(second) and not set(first) & patched
     assert all(processors(tiny_pipe)[n].options.ratio == 0.2 for n in second)
@@ -114,16 +121,17 @@ def test_processor_wiring_equals_reference_on_a_module(four_d):
     steps, freq_bins = 5, 4
     x4 = torch.randn(2, 16, steps, freq_bins)
     x = x4 if four_d else x4.flatten(2).transpose(1, 2)  # (b, c, t, f) -> (b, t*f, c), time-major
-    probe = GridProbe()
-    probe.shape = (steps, freq_bins)
-    attn.set_processor(LiteFocusAttnProcessor(LiteFocusOptions(ratio=0.3), probe, torch.Generator().manual_seed(4)))
+    processor = LiteFocusAttnProcessor(LiteFocusOptions(ratio=0.3, seed=4), "attn", *probes(steps, freq_bins))
+    attn.set_processor(processor)
     with torch.no_grad():
         out = attn(x)
         tokens = x4.flatten(2).transpose(1, 2)
         h = attn.group_norm(tokens.transpose(1, 2)).transpose(1, 2)
         q, k, v = (proj(h).view(2, -1, 2, 8).transpose(1, 2) for proj in (attn.to_q, attn.to_k, attn.to_v))
         q, k = attn.norm_q(q), attn.norm_k(k)
-        o = reference_attention(q, k, v, freq_bins=freq_bins, ratio=0.3, generator=torch.Generator().manual_seed(4))
+        cross = processor.cross_indices(steps * freq_bins, q.device)
+        assert cross.numel() == 6  # floor(0.3 * 20)
+        o = reference_attention(q, k, v, freq_bins=freq_bins, cross_indices=cross)
         o = attn.to_out[0](o.transpose(1, 2).reshape(2, -1, 16))
         expected = (o + tokens) / 2.0
         if four_d:
@@ -137,8 +145,8 @@ def test_processor_with_all_keys_matches_stock_processor():
     with torch.no_grad():
         attn.set_processor(AttnProcessor2_0())
         stock = attn(x)
-        attn.set_processor(LiteFocusAttnProcessor(LiteFocusOptions(ratio=1.0, same_frequency=False), None,
-                                                  torch.Generator()))
+        attn.set_processor(LiteFocusAttnProcessor(LiteFocusOptions(ratio=1.0, same_frequency=False), "attn", None,
+                                                  probes(6, 4)[1]))
         ours = attn(x)
     torch.testing.assert_close(ours, stock, atol=1e-5, rtol=1e-5)
 
@@ -191,21 +199,45 @@ def test_cross_attention_is_never_selected(tiny_pipe):
         (dict(ratio=1.2), ValueError, r"ratio must lie in \[0, 1\]"),
         (dict(same_frequency=False, cross_frequency=False), ValueError, "both be False"),
         (dict(same_frequency=False, ratio=0.0), ValueError, "needs ratio > 0"),
-        (dict(seed=1, generator=torch.Generator()), ValueError, "not both"),
+        (dict(ratio="0.1"), ValueError, r"ratio must lie in \[0, 1\]"),
+        (dict(ratio=None), ValueError, r"ratio must lie in \[0, 1\]"),
+        (dict(seed=-1), ValueError, r"seed must lie in \[0, 2\*\*64\)"),
+        (dict(seed=2**64), ValueError, r"seed must lie in \[0, 2\*\*64\)"),
+        (dict(seed=1.5), TypeError, "seed must be an int"),
+        (dict(seed="0"), TypeError, "seed must be an int"),
+        (dict(union="authors"), ValueError, "union must be one of"),
+        (dict(same_frequency="no"), TypeError, "same_frequency must be True or False"),
+        (dict(blocks=123), TypeError, "blocks must be a block name.*got 123"),
     ],
 )
 def test_bad_options_errors(tiny_pipe, kwargs, error, message):
-    with pytest.raises(error, match=message):
-        litefocus.apply(tiny_pipe, **kwargs)
-    assert not litefocus.is_applied(tiny_pipe)
+    for attach in (litefocus.apply, lambda pipe, **kw: litefocus.enabled(pipe, **kw).__enter__()):
+        with pytest.raises(error, match=message):
+            attach(tiny_pipe, **kwargs)
+        assert not litefocus.is_applied(tiny_pipe) and hook_count(tiny_pipe) == 0
+
+
+def test_apply_to_a_module_without_self_attention_is_an_error():
+    from diffusers import UNet2DModel
+
+    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 8), norm_num_groups=4,
+                       down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2, add_attention=False)
+    for blocks in (None, litefocus.PAPER_BLOCKS):
+        with pytest.raises(ValueError, match="has no self-attention module"):
+            litefocus.apply(unet, blocks=blocks)
+    assert not litefocus.is_applied(unet)
 
 
 def test_grid_mismatch_and_missing_grid_errors():
     attn = make_attention()
-    probe = GridProbe()
-    attn.set_processor(LiteFocusAttnProcessor(LiteFocusOptions(), probe, torch.Generator()))
+    probe, step = GridProbe(), StepProbe()
+    attn.set_processor(LiteFocusAttnProcessor(LiteFocusOptions(), "attn", probe, step))
     with pytest.raises(RuntimeError, match="no Transformer2DModel forward reported one"):
         attn(torch.randn(1, 20, 16))
+    probe.shape = (4, 5)
+    with pytest.raises(RuntimeError, match="needs the UNet call's timestep"):
+        attn(torch.randn(1, 20, 16))
+    step.timestep = 10
     probe.shape = (3, 8)
     with pytest.raises(ValueError, match=r"grid \(3, 8\) has 24 cells but the module got 20 tokens"):
         attn(torch.randn(1, 20, 16))

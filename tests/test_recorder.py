@@ -9,6 +9,7 @@ from diffusers.models.attention_processor import Attention
 
 import analysis
 import litefocus
+from litefocus.processor import StepProbe
 from analysis import metrics
 
 MODULE = "down_blocks.1.attentions.0.transformer_blocks.0.attn1"
@@ -79,7 +80,11 @@ def test_focus_mass_and_error_equal_a_direct_computation(tiny_pipe):
     query, key, value = split(module.to_q(hidden)), split(module.to_k(hidden)), split(module.to_v(hidden))
     tokens, freq_bins = query.shape[2], 8
     probs = (query @ key.transpose(-1, -2) * module.scale).softmax(-1)[0]  # (heads, N, N)
-    cross = litefocus.draw_cross_indices(tokens, 0.2, torch.Generator().manual_seed(4 + 1))
+    # the focus set is the one LiteFocus with the same seed draws in this module at this timestep
+    step = StepProbe()
+    step.timestep = torch.tensor(float(ds.timestep.sel(step=1)))
+    processor = litefocus.LiteFocusAttnProcessor(litefocus.LiteFocusOptions(ratio=0.2, seed=4), MODULE, None, step)
+    cross = processor.cross_indices(tokens, torch.device("cpu"))
     freq = torch.arange(tokens) % freq_bins
     focus = (freq[None, :] == freq[:, None]).clone()
     focus[:, cross] = True  # focus set of query i (rows) over keys j (columns)
