@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
 
+from litefocus.keys import check_seed
 from litefocus.selection import BlockSelection
 
 from . import metrics
-from .recorder import AttentionRecorder, record_attention
+from .recorder import AttentionRecorder, check_steps, record_attention
 
 
 def sparsity_dataset(recorder: AttentionRecorder) -> xr.Dataset:
@@ -60,6 +63,7 @@ def measure_sparsity(
     queries: int = 16,
     summary_queries: int | None = 2048,
     focus_ratio: float = 0.1,
+    chunk: int = 256,
     **pipe_kwargs,
 ) -> xr.Dataset:
     """Run ``pipe(prompt, ...)`` once while recording every chosen self-attention module; return
@@ -67,18 +71,38 @@ def measure_sparsity(
 
     ``blocks``/``steps`` restrict what is recorded (default: all self-attention, every step); ``queries`` full
     rows per module and step are kept for figures; modules with more than ``summary_queries`` tokens have their
-    summaries estimated from that many uniformly drawn queries (None: always all). The pipeline's own output is
-    unchanged.
+    summaries estimated from that many uniformly drawn queries (None: always all); ``chunk`` queries share one
+    probability chunk. The pipeline's own output is unchanged. Every argument is checked before the pipeline runs.
     """
-    generator = torch.Generator().manual_seed(seed)
+    check_run(prompt, audio_length_in_s, num_inference_steps, steps)
+    generator = torch.Generator().manual_seed(check_seed(seed))
     with record_attention(pipe, blocks, steps, queries=queries, summary_queries=summary_queries,
-                          focus_ratio=focus_ratio, seed=seed) as rec:
+                          focus_ratio=focus_ratio, seed=seed, chunk=chunk) as rec:
         pipe(prompt, audio_length_in_s=audio_length_in_s, num_inference_steps=num_inference_steps,
              generator=generator, **pipe_kwargs)
     ds = sparsity_dataset(rec)
     ds.attrs.update(prompt=prompt, audio_length_in_s=audio_length_in_s, num_inference_steps=num_inference_steps,
                     model=type(pipe).__name__)
     return ds
+
+
+def check_run(prompt, audio_length_in_s, num_inference_steps, steps=None) -> None:
+    """ValueError/TypeError naming the argument, for a pipeline run's settings and the steps to record in it."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError(f"prompt must be a non-empty string; got {prompt!r}")
+    if isinstance(audio_length_in_s, bool) or not isinstance(audio_length_in_s, (int, float)) \
+            or not math.isfinite(audio_length_in_s) or audio_length_in_s <= 0:
+        raise ValueError(f"audio_length_in_s must be a positive finite number of seconds; got {audio_length_in_s!r}")
+    if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+        raise ValueError(f"num_inference_steps must be an int >= 1; got {num_inference_steps!r}")
+    if steps is not None:
+        outside = sorted(s for s in check_steps(steps) if s >= num_inference_steps)
+        if outside:
+            raise ValueError(f"steps {outside} are outside the run: with num_inference_steps={num_inference_steps} "
+                             f"the UNet is called at steps 0 to {num_inference_steps - 1}")
+
+
+REQUIRED = ("same_frequency_ratio", "periodicity_strength", "periodicity_period", "focus_mass", "sparse_error")
 
 
 class BlockChoice(list):
@@ -99,7 +123,21 @@ def choose_blocks(ds: xr.Dataset, min_ratio: float = 2.0, max_error: float | Non
     Rule: average over the block's modules, heads and the last ``late_fraction`` of the recorded steps; choose a
     block when its same-frequency ratio (mass over the uniform 1/F) is at least ``min_ratio`` and, if
     ``max_error`` is given, its LiteFocus output error is at most ``max_error``. Blocks are ranked by the ratio.
+    ``ds`` is what :func:`measure_sparsity` returns.
     """
+    if not isinstance(ds, xr.Dataset):
+        raise TypeError(f"choose_blocks takes the xarray.Dataset of measure_sparsity; got {type(ds).__name__}")
+    missing = [name for name in (*REQUIRED, "block", "freq_bins") if name not in ds.variables]
+    if missing or not {"module", "step", "head"} <= set(ds.dims):
+        raise ValueError(f"choose_blocks needs measure_sparsity's dataset: dims (module, step, head), variables "
+                         f"{', '.join(REQUIRED)} and coordinates block and freq_bins on module; "
+                         f"missing {missing or 'dims'} (dims {tuple(ds.dims)})")
+    if ds.sizes["module"] == 0 or ds.sizes["step"] == 0:
+        raise ValueError("choose_blocks got an empty dataset (no module or no step recorded)")
+    if not math.isfinite(min_ratio):
+        raise ValueError(f"min_ratio must be a finite number; got {min_ratio}")
+    if not 0 < late_fraction <= 1:
+        raise ValueError(f"late_fraction must lie in (0, 1]; got {late_fraction}")
     steps = ds.step.values
     late = ds.sel(step=steps[steps >= np.quantile(steps, 1 - late_fraction)]) if steps.size > 1 else ds
     rows = []

@@ -11,6 +11,37 @@ import numpy as np
 import xarray as xr
 
 KEY_DIMS = ("k_time", "k_freq")
+FORMS = ("maps (..., q_time, q_freq, k_time, k_freq); rows (..., query, k_time, k_freq) with q_time and q_freq "
+         "coordinates on query; a joint offset profile (..., time_offset, freq_offset); or a key offset profile "
+         "(..., key_offset)")
+
+
+def form_of(attention, function: str, accepted: tuple[str, ...]) -> str:
+    """Which documented form ``attention`` has (``maps``, ``rows``, ``profile``, ``key_profile``); a TypeError or
+    ValueError that names the dims ``function`` expects otherwise."""
+    if not isinstance(attention, xr.DataArray):
+        raise TypeError(f"{function} takes an xarray.DataArray with named dims ({FORMS}); "
+                        f"got {type(attention).__name__}")
+    dims = set(attention.dims)
+    if {"q_time", "q_freq", *KEY_DIMS} <= dims:
+        form = "maps"
+    elif {"query", *KEY_DIMS} <= dims:
+        if not {"q_time", "q_freq"} <= set(attention.coords):
+            raise ValueError(f"{function}: rows need q_time and q_freq coordinates on their query dim")
+        form = "rows"
+    elif {"time_offset", "freq_offset"} <= dims:
+        form = "profile"
+    elif "key_offset" in dims:
+        form = "key_profile"
+    else:
+        form = None
+    if form not in accepted:
+        names = dict(maps="maps (..., q_time, q_freq, k_time, k_freq)",
+                     rows="rows (..., query, k_time, k_freq) with q_time/q_freq coordinates",
+                     profile="a joint offset profile (..., time_offset, freq_offset)",
+                     key_profile="a key offset profile (..., key_offset)")
+        raise ValueError(f"{function} takes {', or '.join(names[f] for f in accepted)}; got dims {attention.dims}")
+    return form
 
 
 def _query_dims(attention: xr.DataArray) -> list[str]:
@@ -24,7 +55,7 @@ def _coords_without(array: xr.DataArray, dims: tuple[str, ...]) -> dict:
 
 def freq_bins_of(attention: xr.DataArray) -> int:
     """F, from ``k_freq`` or from a profile's ``freq_offset`` (2F - 1 values)."""
-    if "k_freq" in attention.dims:
+    if form_of(attention, "freq_bins_of", ("maps", "rows", "profile")) != "profile":
         return attention.sizes["k_freq"]
     return (attention.sizes["freq_offset"] + 1) // 2
 
@@ -35,7 +66,7 @@ def same_frequency_mass(attention: xr.DataArray) -> xr.DataArray:
     ``m = (1/|Q|) sum_q sum_{k: f_k = f_q} p(q, k)``; uniform attention gives ``1/F``. Accepts maps, rows, or a
     joint offset profile (then ``m = sum_dt profile(dt, 0)``).
     """
-    if "freq_offset" in attention.dims:
+    if form_of(attention, "same_frequency_mass", ("maps", "rows", "profile")) == "profile":
         return attention.sel(freq_offset=0).sum("time_offset")
     same_row = attention.k_freq == attention.q_freq
     return attention.where(same_row, 0.0).sum(KEY_DIMS).mean(_query_dims(attention))
@@ -47,7 +78,10 @@ def same_frequency_ratio(attention: xr.DataArray) -> xr.DataArray:
 
 
 def entropy(attention: xr.DataArray, normalized: bool = False) -> xr.DataArray:
-    """Mean over queries of ``-sum_k p log p`` (nats); ``normalized`` divides by ``log N`` (1 = uniform)."""
+    """Mean over queries of ``-sum_k p log p`` (nats); ``normalized`` divides by ``log N`` (1 = uniform).
+
+    Needs maps or rows (an offset profile has lost the per-query distributions)."""
+    form_of(attention, "entropy", ("maps", "rows"))
     p = attention.clip(min=1e-30)
     value = -(attention * np.log(p)).sum(KEY_DIMS).mean(_query_dims(attention))
     if normalized:
@@ -59,8 +93,10 @@ def offset_profile(attention: xr.DataArray) -> xr.DataArray:
     """Joint profile over key offsets: ``P(dt, df) = (1/|Q|) sum_q p(q, (t_q + dt, f_q + df))``.
 
     Dims ``(..., time_offset, freq_offset)`` with ``dt`` in ``[-(T-1), T-1]`` and ``df`` in ``[-(F-1), F-1]``;
-    its marginals are :func:`freq_offset_profile` and :func:`time_offset_profile`.
+    its marginals are :func:`freq_offset_profile` and :func:`time_offset_profile`. A profile is returned as it is.
     """
+    if form_of(attention, "offset_profile", ("maps", "rows", "profile")) == "profile":
+        return attention
     steps_in_time, freq_bins = attention.sizes["k_time"], attention.sizes["k_freq"]
     if "query" in attention.dims:
         rows = attention.transpose(..., "query", *KEY_DIMS)
@@ -87,13 +123,15 @@ def offset_profile(attention: xr.DataArray) -> xr.DataArray:
 
 
 def freq_offset_profile(profile: xr.DataArray) -> xr.DataArray:
-    """Mass by frequency distance ``df = f_k - f_q`` (sums to 1 over ``freq_offset``)."""
-    return profile.sum("time_offset")
+    """Mass by frequency distance ``df = f_k - f_q`` (sums to 1 over ``freq_offset``); maps and rows are turned
+    into their :func:`offset_profile` first."""
+    return offset_profile(profile).sum("time_offset")
 
 
 def time_offset_profile(profile: xr.DataArray) -> xr.DataArray:
-    """Mass by time distance ``dt = t_k - t_q`` (sums to 1 over ``time_offset``)."""
-    return profile.sum("freq_offset")
+    """Mass by time distance ``dt = t_k - t_q`` (sums to 1 over ``time_offset``); maps and rows are turned into
+    their :func:`offset_profile` first."""
+    return offset_profile(profile).sum("freq_offset")
 
 
 def key_offset_profile(profile: xr.DataArray) -> xr.DataArray:
@@ -101,8 +139,12 @@ def key_offset_profile(profile: xr.DataArray) -> xr.DataArray:
 
     From a joint offset profile over all queries: ``x(d) = N sum P(dt, df) / sum pairs(dt, df)`` over the
     ``(dt, df)`` with ``dt F + df = d``, where ``pairs = (T - |dt|)(F - |df|)`` counts the query-key pairs at that
-    offset. Dim ``key_offset`` in ``[-(N-1), N-1]``; this is the stripe pattern of the paper's Figure 2b.
+    offset. Dim ``key_offset`` in ``[-(N-1), N-1]``; this is the stripe pattern of the paper's Figure 2b. Maps and
+    rows are turned into their :func:`offset_profile` first; a key offset profile is returned as it is.
     """
+    if form_of(profile, "key_offset_profile", ("maps", "rows", "profile", "key_profile")) == "key_profile":
+        return profile
+    profile = offset_profile(profile)
     steps_in_time = (profile.sizes["time_offset"] + 1) // 2
     freq_bins = (profile.sizes["freq_offset"] + 1) // 2
     tokens = steps_in_time * freq_bins
@@ -133,8 +175,10 @@ def periodicity(key_profile: xr.DataArray, max_period: int | None = None, tolera
     once (which removes a slow decay with distance), and autocorrelated; the period is the smallest lag >= 2 whose
     autocorrelation is within ``tolerance`` of the largest, and ``strength`` is that autocorrelation (0 to 1).
     A profile with no variation has no period (NaN) and strength 0. Returns a Dataset with ``period`` and
-    ``strength`` over the profile's other dims.
+    ``strength`` over the profile's other dims. Maps, rows and joint profiles are turned into their
+    :func:`key_offset_profile` first.
     """
+    key_profile = key_offset_profile(key_profile)
 
     def one(x: np.ndarray) -> tuple[float, float]:
         center = (x.size - 1) // 2

@@ -21,13 +21,26 @@ import torch
 import xarray as xr
 
 from litefocus.kernel import cross_key_count
-from litefocus.keys import call_key, keyed_cross_indices
+from litefocus.keys import call_key, check_seed, keyed_cross_indices
 from litefocus.layers import ProcessorLayer
 from litefocus.patch import attach_grid_probes
 from litefocus.processor import GridProbe, attention_inputs
 from litefocus.selection import BlockSelection, block_of, self_attention_modules, unet_of
 
 GUIDANCE_HALVES = ("cond", "uncond", "all")
+
+
+def check_steps(steps) -> list[int]:
+    """Sorted distinct step indices, or a ValueError: a non-empty iterable of ints >= 0."""
+    if isinstance(steps, (str, bytes)) or not isinstance(steps, Iterable):
+        raise ValueError(f"steps must be a list of step indices (ints >= 0) or None for every step; got {steps!r}")
+    steps = list(steps)
+    if not steps:
+        raise ValueError("steps is empty: give step indices (ints >= 0), or None for every step")
+    bad = [s for s in steps if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0]
+    if bad:
+        raise ValueError(f"steps must be ints >= 0 (UNet calls since the recorder was entered); got {bad}")
+    return sorted(set(int(s) for s in steps))
 
 
 class AttentionRecorder:
@@ -70,10 +83,16 @@ class AttentionRecorder:
             raise ValueError(f"queries must be 'all' or a positive number of sampled query tokens; got {queries!r}")
         if summary_queries is not None and not (isinstance(summary_queries, int) and summary_queries > 0):
             raise ValueError(f"summary_queries must be None (all) or a positive number; got {summary_queries!r}")
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+            raise ValueError(f"chunk must be a positive number of queries; got {chunk!r}")
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, float)) or not max_bytes > 0:
+            raise ValueError(f"max_bytes must be a positive number of bytes; got {max_bytes!r}")
+        cross_key_count(1, focus_ratio)  # checks focus_ratio
+        check_seed(seed)
         self.summary_queries = summary_queries
         self.unet = unet_of(model)
         self.names = self_attention_modules(self.unet, blocks)
-        self.steps = None if steps is None else sorted(set(int(s) for s in steps))
+        self.steps = None if steps is None else check_steps(steps)
         self.queries, self.guidance, self.max_bytes = queries, guidance, int(max_bytes)
         self.heads = None if heads is None else sorted(set(int(h) for h in heads))
         self.focus_ratio, self.seed, self.chunk = focus_ratio, seed, chunk
@@ -96,11 +115,17 @@ class AttentionRecorder:
         self._layer = layer
         return self
 
-    def __exit__(self, *exc) -> None:
-        """Detach, in any order relative to other recorders and to LiteFocus blocks."""
+    def __exit__(self, exc_type, *exc) -> None:
+        """Detach, in any order relative to other recorders and to LiteFocus blocks; then say if chosen steps were
+        never reached."""
         if self._layer is not None:
             self._layer.detach()
             self._layer = None
+        if exc_type is None and self.steps is not None and self.step >= 0:
+            missed = [s for s in self.steps if s > self.step]
+            if missed:
+                raise ValueError(f"steps {missed} were never reached: the UNet was called {self.step + 1} times "
+                                 f"(steps 0 to {self.step}); choose steps below num_inference_steps")
 
     def _on_unet_call(self, module, args, kwargs) -> None:
         self.step += 1

@@ -24,6 +24,15 @@ def write_atomic(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     return path
 
 
+def read_json(path: str | os.PathLike):
+    """A JSON file's content, or a ValueError that names the file when it is truncated or not JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); it may be truncated: regenerate it with the command "
+                         "that wrote it, or restore it with git checkout") from error
+
+
 def write_json(path: str | os.PathLike, data) -> Path:
     return write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2) + "\n"))
 

@@ -8,6 +8,7 @@ surgery and the shapes, meaningless for attention patterns.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 
@@ -40,44 +41,60 @@ def audioldm2_unet(dtype: torch.dtype = torch.float32, seed: int = 0):
     return unet if dtype == torch.float32 else unet.to(dtype)
 
 
-def load_pipeline(name_or_path: str = "cvssp/audioldm2", **kwargs):
-    """``DiffusionPipeline.from_pretrained`` with a clear message when the weights cannot be had offline.
+def load_pipeline(name_or_path: str | os.PathLike = "cvssp/audioldm2", **kwargs):
+    """``from_pretrained`` with a clear message when the weights cannot be had offline.
 
     ``name_or_path``: a hub id (``cvssp/audioldm2``, ``cvssp/audioldm2-large``, ``cvssp/audioldm-s-full-v2``,
-    ``ucsd-reach/musicldm``) or a local folder written by ``save_pretrained``.
+    ``ucsd-reach/musicldm``) or a local folder written by ``save_pretrained`` (a ``str`` or a ``Path``). A folder's
+    ``model_index.json`` names its pipeline class: one of diffusers', or one defined in the package its components
+    come from (for ``data/minildm``: ``minildm.MiniLDMPipeline``), which is then imported.
     """
     from diffusers import DiffusionPipeline
 
+    path = Path(name_or_path)
+    if path.is_dir():
+        return _pipeline_class(path).from_pretrained(path, **kwargs)
+    if path.exists() or isinstance(name_or_path, os.PathLike) or str(name_or_path).startswith((".", "/", "~")):
+        raise FileNotFoundError(f"{name_or_path} is not a folder with a model_index.json (save_pretrained's layout); "
+                                "pass such a folder or a hub id like cvssp/audioldm2")
     try:
-        return DiffusionPipeline.from_pretrained(name_or_path, **kwargs)
+        return DiffusionPipeline.from_pretrained(str(name_or_path), **kwargs)
     except (OSError, ValueError) as error:
-        if os.path.isdir(name_or_path):
-            raise
         raise OSError(
             f"could not load {name_or_path!r}: no local folder of that name, and the hub is unreachable or the "
             "weights are not in the cache. On a machine with internet, run once "
-            f"`DiffusionPipeline.from_pretrained({name_or_path!r}).save_pretrained('weights/{name_or_path.split('/')[-1]}')` "
+            f"`DiffusionPipeline.from_pretrained({str(name_or_path)!r}).save_pretrained('weights/{path.name}')` "
             "and pass that folder here; or set HF_HOME to a cache that holds the weights. "
             "Offline, litefocus.models.tiny_audioldm2_pipeline() builds a random-weight model for trying the code."
         ) from error
 
 
-def default_pipeline(seed: int = 0):
-    """The embedded default model and its name, ``(pipe, name)``.
+def _pipeline_class(folder: Path):
+    """The pipeline class a ``save_pretrained`` folder names: diffusers' own, or its components' package's."""
+    import importlib
 
-    The trained MiniLDM in ``data/minildm`` when its evaluation.json says ``"samples_from_noise": true``
-    (``python -m minildm.evaluate`` decides it from caption following of generated clips: measuring attention
-    during generation only means something if generation works); otherwise the tiny random-weight pipeline,
-    whose attention has no pattern.
-    """
-    import json
+    import diffusers
 
-    from minildm import DEFAULT_PATH, load_minildm
+    from .files import read_json
 
-    evaluation = DEFAULT_PATH / "evaluation.json"
-    if evaluation.is_file() and json.loads(evaluation.read_text()).get("samples_from_noise", False):
-        return load_minildm(DEFAULT_PATH), "minildm"
-    return tiny_audioldm2_pipeline(seed), "tiny"
+    index_file = folder / "model_index.json"
+    if not index_file.is_file():
+        raise FileNotFoundError(f"{folder} has no model_index.json: it is not a pipeline saved by save_pretrained")
+    index = read_json(index_file)
+    class_name = index.get("_class_name")
+    if hasattr(diffusers, class_name or ""):
+        return getattr(diffusers, class_name)
+    packages = {entry[0].split(".")[0] for entry in index.values() if isinstance(entry, list) and entry and entry[0]}
+    for package in sorted(packages - {"diffusers", "transformers"}):
+        try:
+            module = importlib.import_module(package)
+        except ImportError:
+            continue
+        if hasattr(module, class_name or ""):
+            return getattr(module, class_name)
+    raise ValueError(f"{index_file} names the pipeline class {class_name!r}, found neither in diffusers nor in the "
+                     f"packages its components come from ({', '.join(sorted(packages)) or 'none'}); install the "
+                     "package that defines it")
 
 
 def tiny_audioldm2_pipeline(seed: int = 0):

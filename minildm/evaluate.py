@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> None:
     results["caption_following"] = caption_following(pipe, args.steps, args.prompts, args.path)
     print(json.dumps(results["caption_following"], indent=1), flush=True)
     following = results["caption_following"]
-    # what makes it the embedded default (litefocus.models.default_pipeline): generated clips are recognisably what
+    # what makes it the embedded default (litefocus_cli.models.default_pipeline): generated clips are recognisably what
     # their captions say, at least twice the chance rate of the sound-kind classifier at the training length
     results["samples_from_noise"] = following["kind_accuracy_generated_1x"] >= 2 * following["kind_chance"]
     results["attention"] = attention(pipe, args.steps, args.path)

@@ -24,6 +24,13 @@ class MiniLDMPipeline(DiffusionPipeline):
 
     model_cpu_offload_seq = "caption_encoder->unet->codec"
 
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """diffusers' loading, in float32 unless ``torch_dtype`` says otherwise (the weights ship in float16; CPUs
+        compute in float32)."""
+        kwargs.setdefault("torch_dtype", torch.float32)
+        return super().from_pretrained(*args, **kwargs)
+
     def __init__(self, unet: AudioLDM2UNet2DConditionModel, scheduler: DDIMScheduler, caption_encoder: CaptionEncoder,
                  codec: MelCodec):
         super().__init__()
@@ -108,7 +115,6 @@ def load_minildm(path: str | Path = DEFAULT_PATH, **kwargs) -> MiniLDMPipeline:
             f"no MiniLDM weights at {path}: train them with `python -m minildm.train` (about two hours on 2 cores) "
             "or check out the repository's data/ folder"
         )
-    kwargs.setdefault("torch_dtype", torch.float32)  # weights ship in fp16; CPUs compute in fp32
     pipe = MiniLDMPipeline.from_pretrained(path, **kwargs)
     pipe.set_progress_bar_config(disable=None)
     return pipe

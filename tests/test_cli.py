@@ -1,11 +1,16 @@
 """The command-line main job, end to end on the tiny model."""
 
 import json
+import os
+import re
+import subprocess
+import sys
 
 import numpy as np
+import pytest
 from scipy.io import wavfile
 
-from litefocus.cli import main
+from litefocus_cli.main import main
 
 
 def test_generate_writes_both_renders_and_a_summary(tmp_path, capsys):
@@ -27,7 +32,7 @@ def test_generate_bad_input_is_a_clear_error(tmp_path, capsys):
 
 
 def test_sampling_rate_comes_from_the_pipeline():
-    from litefocus.cli import _sampling_rate
+    from litefocus_cli.main import _sampling_rate
     from litefocus.models import tiny_audioldm2_pipeline
     from minildm.train import build
 
@@ -41,9 +46,103 @@ def test_default_pipeline_waits_for_a_model_that_samples(tmp_path, monkeypatch):
     import json
 
     import minildm
-    from litefocus import models
+    from litefocus_cli import models
 
     monkeypatch.setattr(minildm, "DEFAULT_PATH", tmp_path)
     (tmp_path / "evaluation.json").write_text(json.dumps({"samples_from_noise": False}))
     _, name = models.default_pipeline()
     assert name == "tiny"
+    (tmp_path / "evaluation.json").write_text('{"samples_from_noi')  # truncated
+    with pytest.raises(ValueError, match="evaluation.json is not valid JSON"):
+        models.default_pipeline()
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--seconds", "inf"], "--seconds must be a positive finite"),
+    (["--seconds", "nan"], "--seconds must be a positive finite"),
+    (["--seconds", "0"], "--seconds must be a positive finite"),
+    (["--seed", "-1"], r"--seed must lie in \[0, 2\*\*63\)"),
+    (["--steps", "0"], "--steps must be at least 1"),
+    (["--min-ratio", "nan"], "--min-ratio must be a finite number"),
+    (["--queries", "0"], "--queries must be at least 1"),
+])
+def test_measure_bad_arguments_fail_before_loading(tmp_path, capsys, monkeypatch, arguments, message):
+    from litefocus_cli import main as cli
+
+    monkeypatch.setattr(cli, "load_model", lambda *a: pytest.fail("loaded a model despite a bad argument"))
+    assert main(["measure", *arguments, "--out", str(tmp_path / "out")]) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_generate_bad_union_and_ratio(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["generate", "--model", "tiny", "--union", "sum", "--out", str(tmp_path / "g")])
+    assert main(["generate", "--model", "tiny", "--ratio", "nan", "--out", str(tmp_path / "g")]) == 2
+    assert "ratio must lie in [0, 1]" in capsys.readouterr().err
+
+
+def test_out_is_checked_before_any_work(tmp_path, capsys, monkeypatch):
+    from litefocus_cli import main as cli
+
+    monkeypatch.setattr(cli, "load_model", lambda *a: pytest.fail("loaded a model despite a bad --out"))
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("mine")
+    assert main(["measure", "--out", str(a_file)]) == 2
+    assert "is an existing file" in capsys.readouterr().err
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    assert main(["generate", "--out", str(foreign)]) == 2
+    assert "did not write" in capsys.readouterr().err and (foreign / "notes.txt").read_text() == "mine"
+    assert main(["generate", "--out", str(a_file / "new")]) == 2  # no folder can be made under a file
+    assert "cannot create or write folders in" in capsys.readouterr().err
+
+
+def test_a_rerun_replaces_its_own_folder_whole(tmp_path):
+    out = tmp_path / "gen"
+    arguments = ["generate", "--model", "tiny", "--seconds", "1.28", "--steps", "1", "--out", str(out)]
+    assert main(arguments) == 0
+    first = json.loads((out / "run.json").read_text())
+    assert first["command"] == "generate" and first["seconds"] == 1.28
+    (out / "stale.txt").write_text("from an older run of generate")
+    assert main([*arguments[:-4], "--steps", "2", "--out", str(out)]) == 0
+    assert json.loads((out / "run.json").read_text())["steps"] == 2
+    assert not (out / "stale.txt").exists()  # never files of two runs in one folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gen"]  # nothing temporary left beside it
+
+
+INTERRUPTED = """
+import os, signal, sys
+from litefocus_cli import main as cli
+import litefocus.files as files
+original = files.write_wav
+def write_then_die(path, *args):
+    original(path, *args)
+    os.kill(os.getpid(), getattr(signal, sys.argv[2]))
+files.write_wav = write_then_die
+sys.exit(cli.main(["generate", "--model", "tiny", "--seconds", "1.28", "--steps", "1", "--out", sys.argv[1]]))
+"""
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGKILL"])
+def test_an_interrupted_run_leaves_the_previous_results_and_no_temporary_file(tmp_path, signal_name):
+    out = tmp_path / "gen"
+    assert main(["generate", "--model", "tiny", "--seconds", "1.28", "--steps", "1", "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    killed = subprocess.run([sys.executable, "-c", INTERRUPTED, str(out), signal_name], capture_output=True)
+    assert killed.returncode != 0
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the earlier run's set, untouched
+    if signal_name == "SIGINT":
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["gen"]
+    # the next run removes what a killed run left, and completes
+    assert main(["generate", "--model", "tiny", "--seconds", "1.28", "--steps", "1", "--out", str(out)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gen"]
+
+
+def test_measure_takes_a_local_folder_of_this_projects_pipeline(tmp_path):
+    from minildm import DEFAULT_PATH
+
+    assert main(["measure", "--model", str(DEFAULT_PATH), "--seconds", "1.28", "--steps", "1", "--queries", "2",
+                 "--blocks", "down_blocks.1", "--out", str(tmp_path / "m")]) == 0
+    assert json.loads((tmp_path / "m" / "run.json").read_text())["model"] == str(DEFAULT_PATH)

@@ -6,7 +6,8 @@ import pytest
 import xarray as xr
 
 import analysis
-from litefocus.cli import main
+import litefocus
+from litefocus_cli.main import main
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +49,55 @@ def test_measure_command_writes_dataset_figures_and_table(tmp_path, capsys):
     assert code == 0
     assert {p.name for p in tmp_path.iterdir()} == {"sparsity.nc", "attention.nc", "blocks.csv",
                                                    "query_attention.png", "offset_profiles.png",
-                                                   "sparsity_by_block.png"}
+                                                   "sparsity_by_block.png", "run.json"}
     table = pd.read_csv(tmp_path / "blocks.csv")
     assert list(table.block) == ["down_blocks.1"]
     assert "chosen blocks:" in capsys.readouterr().out
     tree = xr.open_datatree(tmp_path / "attention.nc", engine="h5netcdf")
     assert tree["down_blocks/1/attentions/0/transformer_blocks/0/attn1"].attrs["freq_bins"] == 8
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(steps=[5]), r"steps \[5\] are outside the run: with num_inference_steps=2"),
+    (dict(steps=[]), "steps is empty"),
+    (dict(steps=[-1]), "steps must be ints >= 0"),
+    (dict(steps="0"), "steps must be a list"),
+    (dict(num_inference_steps=0), "num_inference_steps must be an int >= 1"),
+    (dict(num_inference_steps=-3), "num_inference_steps must be an int >= 1"),
+    (dict(audio_length_in_s=float("nan")), "audio_length_in_s must be a positive finite"),
+    (dict(audio_length_in_s=float("inf")), "audio_length_in_s must be a positive finite"),
+    (dict(chunk=0), "chunk must be a positive number"),
+    (dict(focus_ratio=2.0), r"ratio must lie in \[0, 1\]"),
+    (dict(prompt=""), "prompt must be a non-empty string"),
+])
+def test_measure_sparsity_bad_input_fails_before_the_pipeline_runs(tiny_pipe, kwargs, message):
+    calls = []
+    hook = tiny_pipe.unet.register_forward_pre_hook(lambda *a: calls.append(1))
+    arguments = dict(prompt="a dog", audio_length_in_s=1.28, num_inference_steps=2) | kwargs
+    try:
+        with pytest.raises(ValueError, match=message):
+            analysis.measure_sparsity(tiny_pipe, arguments.pop("prompt"), **arguments)
+    finally:
+        hook.remove()
+    assert calls == []
+
+
+def test_recorder_says_which_steps_were_never_reached(tiny_pipe):
+    with pytest.raises(ValueError, match=r"steps \[7\] were never reached: the UNet was called 2 times"):
+        with analysis.record_attention(tiny_pipe, blocks="down_blocks.1", steps=[1, 7]):
+            tiny_pipe("a dog", num_inference_steps=2, audio_length_in_s=1.28)
+    assert not litefocus.is_applied(tiny_pipe)
+
+
+def test_choose_blocks_names_what_it_needs(sparsity):
+    with pytest.raises(ValueError, match="empty dataset"):
+        analysis.choose_blocks(sparsity.isel(module=[]))
+    with pytest.raises(ValueError, match="missing.*sparse_error"):
+        analysis.choose_blocks(sparsity.drop_vars("sparse_error"))
+    hand_made = xr.Dataset(dict(same_frequency_ratio=(("module",), [2.5])))
+    with pytest.raises(ValueError, match="needs measure_sparsity's dataset"):
+        analysis.choose_blocks(hand_made)
+    with pytest.raises(TypeError, match="takes the xarray.Dataset"):
+        analysis.choose_blocks(sparsity.to_dataframe())
+    with pytest.raises(ValueError, match="min_ratio must be a finite number"):
+        analysis.choose_blocks(sparsity, min_ratio=float("nan"))

@@ -83,3 +83,24 @@ def test_offset_profile_locates_a_single_planted_key():
     np.testing.assert_allclose(profile.sel(time_offset=1, freq_offset=2), moved)
     np.testing.assert_allclose(profile.sel(time_offset=0, freq_offset=0), 1 - moved)
     np.testing.assert_allclose(metrics.time_offset_profile(profile).sel(time_offset=1), moved)
+
+
+def test_every_metric_accepts_its_documented_forms_or_names_the_dims():
+    attention = planted_map(6, 3, 0.7)
+    rows = attention.stack(query=("q_time", "q_freq")).reset_index("query").transpose("head", "query", ...)
+    profile = metrics.offset_profile(attention)
+    for form in (attention, rows, profile):  # the same answer from every form that holds it
+        np.testing.assert_allclose(metrics.same_frequency_mass(form), 0.7, rtol=1e-12)
+        np.testing.assert_allclose(metrics.freq_offset_profile(form), metrics.freq_offset_profile(profile))
+        assert (metrics.periodicity(form).period == 3).all()
+    np.testing.assert_allclose(metrics.entropy(rows), metrics.entropy(attention))
+    with pytest.raises(ValueError, match=r"entropy takes maps .* or rows .*; got dims \('head', 'time_offset'"):
+        metrics.entropy(profile)
+    with pytest.raises(TypeError, match="takes an xarray.DataArray with named dims"):
+        metrics.same_frequency_mass(attention.values)
+    for function in (metrics.same_frequency_mass, metrics.same_frequency_ratio, metrics.offset_profile,
+                     metrics.key_offset_profile, metrics.periodicity, metrics.freq_offset_profile):
+        with pytest.raises(ValueError, match=r"takes .*got dims \('head', 'a', 'b'\)"):
+            function(xr.DataArray(np.zeros((2, 3, 3)), dims=("head", "a", "b")))
+    with pytest.raises(ValueError, match="q_time and q_freq coordinates"):
+        metrics.same_frequency_mass(rows.drop_vars(["q_time", "q_freq"]))

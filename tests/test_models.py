@@ -1,6 +1,7 @@
 """Model builders: the full-size architecture, and the offline failure of real loading."""
 
 import pytest
+import torch
 from diffusers.models.attention_processor import Attention
 
 import litefocus
@@ -21,3 +22,23 @@ def test_full_size_unet_matches_audioldm2():
 def test_load_pipeline_offline_says_how_to_provide_weights(tmp_path):
     with pytest.raises(OSError, match="save_pretrained"):
         load_pipeline("cvssp/no-such-model-offline")
+
+
+def test_load_pipeline_takes_a_path_and_finds_this_projects_class():
+    from pathlib import Path
+
+    from minildm import DEFAULT_PATH, MiniLDMPipeline
+
+    pipe = load_pipeline(Path(DEFAULT_PATH))
+    assert isinstance(pipe, MiniLDMPipeline) and pipe.unet.dtype == torch.float32
+    assert type(load_pipeline(str(DEFAULT_PATH))) is MiniLDMPipeline
+
+
+def test_load_pipeline_errors_for_folders(tmp_path):
+    with pytest.raises(FileNotFoundError, match="has no model_index.json"):
+        load_pipeline(tmp_path)
+    with pytest.raises(FileNotFoundError, match="is not a folder with a model_index.json"):
+        load_pipeline(tmp_path / "missing")
+    (tmp_path / "model_index.json").write_text('{"_class_name": "NoSuchPipeline", "unet": ["nowhere", "X"]}')
+    with pytest.raises(ValueError, match="names the pipeline class 'NoSuchPipeline'"):
+        load_pipeline(tmp_path)

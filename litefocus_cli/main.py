@@ -8,14 +8,13 @@ head and step, choose the blocks to sparsify, and write the dataset, figures and
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
 
-DEFAULT, TINY = "default", "tiny"
-MODEL_HELP = (f"'{DEFAULT}' (the embedded default: the shipped MiniLDM, or '{TINY}' if its evaluation says it "
-              "cannot sample), "
-              f"'{TINY}' (offline, random weights), 'minildm', a hub id such as cvssp/audioldm2, or a local folder")
+from .models import DEFAULT, MODEL_HELP, TINY, load_model
+from .output import check_out, run_folder
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,37 +28,50 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--prompt", default="a low humming sound with a high beep at the end")
         sub.add_argument("--seconds", type=float, default=seconds, help="audio length in seconds")
         sub.add_argument("--steps", type=int, default=steps, help="denoising steps")
-        sub.add_argument("--seed", type=int, default=0)
-        sub.add_argument("--out", type=Path, default=Path(out))
+        sub.add_argument("--seed", type=int, default=0, help="seed of the noise and of every random choice, >= 0")
+        sub.add_argument("--out", type=Path, default=Path(out),
+                         help="results folder (new, empty, or written by an earlier run of this command)")
     measure.add_argument("--blocks", nargs="+", default=None, help="blocks to record (default: all)")
     measure.add_argument("--queries", type=int, default=16, help="query rows kept per module and step")
     measure.add_argument("--min-ratio", type=float, default=2.0, help="block choice: same-frequency ratio needed")
-    gen.add_argument("--ratio", type=float, default=0.1, help="LiteFocus compensation ratio r")
+    gen.add_argument("--ratio", type=float, default=0.1, help="LiteFocus compensation ratio r, in [0, 1]")
     gen.add_argument("--blocks", nargs="+", default=None, help="blocks to sparsify (default: the paper's)")
+    gen.add_argument("--union", default="exact", choices=["exact", "concat"],
+                     help="'exact': the paper's eq. 4 (default); 'concat': the authors' code, which the paper's "
+                          "numbers come from")
     args = parser.parse_args(argv)
     try:
-        if args.seconds <= 0 or args.steps < 1:
-            raise ValueError("--seconds must be positive and --steps at least 1")
+        check_arguments(args)
+        check_out(args.out, args.command)
         pipe, name = _load(args.model, args.seed)
         return measure_command(args, pipe, name) if args.command == "measure" else generate(args, pipe, name)
-    except (ValueError, OSError, MemoryError) as error:
+    except (ValueError, TypeError, OSError, MemoryError) as error:
         print(f"litefocus: {error}", file=sys.stderr)
         return 2
 
 
-def _load(model: str, seed: int):
-    from litefocus.models import default_pipeline, load_pipeline, tiny_audioldm2_pipeline
-
-    if model == DEFAULT:
-        pipe, name = default_pipeline(seed)
-    elif model == TINY:
-        pipe, name = tiny_audioldm2_pipeline(seed), TINY
-    elif model == "minildm":
-        from minildm import load_minildm
-
-        pipe, name = load_minildm(), "minildm"
+def check_arguments(args) -> None:
+    """Every argument that can be checked without the model, before anything is loaded or computed."""
+    if not (math.isfinite(args.seconds) and args.seconds > 0):
+        raise ValueError(f"--seconds must be a positive finite number of seconds; got {args.seconds}")
+    if args.steps < 1:
+        raise ValueError(f"--steps must be at least 1; got {args.steps}")
+    if not 0 <= args.seed < 2**63:
+        raise ValueError(f"--seed must lie in [0, 2**63); got {args.seed}")
+    if args.command == "measure":
+        if not math.isfinite(args.min_ratio):
+            raise ValueError(f"--min-ratio must be a finite number (a same-frequency ratio; 1 = uniform); "
+                             f"got {args.min_ratio}")
+        if args.queries < 1:
+            raise ValueError(f"--queries must be at least 1; got {args.queries}")
     else:
-        pipe, name = load_pipeline(model), model
+        import litefocus
+
+        litefocus.LiteFocusOptions(ratio=args.ratio, union=args.union)
+
+
+def _load(model: str, seed: int):
+    pipe, name = load_model(model, seed)
     if name == TINY:
         print("note: the 'tiny' model has random weights: its audio is noise and its attention shows no pattern. "
               "Timing and wiring are real.")
@@ -75,18 +87,23 @@ def _sampling_rate(pipe) -> int:
     raise ValueError(f"cannot tell the sampling rate of {type(pipe).__name__}: it has no vocoder or codec config")
 
 
+def _settings(args, name: str) -> dict:
+    return {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()} | dict(
+        model=name)
+
+
 def measure_command(args, pipe, name: str) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    import torch
-
     import analysis
     from analysis import plots
-    from litefocus.files import write_atomic
 
+    import torch
+
+    analysis.measure.check_run(args.prompt, args.seconds, args.steps)
     with analysis.record_attention(pipe, args.blocks, queries=args.queries, summary_queries=2048,
                                    seed=args.seed) as rec:
         pipe(args.prompt, audio_length_in_s=args.seconds, num_inference_steps=args.steps,
@@ -94,45 +111,28 @@ def measure_command(args, pipe, name: str) -> int:
     ds = analysis.sparsity_dataset(rec)
     ds.attrs.update(model=name, prompt=args.prompt, audio_length_in_s=args.seconds, num_inference_steps=args.steps)
     choice = analysis.choose_blocks(ds, min_ratio=args.min_ratio)
-
-    out = args.out
-    write_atomic(out / "sparsity.nc", lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))
-    write_atomic(out / "attention.nc", lambda tmp: rec.to_datatree().to_netcdf(tmp, engine="h5netcdf"))
-    write_atomic(out / "blocks.csv", lambda tmp: choice.table.to_csv(tmp, index=False))
     best = choice.table.block[0]
     module = next(m for m in rec.recorded if m.startswith(best + "."))
-    detail = rec.dataset(module)
-    late = detail.isel(step=-1).mean("head")
+    late = rec.dataset(module).isel(step=-1).mean("head")
 
-    def figure(path, draw):
-        def save(tmp):
-            fig = draw()
-            fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
-            plt.close(fig)
+    with run_folder(args.out, "measure", _settings(args, name)) as folder:
+        ds.to_netcdf(folder / "sparsity.nc", engine="h5netcdf")
+        rec.to_datatree().to_netcdf(folder / "attention.nc", engine="h5netcdf")
+        choice.table.to_csv(folder / "blocks.csv", index=False)
 
-        write_atomic(out / path, save)
-
-    def fig_query():
         fig, ax = plt.subplots(figsize=(8, 2.6))
         plots.query_attention(late["rows"], query=late.sizes["query"] // 2, ax=ax, title=f"{module}, last step")
-        return fig
-
-    def fig_profiles():
-        fig, axes = plt.subplots(1, 2, figsize=(9, 2.8))
+        fig.savefig(folder / "query_attention.png", dpi=110, bbox_inches="tight")
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.0))
         plots.offset_profiles(late["offset_profile"], axes=axes, title=module)
-        return fig
-
-    def fig_heatmap():
-        ax = plots.sparsity_heatmap(ds)
-        return ax.figure
-
-    figure("query_attention.png", fig_query)
-    figure("offset_profiles.png", fig_profiles)
-    figure("sparsity_by_block.png", fig_heatmap)
+        fig.savefig(folder / "offset_profiles.png", dpi=110, bbox_inches="tight")
+        fig = plots.sparsity_heatmap(ds).figure
+        fig.savefig(folder / "sparsity_by_block.png", dpi=110, bbox_inches="tight")
+        plt.close("all")
     print(choice.table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"rule: {choice.rule}")
     print(f"chosen blocks: {', '.join(choice) if choice else 'none'}")
-    print(f"wrote {out}/sparsity.nc, attention.nc, blocks.csv and 3 figures")
+    print(f"wrote {args.out}/sparsity.nc, attention.nc, blocks.csv, 3 figures and run.json")
     return 0
 
 
@@ -144,9 +144,9 @@ def generate(args, pipe, name: str) -> int:
     from litefocus.files import write_json, write_wav
 
     blocks = args.blocks or list(litefocus.PAPER_BLOCKS)
-    litefocus.LiteFocusOptions(ratio=args.ratio)
     names = litefocus.self_attention_modules(pipe, blocks)
-    print(f"LiteFocus on {len(names)} self-attention modules of {', '.join(blocks)}, r = {args.ratio}")
+    print(f"LiteFocus on {len(names)} self-attention modules of {', '.join(blocks)}, r = {args.ratio}, "
+          f"{args.union} union")
 
     def render():
         # one untimed step first, so that neither side pays the first call's warm-up
@@ -158,22 +158,23 @@ def generate(args, pipe, name: str) -> int:
         return audio, time.perf_counter() - start
 
     dense, dense_s = render()
-    with litefocus.enabled(pipe, blocks, args.ratio, seed=args.seed):
+    with litefocus.enabled(pipe, blocks, args.ratio, seed=args.seed, union=args.union):
         sparse, sparse_s = render()
     rate = _sampling_rate(pipe)
-    write_wav(args.out / "dense.wav", dense, rate)
-    write_wav(args.out / "litefocus.wav", sparse, rate)
     summary = dict(
-        model=name, prompt=args.prompt, seconds=args.seconds, steps=args.steps, ratio=args.ratio,
+        model=name, prompt=args.prompt, seconds=args.seconds, steps=args.steps, ratio=args.ratio, union=args.union,
         blocks=blocks, modules=len(names), dense_s=round(dense_s, 3), litefocus_s=round(sparse_s, 3),
         speedup=round(dense_s / sparse_s, 3),
         waveform_relative_difference=float(np.linalg.norm(sparse - dense) / max(np.linalg.norm(dense), 1e-12)),
         torch=torch.__version__, threads=torch.get_num_threads(),
     )
-    write_json(args.out / "summary.json", summary)
+    with run_folder(args.out, "generate", _settings(args, name)) as folder:
+        write_wav(folder / "dense.wav", dense, rate)
+        write_wav(folder / "litefocus.wav", sparse, rate)
+        write_json(folder / "summary.json", summary)
     print(f"dense {dense_s:.2f} s, LiteFocus {sparse_s:.2f} s, speed-up {summary['speedup']:.2f}x "
           f"({args.seconds} s of audio, {args.steps} steps)")
-    print(f"wrote {args.out}/dense.wav, litefocus.wav, summary.json")
+    print(f"wrote {args.out}/dense.wav, litefocus.wav, summary.json and run.json")
     return 0
 
 
