@@ -34,6 +34,7 @@ class Configuration:
     keys_fixed_from_s: LiteFocus only; if set, the cross-frequency set keeps the size it has at this audio length
         (seconds): r shrinks as ``ratio * keys_fixed_from_s / seconds`` for longer audio. :meth:`at_length` turns
         such a configuration into a plain one for one length.
+    union: LiteFocus only; ``"exact"`` (paper's eq. 4) or ``"concat"`` (the authors' code).
     """
 
     name: str
@@ -43,6 +44,7 @@ class Configuration:
     same_frequency: bool = True
     cross_frequency: bool = True
     keys_fixed_from_s: float | None = None
+    union: str = "exact"
 
     def ratio_at(self, seconds: float) -> float:
         """The ratio used for ``seconds`` of audio."""
@@ -62,7 +64,7 @@ class Configuration:
         if self.kind == "dense":
             yield
         elif self.kind == "litefocus":
-            with litefocus.enabled(model, list(self.blocks), self.ratio, seed=seed,
+            with litefocus.enabled(model, list(self.blocks), self.ratio, seed=seed, union=self.union,
                                    same_frequency=self.same_frequency, cross_frequency=self.cross_frequency):
                 yield
         elif self.kind == "token_merging":
@@ -88,6 +90,8 @@ ABLATIONS = [
     Configuration("same_frequency_only", "litefocus", LEVEL_1, 0.0, cross_frequency=False),
     Configuration("cross_frequency_only", "litefocus", LEVEL_1, 0.1, same_frequency=False),
     Configuration("token_merging", "token_merging", LEVEL_1, 0.5),
+    # the authors' released code: one softmax over [own row, random keys] (a random key in the row counts twice)
+    Configuration("litefocus_concat", "litefocus", LEVEL_1, 0.1, union="concat"),
     # beyond the paper: more levels, each with its own F
     Configuration("litefocus_levels_1_2", "litefocus", LEVELS_1_2, 0.1),
     Configuration("litefocus_all_levels", "litefocus", ALL_LEVELS, 0.1),

@@ -65,7 +65,8 @@ def offset_profiles(profile: xr.DataArray, axes=None, title: str | None = None):
     by_time = profile.sum("freq_offset")
     axes[1].plot(by_time.time_offset, by_time, color="tab:orange")
     axes[1].set(xlabel="time offset (bins)", title="by time distance")
-    if title:
+    if title:  # constrained layout keeps the figure title clear of the panel titles
+        axes[0].figure.set_layout_engine("constrained")
         axes[0].figure.suptitle(title)
     return axes
 

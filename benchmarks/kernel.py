@@ -2,11 +2,14 @@
 
 Default shape: ``down_blocks.1`` of AudioLDM2 for 81.92 s of audio (batch 2 under classifier-free guidance,
 8 heads, head dim 32, T 1024, F 8, N 8192, r 0.1). Repeats are interleaved; each ratio is taken against the dense
-time of the same repeat, and the median is printed. Peak extra memory is measured for each implementation in a
+time of the same repeat, and the median is printed. Rows: dense SDPA; LiteFocus's exact union as the library runs it
+(one mask-free SDPA per frequency row); the same union in one batched call with a mask (the form that runs under
+``torch.compile``); the authors' concatenation (``union="concat"``, mask-free, batched); the two ablations; and the
+softmax written out from the paper's equations. All sparse rows use the same random keys. Peak extra memory is measured for each implementation in a
 fresh process whose large allocations glibc maps and unmaps one by one (MALLOC_MMAP_THRESHOLD_ fixed), as the
 rise of its peak resident size (VmHWM) over its resident size with the inputs in place (Linux only).
 
-    python benchmarks/kernel.py                       # the issue's shape, writes data/benchmarks/kernel.csv
+    python benchmarks/kernel.py                       # the issue's shape, adds a run to data/benchmarks/kernel.csv
     python benchmarks/kernel.py --time-steps 64 --repeats 2 --csv ''   # a quick smoke run
 """
 
@@ -27,7 +30,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fullsize import status_kib  # noqa: E402
 
-from litefocus import cross_key_count, draw_cross_indices, litefocus_attention  # noqa: E402
+from litefocus import cross_key_count, draw_cross_indices  # noqa: E402
+from litefocus.kernel import _exact_attention_masked, focus_attention  # noqa: E402
 
 
 def explicit_softmax_attention(query, key, value, *, freq_bins, cross_indices):
@@ -90,13 +94,16 @@ def main() -> None:
     cross = draw_cross_indices(n, r, torch.Generator().manual_seed(1))
     implementations = {
         "dense_sdpa": lambda: F.scaled_dot_product_attention(q, k, v),
-        "litefocus": lambda: litefocus_attention(q, k, v, freq_bins=f, ratio=r, generator=g),
-        "same_frequency_only": lambda: litefocus_attention(q, k, v, freq_bins=f, cross_frequency=False),
-        "cross_frequency_only": lambda: litefocus_attention(q, k, v, freq_bins=f, ratio=r, same_frequency=False),
+        "litefocus": lambda: focus_attention(q, k, v, f, cross),
+        "litefocus_masked": lambda: _exact_attention_masked(q, k, v, f, cross, None),
+        "litefocus_concat": lambda: focus_attention(q, k, v, f, cross, union="concat"),
+        "same_frequency_only": lambda: focus_attention(q, k, v, f, None),
+        "cross_frequency_only": lambda: focus_attention(q, k, v, f, cross, same_frequency=False),
         "explicit_softmax": lambda: explicit_softmax_attention(q, k, v, freq_bins=f, cross_indices=cross),
     }
-    flop_share = {"dense_sdpa": 1.0, "litefocus": 1 / f + r, "same_frequency_only": 1 / f,
-                  "cross_frequency_only": r, "explicit_softmax": 1 / f + r}
+    flop_share = {"dense_sdpa": 1.0, "litefocus": 1 / f + r, "litefocus_masked": 1 / f + r,
+                  "litefocus_concat": 1 / f + r, "same_frequency_only": 1 / f, "cross_frequency_only": r,
+                  "explicit_softmax": 1 / f + r}
     if args.memory_of:
         small = [x[:, :, :f] for x in (q, k, v)]  # initialise torch's kernels and thread pool first
         F.scaled_dot_product_attention(*small)
@@ -119,6 +126,7 @@ def main() -> None:
           f"torch {torch.__version__}, {args.threads} threads, {args.repeats} interleaved repeats")
     print(f"score-matrix bytes if materialized, fp32: dense N*N {4 * b * h * n * n / 2**20:.0f} MiB, "
           f"focus sets N*(T+R) {4 * b * h * n * (t + count) / 2**20:.0f} MiB")
+    run = time.strftime("%Y-%m-%dT%H:%M:%S")
     header = f"{'implementation':<22}{'median s':>10}{'vs dense':>10}{'FLOP bound':>12}{'peak extra MiB':>16}"
     print(header)
     rows = []
@@ -126,7 +134,7 @@ def main() -> None:
         ratio = statistics.median(s / dense for s, dense in zip(samples, times["dense_sdpa"]))
         mib = memory[name]
         print(f"{name:<22}{statistics.median(samples):>10.4f}{ratio:>10.3f}{flop_share[name]:>12.3f}{mib:>16.1f}")
-        rows.append(dict(implementation=name, batch=b, heads=h, head_dim=d, time_steps=t, freq_bins=f, tokens=n,
+        rows.append(dict(run=run, implementation=name, batch=b, heads=h, head_dim=d, time_steps=t, freq_bins=f, tokens=n,
                          ratio=r, median_s=statistics.median(samples), time_vs_dense=ratio,
                          flop_share=flop_share[name], peak_extra_mib=mib, repeats=args.repeats,
                          threads=args.threads, torch=torch.__version__, machine=platform.machine(),
@@ -136,8 +144,15 @@ def main() -> None:
 
         from litefocus.files import write_atomic
 
-        write_atomic(args.csv, lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
-        print(f"wrote {args.csv}")
+        old = pd.read_csv(args.csv) if Path(args.csv).is_file() else pd.DataFrame()
+        if "run" not in old:  # rows of the kernel before union= and keyed draws: not comparable, not kept
+            old = pd.DataFrame()
+        table = pd.concat([old, pd.DataFrame(rows)], ignore_index=True)
+        write_atomic(args.csv, lambda tmp: table.to_csv(tmp, index=False))
+        spread = table[table.time_steps == t].groupby("implementation", sort=False).time_vs_dense.agg(["min", "max",
+                                                                                                      "count"])
+        print(f"added run {run} to {args.csv}; time vs dense over its runs at this shape:")
+        print(spread.to_string(float_format="%.3f"))
 
 
 if __name__ == "__main__":

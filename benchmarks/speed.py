@@ -11,8 +11,9 @@ depend on weights), fp32, batch 2 (one denoising step under classifier-free guid
   the attention cores it sparsifies took zero time (``bound_zero``) or only their FLOP share, 1/F + r for LiteFocus
   (``bound_flop``; the target compares against this one).
 
-Rows are merged into the CSVs after each length (written atomically), so an interrupted run resumes where it stopped;
-``--force`` measures lengths again.
+Rows are merged into the CSVs after each length (written atomically), keyed by (length, configuration) and (length,
+level): a rerun measures only the configurations missing at a length (with dense, against which speed-ups are
+measured in the same rounds), and a length whose attention share is missing gets it; ``--force`` measures again.
 
     python benchmarks/speed.py                                   # 10.24 .. 81.92 s, about 35 minutes here
     python benchmarks/speed.py --seconds 81.92 --repeats 2       # one length
@@ -49,11 +50,13 @@ def measure_length(unet, seconds: float, repeats: int, configurations: list[Conf
     """(speed rows, attention-share rows) for one audio length."""
     inputs = unet_inputs(seconds)
     configurations = [c.at_length(seconds) for c in configurations]
+    if len(configurations) == 1:  # dense alone has nothing to compare: only the attention share is measured
+        configurations = []
     for config in configurations:  # warm-up
         with config.applied(unet):
             forward_seconds(unet, inputs)
     times = {c.name: [] for c in configurations}
-    for round_index in range(repeats):
+    for round_index in range(repeats if configurations else 0):
         shift = round_index % len(configurations)
         for config in configurations[shift:] + configurations[:shift]:
             with config.applied(unet):
@@ -89,13 +92,34 @@ def measure_length(unet, seconds: float, repeats: int, configurations: list[Conf
     return speed_rows, share_rows
 
 
-def merge_rows(path: Path, rows: list[dict], seconds: float) -> None:
-    """Replace the rows of this length in ``path`` (a CSV), keeping every other length; atomic."""
-    old = pd.read_csv(path) if path.is_file() else pd.DataFrame()
+def merge_rows(path: Path, rows: list[dict], keys: list[str]) -> None:
+    """Replace the rows of ``path`` (a CSV) that have the same ``keys`` as ``rows``, keep every other; atomic."""
+    new = pd.DataFrame(rows)
+    old = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=new.columns)
     if len(old):
-        old = old[old.seconds.round(2) != round(seconds, 2)]
-    table = pd.concat([old, pd.DataFrame(rows)], ignore_index=True).sort_values("seconds", kind="stable")
+        def key(table):
+            return list(zip(*(table[k].round(2) if k == "seconds" else table[k] for k in keys)))
+
+        old = old[[k not in set(key(new)) for k in key(old)]]
+    table = pd.concat([old, new], ignore_index=True).sort_values("seconds", kind="stable")
     write_atomic(path, lambda tmp: table.to_csv(tmp, index=False))
+
+
+def missing(speed_csv: Path | None, share_csv: Path | None, seconds: float, configurations: list[Configuration]
+            ) -> tuple[list[Configuration], bool]:
+    """The configurations without a row at this length in speed.csv (with dense when any is missing, since speed-ups
+    are measured against dense in the same rounds), and whether attention_share.csv lacks this length."""
+    def at_length(path):
+        if path is None or not path.is_file():
+            return pd.DataFrame(columns=["configuration"])
+        table = pd.read_csv(path)
+        return table[table.seconds.round(2) == round(seconds, 2)]
+
+    done = set(at_length(speed_csv).configuration)
+    todo = [c for c in configurations if c.name not in done]
+    if todo:
+        todo = [c for c in configurations if c.kind == "dense" or c in todo]
+    return todo, len(at_length(share_csv)) == 0
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -121,21 +145,26 @@ def main(argv: list[str] | None = None) -> None:
     unet = audioldm2_unet()
     print(f"full-size AudioLDM2 UNet, fp32, batch 2, torch {torch.__version__}, {args.threads} threads", flush=True)
     for seconds in args.seconds:
-        if speed_csv and speed_csv.is_file() and not args.force:
-            done = pd.read_csv(speed_csv)
-            if (done.seconds.round(2) == round(seconds, 2)).any():
-                print(f"{seconds} s: already in {speed_csv} (--force to measure again)")
-                continue
+        todo, share_missing = (configurations, True) if args.force else missing(speed_csv, share_csv, seconds,
+                                                                               configurations)
+        if not todo and not share_missing:
+            print(f"{seconds} s: every configuration is in {speed_csv} (--force to measure again)")
+            continue
+        if len(todo) < len(configurations):
+            print(f"{seconds} s: measuring {', '.join(c.name for c in todo) or 'the attention share only'}; "
+                  f"the others are in {speed_csv}")
         repeats = args.long_repeats if seconds > 60 else args.repeats
-        speed_rows, share_rows = measure_length(unet, seconds, repeats, configurations)
-        print(pd.DataFrame(speed_rows)[["seconds", "configuration", "median_s", "speedup", "bound_zero",
-                                        "bound_flop", "of_bound_flop"]].to_string(index=False, float_format="%.3f"))
+        speed_rows, share_rows = measure_length(unet, seconds, repeats, todo)
+        if speed_rows:
+            print(pd.DataFrame(speed_rows)[["seconds", "configuration", "median_s", "speedup", "bound_zero",
+                                            "bound_flop", "of_bound_flop"]].to_string(index=False, float_format="%.3f"))
         print(pd.DataFrame(share_rows)[["level", "tokens", "freq_bins", "module_share", "core_share"]]
               .to_string(index=False, float_format="%.3f"), flush=True)
-        if out:
+        if out:  # the share first: a length counts as done only when both files have it
             out.mkdir(parents=True, exist_ok=True)
-            merge_rows(speed_csv, speed_rows, seconds)
-            merge_rows(share_csv, share_rows, seconds)
+            merge_rows(share_csv, share_rows, ["seconds", "level"])
+            if speed_rows:
+                merge_rows(speed_csv, speed_rows, ["seconds", "configuration"])
 
 
 if __name__ == "__main__":

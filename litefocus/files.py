@@ -37,6 +37,12 @@ def write_json(path: str | os.PathLike, data) -> Path:
     return write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2) + "\n"))
 
 
+def save_figure(figure, path: str | os.PathLike, **savefig_kwargs) -> Path:
+    """``figure.savefig`` to ``path``, atomically (the format from the path's suffix)."""
+    fmt = Path(path).suffix.lstrip(".") or "png"
+    return write_atomic(path, lambda tmp: figure.savefig(tmp, format=fmt, **savefig_kwargs))
+
+
 def write_wav(path: str | os.PathLike, audio, sampling_rate: int) -> Path:
     """``audio``: 1-D float array in [-1, 1] (clipped), written as 16-bit PCM."""
     import numpy as np

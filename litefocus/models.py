@@ -41,6 +41,23 @@ def audioldm2_unet(dtype: torch.dtype = torch.float32, seed: int = 0):
     return unet if dtype == torch.float32 else unet.to(dtype)
 
 
+def weights_fingerprint(model) -> str:
+    """sha256 (hex) of every parameter and buffer of a module, or of every module component of a pipeline, by name:
+    the identity of the weights, whatever file or path they came from (for cache keys and job ids)."""
+    import hashlib
+
+    modules = {"": model} if isinstance(model, torch.nn.Module) else {
+        name: c for name, c in getattr(model, "components", {}).items() if isinstance(c, torch.nn.Module)}
+    if not modules:
+        raise TypeError(f"expected a torch module or a diffusers pipeline; got {type(model).__name__}")
+    digest = hashlib.sha256()
+    for component, module in sorted(modules.items()):
+        for name, tensor in sorted(module.state_dict().items()):
+            digest.update(f"{component}.{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+            digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def load_pipeline(name_or_path: str | os.PathLike = "cvssp/audioldm2", **kwargs):
     """``from_pretrained`` with a clear message when the weights cannot be had offline.
 

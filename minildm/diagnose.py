@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from litefocus.files import write_json
+
 from .data import make_clip
 from .pipeline import DEFAULT_PATH, load_minildm
 from .train import build
@@ -87,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     out["attention_in_distribution"] = dict(trained=attention(pipe, context),
                                             random_init=attention(random_model, random_context))
     out["clips"] = dict(seeds=[50_000 + s for s in range(4)], seconds=10.24, captions=captions)
-    (args.path / "diagnosis.json").write_text(json.dumps(out, indent=1) + "\n")
+    write_json(args.path / "diagnosis.json", out)
     print(json.dumps(out, indent=1))
 
 

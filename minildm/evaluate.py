@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from litefocus.files import save_figure, write_json
+
 from .data import KINDS, REGISTERS, Event, caption_for, synthesize
 from .pipeline import DEFAULT_PATH, load_minildm
 
@@ -162,7 +164,7 @@ def examples_figure(real: torch.Tensor, generated: torch.Tensor, captions: list[
     axes[0, 0].set_ylabel("real clip\nmel bin")
     axes[1, 0].set_ylabel("generated\nmel bin")
     fig.supxlabel("frame (10 ms)")
-    fig.savefig(out / "generated_examples.png", dpi=80)
+    save_figure(fig, out / "generated_examples.png", dpi=80)
     plt.close(fig)
 
 
@@ -214,7 +216,7 @@ def attention(pipe, steps: int, out: Path) -> dict:
 
     ax = plots.sparsity_heatmap(trained[0])
     ax.set_title("MiniLDM, same-frequency ratio by block and step (10.24 s, first prompt)")
-    ax.figure.savefig(out / "sparsity_by_block.png", dpi=100, bbox_inches="tight")
+    save_figure(ax.figure, out / "sparsity_by_block.png", dpi=100, bbox_inches="tight")
     plt.close(ax.figure)
     module = "down_blocks.1.attentions.0.transformer_blocks.0.attn1"
     with analysis.record_attention(pipe, blocks=module, steps=[steps - 1], queries="all") as rec:
@@ -234,7 +236,7 @@ def attention(pipe, steps: int, out: Path) -> dict:
     axes[2].set(xlabel="key offset j - i (tokens)", ylabel="mean attention per query-key pair",
                 title="by flattened key offset (dotted: multiples of F)")
     fig.suptitle(f"MiniLDM {module}, last step, mean of heads, 10.24 s")
-    fig.savefig(out / "attention_down_blocks_1.png", dpi=100)
+    save_figure(fig, out / "attention_down_blocks_1.png", dpi=100)
     plt.close(fig)
     return result
 
@@ -260,7 +262,7 @@ def loss_figure(path: Path, out: Path, prediction_type: str) -> dict:
     ax.plot(log.step, smooth)
     target = "v" if prediction_type == "v_prediction" else prediction_type
     ax.set(xlabel="step", ylabel=f"loss ({target} MSE, rolling mean)", yscale="log", title="MiniLDM training")
-    fig.savefig(out / "loss.png", dpi=100, bbox_inches="tight")
+    save_figure(fig, out / "loss.png", dpi=100, bbox_inches="tight")
     plt.close(fig)
     return dict(steps=int(log.step.iloc[-1]), train_minutes=round(float(log.train_seconds.iloc[-1]) / 60, 1),
                 final_loss=round(float(smooth.iloc[-1]), 4))
@@ -289,7 +291,7 @@ def main(argv: list[str] | None = None) -> None:
     results["attention"] = attention(pipe, args.steps, args.path)
     print(json.dumps(results["attention"], indent=1), flush=True)
     results["fingerprint"] = fingerprint(pipe)
-    (args.path / "evaluation.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_json(args.path / "evaluation.json", results)
     print(f"wrote {args.path}/evaluation.json and figures")
 
 

@@ -13,14 +13,17 @@ For each configuration of ``analysis.ablations``, MiniLDM generates the same hel
 
 A configuration whose ratio depends on length (``keys_fixed_from_s``) uses the ratio it has at the AudioLDM2 length
 of the same multiple (e.g. 81.92 s for MiniLDM's 20.48 s); the ``ratio`` column shows it. Generated log-mels are kept
-per length and configuration in ``--cache`` (netCDF), so an interrupted run resumes; the table goes to
+per length and configuration in ``--cache`` (netCDF, named by a hash of the weights and every setting), so an
+interrupted run resumes; the table goes to
 ``data/minildm/fidelity.csv`` (written atomically).
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
+import hashlib
+import json
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pandas as pd
@@ -29,6 +32,7 @@ import xarray as xr
 
 from analysis.ablations import ABLATIONS, ablations, generate_under, relative_error
 from litefocus.files import write_atomic
+from litefocus.models import weights_fingerprint
 
 from .evaluate import accuracies, caption_classifiers, features
 from .pipeline import DEFAULT_PATH, load_minildm
@@ -43,11 +47,24 @@ def audioldm2_seconds(seconds: float) -> float:
     return seconds * AUDIOLDM2_TRAINING_SECONDS / TRAINING_SECONDS
 
 
+def cache_key(weights: str, config, captions: list[str], seconds: float, steps: int, seed: int) -> str:
+    """What determines a cached generation: the weights' sha256, the configuration at this length, the captions,
+    length, steps, seed, and how LiteFocus draws its keys; 16 hex digits of their sha256."""
+    settings = dict(weights=weights, configuration=asdict(config.at_length(audioldm2_seconds(seconds))),
+                    captions=captions, seconds=seconds, steps=steps, seed=seed, keys="seed-module-timestep hash v1")
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def generated(pipe, config, captions: list[str], seconds: float, steps: int, cache: Path | None,
-              seed: int = 0) -> xr.DataArray:
-    """Log-mels ``(configuration=1, prompt, frame, mel)`` of ``captions`` under ``config``, from the cache if there."""
-    name = config.name if seed == 0 else f"{config.name}_seed{seed}"
-    path = cache / f"{seconds:.2f}s_{steps}steps_{len(captions)}prompts_{name}.nc" if cache else None
+              seed: int = 0, weights: str | None = None) -> xr.DataArray:
+    """Log-mels ``(configuration=1, prompt, frame, mel)`` of ``captions`` under ``config``, from the cache if there.
+
+    Cache files are named by :func:`cache_key` (``weights``: :func:`weights_fingerprint` of ``pipe``), so a cache
+    never serves generations of other weights or settings."""
+    path = None
+    if cache is not None:
+        key = cache_key(weights or weights_fingerprint(pipe), config, captions, seconds, steps, seed)
+        path = cache / f"{seconds:.2f}s_{config.name}_{key}.nc"
     if path is not None and path.is_file():
         return xr.load_dataarray(path)
     mels = generate_under(pipe, [config.at_length(audioldm2_seconds(seconds))], captions, audio_length_in_s=seconds,
@@ -71,9 +88,10 @@ def fidelity_table(pipe, configurations, seconds_list: list[float], prompts: int
     dense = next(c for c in configurations if c.kind == "dense")
     reference = replace(dense, name=OTHER_NOISE)
     rows = []
+    weights = weights_fingerprint(pipe)
     for seconds in seconds_list:
-        other_noise = generated(pipe, dense, captions, seconds, steps, cache, seed=1)
-        mels = xr.concat([generated(pipe, c, captions, seconds, steps, cache) for c in configurations]
+        other_noise = generated(pipe, dense, captions, seconds, steps, cache, seed=1, weights=weights)
+        mels = xr.concat([generated(pipe, c, captions, seconds, steps, cache, weights=weights) for c in configurations]
                          + [other_noise.assign_coords(configuration=[OTHER_NOISE])], dim="configuration")
         errors = relative_error(mels)
         for config in [reference, *configurations]:
@@ -103,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="default: all (dense is always included)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=Path("results/fidelity"),
-                        help="generated log-mels, reused by later runs (clear it after changing the weights)")
+                        help="generated log-mels, reused by later runs with the same weights and settings")
     parser.add_argument("--csv", default=str(DEFAULT_PATH / "fidelity.csv"), help="'' prints only")
     args = parser.parse_args(argv)
     if not 1 <= args.prompts <= 240 or min(args.seconds) < 0.32 or args.steps < 1:

@@ -12,6 +12,7 @@ import copy
 import csv
 import math
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -60,24 +61,28 @@ def build(seed: int, prediction_type: str = "v_prediction") -> MiniLDMPipeline:
 
 
 def make_dataset(clips: int, seconds: float, codec: MelCodec, path: Path) -> tuple[torch.Tensor, list[str]]:
-    """Log-mels ``(clips, frames, 64)`` (float16) and captions of seeds ``0 .. clips-1``, cached at ``path``."""
+    """Log-mels ``(clips, frames, 64)`` (float16) and captions of seeds ``0 .. clips-1``, cached at ``path`` (used
+    again only for the same clip count, length and codec settings)."""
+    settings = dict(clips=clips, seconds=seconds, codec=dict(codec.config))
     if path.is_file():
         cached = torch.load(path)
-        if cached["mels"].shape[0] == clips:
+        if cached.get("settings") == settings:
             return cached["mels"], cached["captions"]
     mels, captions = [], []
     for start in tqdm(range(0, clips, 256), desc="synthesizing clips", unit="x256"):
         batch = [make_clip(seed, seconds) for seed in range(start, min(start + 256, clips))]
         mels.append(codec.mel(torch.from_numpy(np.stack([c.audio for c in batch]))).half())
         captions += [c.caption for c in batch]
-    data = {"mels": torch.cat(mels), "captions": captions}
+    data = {"mels": torch.cat(mels), "captions": captions, "settings": settings}
     _save_atomic(data, path)
     return data["mels"], captions
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, default=DEFAULT_PATH, help="where the trained pipeline is saved")
+    parser.add_argument("--out", type=Path, default=Path("runs/minildm/model"),
+                        help="a new folder for the trained pipeline (never an existing one: to replace the shipped "
+                             f"{DEFAULT_PATH.relative_to(DEFAULT_PATH.parents[1])}, check the new model, then move it)")
     parser.add_argument("--work", type=Path, default=Path("runs/minildm"), help="dataset cache and checkpoints")
     parser.add_argument("--steps", type=int, default=12000)
     parser.add_argument("--minutes", type=float, default=120.0, help="stop (and save) after this much training time")
@@ -90,8 +95,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
     parser.add_argument("--prediction-type", default="v_prediction", choices=["v_prediction", "epsilon"])
     args = parser.parse_args(argv)
+    if args.out.exists():
+        parser.error(f"--out {args.out} exists; training never replaces or deletes a folder: give a new one")
+    if min(args.steps, args.batch, args.clips) < 1 or not args.lr > 0 or not args.seconds >= 0.32:
+        parser.error("--steps, --batch and --clips must be at least 1, --lr positive and --seconds at least 0.32")
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
+    settings = dict(batch=args.batch, lr=args.lr, seconds=args.seconds, clips=args.clips, seed=args.seed,
+                    steps=args.steps, prediction_type=args.prediction_type)
 
     pipe = build(args.seed, args.prediction_type)
     mels, captions = make_dataset(args.clips, args.seconds, pipe.codec, args.work / "dataset.pt")
@@ -111,9 +122,13 @@ def main(argv: list[str] | None = None) -> None:
     checkpoint = args.work / "checkpoint.pt"
     if checkpoint.is_file():
         state = torch.load(checkpoint, weights_only=False)
-        if state.get("prediction_type", "epsilon") != args.prediction_type:
-            raise SystemExit(f"{checkpoint} was trained for {state.get('prediction_type', 'epsilon')!r} prediction, "
-                             f"not {args.prediction_type!r}: pass that --prediction-type or another --work folder")
+        trained_with = state.get("settings", dict(prediction_type=state.get("prediction_type", "epsilon")))
+        differ = {k: (v, settings[k]) for k, v in trained_with.items() if settings.get(k) != v}
+        if differ:
+            raise SystemExit(f"{checkpoint} was trained with other settings ("
+                             + ", ".join(f"--{k.replace('_', '-')} {old} there, {new} now"
+                                         for k, (old, new) in differ.items())
+                             + "): pass the same ones to resume, or another --work folder to start anew")
         trainable.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
@@ -125,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     def save_checkpoint():
         _save_atomic(dict(model=trainable.state_dict(), ema=ema.state_dict(), optimizer=optimizer.state_dict(),
                           scheduler=scheduler.state_dict(), rng=rng.get_state(), step=step, history=history,
-                          trained_s=trained_s, prediction_type=args.prediction_type), checkpoint)
+                          trained_s=trained_s, prediction_type=args.prediction_type, settings=settings), checkpoint)
 
     last_save = time.perf_counter()
     progress = tqdm(total=args.steps, initial=step, desc="training", unit="step")
@@ -165,17 +180,20 @@ def main(argv: list[str] | None = None) -> None:
     pipe.caption_encoder.load_state_dict(ema["caption_encoder"].state_dict())
     pipe.unet.eval()
     pipe.caption_encoder.eval()
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    pipe.unet.half()  # shipped in fp16 (16 MB); load_minildm casts back to fp32
-    pipe.save_pretrained(tmp, safe_serialization=True)
-    with open(tmp / "training_log.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["step", "train_seconds", "loss"])
-        writer.writerows(history[::10])
-    shutil.rmtree(args.out, ignore_errors=True)
-    tmp.rename(args.out)
-    print(f"saved {args.out} after {step} steps, {trained_s / 60:.1f} min; final loss "
+    out = args.out if not args.out.exists() else args.out.with_name(f"{args.out.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))  # ours alone: removed if we fail
+    try:
+        pipe.unet.half()  # shipped in fp16 (16 MB); load_minildm casts back to fp32
+        pipe.save_pretrained(tmp, safe_serialization=True)
+        with open(tmp / "training_log.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["step", "train_seconds", "loss"])
+            writer.writerows(history[::10])
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"saved {out} after {step} steps, {trained_s / 60:.1f} min; final loss "
           f"{np.mean([h[2] for h in history[-200:]]):.4f}")
 
 

@@ -1,5 +1,7 @@
 """Named configurations, generation under each from one seed, and the relative error to dense."""
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -97,3 +99,24 @@ def test_fidelity_table_on_minildm_resumes_from_its_cache(tmp_path):
     fidelity.main(argv)
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").iterdir()} == stamps
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "fidelity.csv"), table)
+
+
+def test_fidelity_cache_is_keyed_on_weights_and_every_setting():
+    from minildm.fidelity import cache_key
+    from minildm.train import build
+
+    from litefocus.models import weights_fingerprint
+
+    pipe = build(seed=0)
+    weights = weights_fingerprint(pipe)
+    assert weights == weights_fingerprint(build(seed=0)) and len(weights) == 64
+    with torch.no_grad():
+        next(pipe.unet.parameters()).view(-1)[0] += 1e-3
+    assert weights_fingerprint(pipe) != weights
+    litefocus_config = next(c for c in ABLATIONS if c.name == "litefocus")
+    base = dict(weights=weights, config=litefocus_config, captions=["a", "b"], seconds=0.64, steps=2, seed=0)
+    key = cache_key(**base)
+    changes = [dict(weights=weights_fingerprint(pipe)), dict(config=replace(litefocus_config, ratio=0.2)),
+               dict(captions=["a", "c"]), dict(seconds=1.28), dict(steps=3), dict(seed=1),
+               dict(config=replace(litefocus_config, union="concat"))]
+    assert all(cache_key(**(base | change)) != key for change in changes)

@@ -36,9 +36,23 @@ def test_speed_benchmark_rows_bounds_and_resume(tmp_path, capsys):
     assert list(shares.level) == [1, 2, 3] and list(shares.freq_bins) == [8, 4, 2]
     assert ((shares.core_share > 0) & (shares.core_share < shares.module_share) & (shares.module_share < 1)).all()
     # a second run finds the length done and measures nothing
+    capsys.readouterr()
     speed.main(argv)
-    assert "already in" in capsys.readouterr().out
+    assert "every configuration is in" in capsys.readouterr().out
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "speed.csv"), rows)
+    # a run with more configurations measures only the missing one (and dense beside it), keeping the others
+    speed.main([*argv, "cross_frequency_only"])
+    assert "measuring dense, cross_frequency_only; the others are in" in capsys.readouterr().out
+    more = pd.read_csv(tmp_path / "speed.csv")
+    assert sorted(more.configuration) == ["cross_frequency_only", "dense", "litefocus", "token_merging"]
+    pd.testing.assert_frame_equal(more[more.configuration == "litefocus"].reset_index(drop=True),
+                                  rows[rows.configuration == "litefocus"].reset_index(drop=True))
+    # a length whose attention share was lost (killed between the two writes) gets it back, with no speed rows
+    (tmp_path / "attention_share.csv").unlink()
+    speed.main(argv)
+    assert "measuring the attention share only" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "speed.csv"), more)
+    assert list(pd.read_csv(tmp_path / "attention_share.csv").level) == [1, 2, 3]
 
 
 def test_amdahl_flop_share_per_configuration():

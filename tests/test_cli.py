@@ -1,12 +1,10 @@
 """The command-line main job, end to end on the tiny model."""
 
 import json
-import os
 import re
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 from scipy.io import wavfile
 
@@ -114,6 +112,7 @@ def test_a_rerun_replaces_its_own_folder_whole(tmp_path):
 
 INTERRUPTED = """
 import os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # even where the parent ignores SIGINT
 from litefocus_cli import main as cli
 import litefocus.files as files
 original = files.write_wav

@@ -99,7 +99,7 @@ def test_recorders_exit_in_any_order(pipe, order):
 @pytest.mark.parametrize("enter_first", ["recorder", "litefocus"])
 def test_recorder_and_litefocus_interleaved(pipe, enter_first, exit_first):
     before = processors(pipe)
-    recorder = analysis.record_attention(pipe, blocks=DOWN, steps=[0, 1])
+    recorder = analysis.record_attention(pipe, blocks=DOWN, steps=[0])
     block = litefocus.enabled(pipe, blocks=[DOWN, UP], ratio=0.1, seed=2)
     enter = dict(recorder=recorder.__enter__, litefocus=block.__enter__)
     leave = dict(recorder=lambda: recorder.__exit__(None, None, None), litefocus=lambda: block.__exit__(None, None, None))

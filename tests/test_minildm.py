@@ -101,3 +101,42 @@ def test_caption_features_ignore_gain_and_floor_but_not_content():
     assert (features(mel)[:, 10] > 3).all() and (features(mel)[:, 40] == 0).all()  # energy above the floor, per bin
     torch.testing.assert_close(corrupt(mel, seed=1), corrupt(mel, seed=1))
     assert not torch.allclose(corrupt(mel, seed=1), corrupt(mel, seed=2))
+
+
+def test_training_never_deletes_a_folder_and_refuses_other_settings_on_resume(tmp_path):
+    from minildm import train
+
+    existing = tmp_path / "shipped"
+    existing.mkdir()
+    (existing / "model_card.md").write_text("keep me")
+    quick = ["--steps", "1", "--clips", "4", "--batch", "2", "--seconds", "0.64", "--threads", "1",
+             "--work", str(tmp_path / "work")]
+    with pytest.raises(SystemExit):
+        train.main([*quick, "--out", str(existing)])
+    assert [p.name for p in existing.iterdir()] == ["model_card.md"]
+    train.main([*quick, "--out", str(tmp_path / "new")])
+    assert (tmp_path / "new" / "model_index.json").is_file() and (tmp_path / "new" / "training_log.csv").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "shipped", "work"]  # no partial folder left
+    with pytest.raises(SystemExit, match="--batch 2 there, 3 now"):
+        train.main([*quick[:4], "--batch", "3", *quick[6:], "--out", str(tmp_path / "newer")])
+    assert not (tmp_path / "newer").exists()
+
+
+def test_training_default_out_is_not_the_shipped_model():
+    import argparse
+
+    from minildm import train
+
+    seen = {}
+    original = argparse.ArgumentParser.parse_args
+    try:
+        def capture(self, argv=None, namespace=None):
+            seen.update(vars(original(self, argv, namespace)))
+            raise SystemExit(0)
+
+        argparse.ArgumentParser.parse_args = capture
+        with pytest.raises(SystemExit):
+            train.main([])
+    finally:
+        argparse.ArgumentParser.parse_args = original
+    assert seen["out"].resolve() != DEFAULT_PATH.resolve()
