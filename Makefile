@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench venv clean
+.PHONY: demo test bench notebooks figures venv clean
 
 venv: $(STAMP)
 
@@ -22,11 +22,21 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# about 45 minutes on 2 cores: attention core, cost of recording, and the speed sweep (resumes where it stopped)
+# about 55 minutes on 2 cores: attention core, cost of recording, the speed sweep (resumes where it stopped), compile
 bench: $(STAMP)
 	$(BIN)/python benchmarks/kernel.py
 	$(BIN)/python benchmarks/measure_sparsity.py
 	$(BIN)/python benchmarks/speed.py
+	$(BIN)/python benchmarks/compile.py
+
+# the notebooks, executed in place with their outputs (what is committed)
+notebooks: $(STAMP)
+	cd notebooks && for nb in *.ipynb; do ../$(BIN)/jupyter nbconvert --to notebook --execute --inplace $$nb || exit 1; done
+
+# the README's figures: Figure 2a and the block-by-step heatmap on the embedded default, speed against length
+figures: $(STAMP)
+	$(BIN)/litefocus measure --out data/figures/measure
+	$(BIN)/python benchmarks/figures.py
 
 clean:
 	rm -rf $(VENV)

@@ -84,3 +84,27 @@ def sparsity_heatmap(ds: xr.Dataset, variable: str = "same_frequency_ratio", ax=
     sns.heatmap(table, ax=ax, cbar_kws=dict(label=variable.replace("_", " ")), **centered)
     ax.set(xlabel="denoising step", ylabel="block")
     return ax
+
+
+def speed_against_length(speed, share, axes=None):
+    """The paper's Figure 1 from ``benchmarks/speed.py``'s tables (pandas): left, one UNet forward per configuration
+    against audio length; right, the share of the dense forward in self-attention modules (solid) and in their
+    attention core (dashed) per UNet level."""
+    plt = _pyplot()
+    import seaborn as sns
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(12, 4.2), layout="constrained")
+    left, right = axes
+    sns.lineplot(speed, x="seconds", y="median_s", hue="configuration", marker="o", ax=left)
+    left.set(xlabel="audio length (s)", ylabel="UNet forward, batch 2 (s)", title="time per denoising step")
+    left.legend(fontsize=7)
+    levels = share.pivot_table(index="seconds", columns="level", values=["module_share", "core_share"])
+    for level, color in zip(sorted(share.level.unique()), sns.color_palette()):
+        right.plot(levels.index, 100 * levels["module_share"][level], "o-", color=color, label=f"level {level} module")
+        right.plot(levels.index, 100 * levels["core_share"][level], "o--", color=color, label=f"level {level} core")
+    total = share.groupby("seconds").module_share.sum()
+    right.plot(total.index, 100 * total, "ko-", label="all self-attention")
+    right.set(xlabel="audio length (s)", ylabel="% of the dense forward", title="self-attention share")
+    right.legend(fontsize=8)
+    return axes

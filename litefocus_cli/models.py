@@ -16,7 +16,7 @@ def default_pipeline(seed: int = 0):
     """The embedded default model and its name, ``(pipe, name)``.
 
     The trained MiniLDM in ``data/minildm`` when its evaluation.json says ``"samples_from_noise": true``
-    (``python -m minildm.evaluate`` decides it from caption following of generated clips: measuring attention
+    (``python -m analysis.minildm_evaluation`` decides it from caption following of generated clips: measuring attention
     during generation only means something if generation works); otherwise the tiny random-weight pipeline,
     whose attention has no pattern.
     """

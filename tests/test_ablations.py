@@ -68,7 +68,7 @@ def test_flop_share_selects_modules_as_litefocus_does():
 
 def test_caption_accuracies_count_correct_predictions():
     from minildm.data import Event
-    from minildm.evaluate import LABELS, accuracies
+    from minildm.classifiers import LABELS, accuracies
 
     events = [Event("tone", "low", "whole"), Event("sweep", "high", "whole"), Event("noise", "mid", "whole")]
     truth = {name: torch.tensor([label(e) for e in events]) for name, (label, _) in LABELS.items()}
@@ -79,7 +79,7 @@ def test_caption_accuracies_count_correct_predictions():
 
 
 def test_fidelity_table_on_minildm_resumes_from_its_cache(tmp_path):
-    from minildm import fidelity
+    from analysis import fidelity
 
     argv = ["--seconds", "0.64", "--prompts", "2", "--steps", "2", "--threads", "1", "--configurations",
             "litefocus", "litefocus_all_levels_fixed_keys", "--cache", str(tmp_path / "cache"),
@@ -102,7 +102,7 @@ def test_fidelity_table_on_minildm_resumes_from_its_cache(tmp_path):
 
 
 def test_fidelity_cache_is_keyed_on_weights_and_every_setting():
-    from minildm.fidelity import cache_key
+    from analysis.fidelity import cache_key
     from minildm.train import build
 
     from litefocus.models import weights_fingerprint

@@ -78,7 +78,7 @@ def test_untrained_pipeline_saves_loads_and_takes_litefocus(tmp_path):
 
 def test_shipped_weights_reproduce_their_fingerprint():
     """Catches a broken weight file or a changed architecture: a fixed-seed generation, summarized."""
-    from minildm.evaluate import fingerprint
+    from minildm.classifiers import fingerprint
 
     assert (DEFAULT_PATH / "model_index.json").is_file(), "data/minildm is missing: train with python -m minildm.train"
     stored = json.loads((DEFAULT_PATH / "evaluation.json").read_text())["fingerprint"]
@@ -88,7 +88,7 @@ def test_shipped_weights_reproduce_their_fingerprint():
 
 
 def test_caption_features_ignore_gain_and_floor_but_not_content():
-    from minildm.evaluate import corrupt, features
+    from minildm.classifiers import corrupt, features
 
     g = torch.Generator().manual_seed(0)
     mel = torch.randn(4, 64, 64, generator=g) * 0.3 - 6.0  # a background at -6

@@ -1,4 +1,4 @@
-"""What LiteFocus, its ablations and Token Merging cost in fidelity on MiniLDM: ``python -m minildm.fidelity``.
+"""What LiteFocus, its ablations and Token Merging cost in fidelity on MiniLDM: ``python -m analysis.fidelity``.
 
 For each configuration of ``analysis.ablations``, MiniLDM generates the same held-out captions from the same noise at
 4x and 8x its training length (10.24 and 20.48 s; AudioLDM2 at 40.96 and 81.92 s is at the same multiples of its
@@ -6,7 +6,7 @@ For each configuration of ``analysis.ablations``, MiniLDM generates the same hel
 
 - ``relative_error``: ``||mel - mel_dense|| / ||mel_dense||`` of the generated log-mel, median over prompts (how far
   the sample moves from the dense one drawn from the same noise);
-- ``kind_accuracy``, ``register_accuracy``: the caption classifiers of ``minildm.evaluate`` on the generated clips
+- ``kind_accuracy``, ``register_accuracy``: the caption classifiers of ``analysis.minildm_evaluation`` on the generated clips
   (does the sample still say what its caption says), beside dense's;
 - the same for dense attention from other noise (``dense_other_noise``): the scale of a wholly different sample, and
   how far the accuracies move between two draws.
@@ -30,12 +30,12 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from analysis.ablations import ABLATIONS, ablations, generate_under, relative_error
 from litefocus.files import write_atomic
 from litefocus.models import weights_fingerprint
+from minildm.classifiers import accuracies, caption_classifiers, features
+from minildm.pipeline import DEFAULT_PATH, load_minildm
 
-from .evaluate import accuracies, caption_classifiers, features
-from .pipeline import DEFAULT_PATH, load_minildm
+from .ablations import ABLATIONS, ablations, generate_under, relative_error
 
 TRAINING_SECONDS = 2.56
 AUDIOLDM2_TRAINING_SECONDS = 10.24

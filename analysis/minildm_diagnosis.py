@@ -1,4 +1,4 @@
-"""Why a MiniLDM cannot (or can) sample, and its attention on real inputs: ``python -m minildm.diagnose``.
+"""Why a MiniLDM cannot (or can) sample, and its attention on real inputs: ``python -m analysis.minildm_diagnosis``.
 
 1. Denoising error by timestep against the trivial predictor ``eps = x_t / sqrt(1 - alpha_bar)``, on real 10.24 s
    clips (a model worse than trivial at high noise cannot start a trajectory from pure noise).
@@ -20,9 +20,9 @@ import torch
 
 from litefocus.files import write_json
 
-from .data import make_clip
-from .pipeline import DEFAULT_PATH, load_minildm
-from .train import build
+from minildm.data import make_clip
+from minildm.pipeline import DEFAULT_PATH, load_minildm
+from minildm.train import build
 
 
 def main(argv: list[str] | None = None) -> None:
