@@ -35,7 +35,8 @@ notebooks: $(STAMP)
 
 # the README's figures: Figure 2a and the block-by-step heatmap on the embedded default, speed against length
 figures: $(STAMP)
-	$(BIN)/litefocus measure --out data/figures/measure
+	$(BIN)/litefocus measure --out results/figures
+	mkdir -p data/figures && cp results/figures/query_attention.png results/figures/sparsity_by_block.png data/figures/
 	$(BIN)/python benchmarks/figures.py
 
 clean:
