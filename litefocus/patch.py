@@ -13,6 +13,9 @@ from .options import PAPER_BLOCKS, LiteFocusOptions
 from .processor import GridProbe, LiteFocusAttnProcessor, StepProbe
 from .selection import BlockSelection, self_attention_modules, unet_of
 
+_APPLIED, _ENABLED = "litefocus:apply", "litefocus:enabled"
+"""The kinds of processor layer LiteFocus attaches: by :func:`apply` (one at a time) and by :func:`enabled` (nested)."""
+
 
 def apply(
     model,
@@ -85,9 +88,6 @@ def enabled(model, blocks: BlockSelection = PAPER_BLOCKS, ratio: float = 0.1, **
         yield names
     finally:
         layer.detach()
-
-
-_APPLIED, _ENABLED = "litefocus:apply", "litefocus:enabled"
 
 
 def _attach(unet: torch.nn.Module, names: list[str], options: LiteFocusOptions, kind: str) -> ProcessorLayer:

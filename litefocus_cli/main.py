@@ -56,8 +56,8 @@ def check_arguments(args) -> None:
         raise ValueError(f"--seconds must be a positive finite number of seconds; got {args.seconds}")
     if args.steps < 1:
         raise ValueError(f"--steps must be at least 1; got {args.steps}")
-    if not 0 <= args.seed < 2**63:
-        raise ValueError(f"--seed must lie in [0, 2**63); got {args.seed}")
+    if not 0 <= args.seed < 2**64:
+        raise ValueError(f"--seed must lie in [0, 2**64) (what a torch.Generator accepts); got {args.seed}")
     if args.command == "measure":
         if not math.isfinite(args.min_ratio):
             raise ValueError(f"--min-ratio must be a finite number (a same-frequency ratio; 1 = uniform); "

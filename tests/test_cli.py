@@ -59,7 +59,7 @@ def test_default_pipeline_waits_for_a_model_that_samples(tmp_path, monkeypatch):
     (["--seconds", "inf"], "--seconds must be a positive finite"),
     (["--seconds", "nan"], "--seconds must be a positive finite"),
     (["--seconds", "0"], "--seconds must be a positive finite"),
-    (["--seed", "-1"], r"--seed must lie in \[0, 2\*\*63\)"),
+    (["--seed", "-1"], r"--seed must lie in \[0, 2\*\*64\)"),
     (["--steps", "0"], "--steps must be at least 1"),
     (["--min-ratio", "nan"], "--min-ratio must be a finite number"),
     (["--queries", "0"], "--queries must be at least 1"),
