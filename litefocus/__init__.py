@@ -5,7 +5,9 @@
         audio = pipe("a dog barking", audio_length_in_s=40.96).audios
 """
 
-from .kernel import cross_key_count, draw_cross_indices, focus_mask, litefocus_attention, reference_attention
+from .kernel import (
+    UNIONS, cross_key_count, draw_cross_indices, focus_mask, litefocus_attention, reference_attention,
+)
 from .options import PAPER_BLOCKS, LiteFocusOptions
 from .patch import apply, enabled, is_applied, remove
 from .processor import LiteFocusAttnProcessor
@@ -13,6 +15,7 @@ from .selection import block_of, self_attention_modules
 
 __all__ = [
     "PAPER_BLOCKS",
+    "UNIONS",
     "LiteFocusAttnProcessor",
     "LiteFocusOptions",
     "apply",
