@@ -1,9 +1,10 @@
-"""LiteFocus attention as a pure function of tensors, and the dense masked oracle beside it.
+"""LiteFocus attention as a pure function of tensors, and the dense oracle beside it.
 
 Tokens are in diffusers' time-major order: token ``i = t * freq_bins + f`` on a ``(T, F)`` grid, ``N = T * F``.
 Each query attends to its focus set (paper, eqs. 4-6): the keys of its own frequency row, united with one set of
 ``floor(ratio * N)`` keys drawn at random from all ``N``, shared by every query, batch item and head. A key that is
-both in the query's row and drawn at random counts once.
+both in the query's row and drawn at random counts once (``union="exact"``) or twice (``union="concat"``, the
+authors' code).
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ def draw_cross_indices(
 ) -> torch.Tensor:
     """Draw ``floor(ratio * N)`` distinct key indices uniformly from ``range(N)``, sorted, int64, on ``device``.
 
-    The draw happens on the generator's device (CPU when no generator is given) and is then moved.
+    For calling the kernel directly; the draw happens on the generator's device (CPU when no generator is given) and
+    is then moved. Applied to a UNet, LiteFocus draws with :func:`litefocus.keys.keyed_cross_indices` instead, from
+    ``(seed, module name, timestep)``.
     """
     count = cross_key_count(num_tokens, ratio)
     draw_device = generator.device if generator is not None else torch.device("cpu")
