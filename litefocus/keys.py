@@ -53,10 +53,11 @@ def module_key(seed: int, module: str) -> int:
 
 
 def timestep_code(timestep):
-    """``round(1000 * timestep) mod 2**32``: integer timesteps and float ones (sigma schedules) alike."""
+    """``round(1000 * timestep) mod 2**32`` in float32: integer timesteps and float ones (sigma schedules) alike,
+    the same code from a tensor (what pipelines pass) as from a Python number (an int64 tensor or an int)."""
     if isinstance(timestep, torch.Tensor):
         return (timestep.flatten()[0].float() * 1000).round().long() & MASK
-    return round(float(timestep) * 1000) & MASK
+    return int(timestep_code(torch.tensor(float(timestep))))
 
 
 def keyed_cross_indices(num_tokens: int, count: int, key, device: torch.device | str | None = None) -> torch.Tensor:
@@ -80,7 +81,5 @@ def call_key(seed: int, module: str, timestep):
 
 def tomesd_seed(seed: int, timestep) -> int:
     """A generator seed for Token Merging's draws at one denoising step (tomesd has one generator per UNet)."""
-    if isinstance(timestep, torch.Tensor):
-        timestep = float(timestep.flatten()[0])
-    return fold_in(module_key(seed, "tomesd"), timestep_code(timestep))
+    return int(call_key(seed, "tomesd", timestep))
 
