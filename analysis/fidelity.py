@@ -6,8 +6,9 @@ For each configuration of ``analysis.ablations``, MiniLDM generates the same hel
 
 - ``relative_error``: ``||mel - mel_dense|| / ||mel_dense||`` of the generated log-mel, median over prompts (how far
   the sample moves from the dense one drawn from the same noise);
-- ``kind_accuracy``, ``register_accuracy``: the caption classifiers of ``analysis.minildm_evaluation`` on the generated clips
-  (does the sample still say what its caption says), beside dense's;
+- ``category_accuracy``, ``label_accuracy``: the caption classifiers shipped beside the weights
+  (``analysis.minildm_evaluation`` fits them on the corpus) on the generated clips (does the sample still say what
+  its caption says), beside dense's; the captions are the shipped held-out ones of 10.24 s clips;
 - the same for dense attention from other noise (``dense_other_noise``): the scale of a wholly different sample, and
   how far the accuracies move between two draws.
 
@@ -32,7 +33,7 @@ import xarray as xr
 
 from litefocus.files import write_atomic
 from litefocus.models import weights_fingerprint
-from minildm.classifiers import accuracies, caption_classifiers, features
+from minildm.classifiers import CaptionClassifiers, accuracy
 from minildm.pipeline import DEFAULT_PATH, load_minildm
 
 from .ablations import ABLATIONS, ablations, generate_under, relative_error
@@ -76,15 +77,25 @@ def generated(pipe, config, captions: list[str], seconds: float, steps: int, cac
     return mels
 
 
-def fidelity_table(pipe, configurations, seconds_list: list[float], prompts: int, steps: int,
-                   cache: Path | None) -> pd.DataFrame:
+def heldout_captions(path: Path, prompts: int) -> list[dict]:
+    """The first ``prompts`` held-out caption rows of 10.24 s clips shipped beside the weights at ``path``."""
+    from .minildm_evaluation import HELDOUT_CAPTIONS
+
+    table = pd.read_csv(path / HELDOUT_CAPTIONS)
+    rows = table[table.seconds == 10.24].head(prompts).to_dict("records")
+    if len(rows) < prompts:
+        raise ValueError(f"--prompts {prompts}: {path / HELDOUT_CAPTIONS} has only {len(rows)} held-out captions")
+    return rows
+
+
+def fidelity_table(pipe, configurations, seconds_list: list[float], rows: list[dict],
+                   classifiers: CaptionClassifiers, steps: int, cache: Path | None) -> pd.DataFrame:
     """One row per (seconds, configuration): ratio, relative error to dense, caption-attribute accuracies.
 
     A first row per length, ``dense_other_noise``, is dense attention from other noise (seed 1): the scale of a
     wholly different sample, and how much the accuracies move between two draws of the same prompts.
     """
-    classifiers, scores, (events, captions, _) = caption_classifiers(pipe.codec)
-    events, captions = events[:prompts], captions[:prompts]
+    captions = [r["caption"] for r in rows]
     dense = next(c for c in configurations if c.kind == "dense")
     reference = replace(dense, name=OTHER_NOISE)
     rows = []
@@ -96,7 +107,7 @@ def fidelity_table(pipe, configurations, seconds_list: list[float], prompts: int
         errors = relative_error(mels)
         for config in [reference, *configurations]:
             mel = torch.from_numpy(mels.sel(configuration=config.name).values)
-            scored = accuracies(classifiers, features(mel), events)
+            scored = accuracy(classifiers.predict(mel), rows)
             rows.append(dict(
                 seconds=seconds, training_multiple=seconds / TRAINING_SECONDS,
                 audioldm2_seconds=audioldm2_seconds(seconds),
@@ -105,9 +116,9 @@ def fidelity_table(pipe, configurations, seconds_list: list[float], prompts: int
                 same_frequency=config.same_frequency, cross_frequency=config.cross_frequency,
                 relative_error=float(errors.sel(configuration=config.name).median()),
                 relative_error_max=float(errors.sel(configuration=config.name).max()),
-                kind_accuracy=scored["kind"], register_accuracy=scored["register"],
-                kind_chance=scores["kind_chance"], register_chance=scores["register_chance"],
-                prompts=prompts, steps=steps))
+                category_accuracy=scored["category"]["accuracy"], label_accuracy=scored["label"]["accuracy"],
+                category_majority=scored["category"]["majority"], label_majority=scored["label"]["majority"],
+                prompts=len(rows), steps=steps))
     return pd.DataFrame(rows)
 
 
@@ -115,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--path", type=Path, default=DEFAULT_PATH, help="MiniLDM weights")
     parser.add_argument("--seconds", type=float, nargs="+", default=[10.24, 20.48])
-    parser.add_argument("--prompts", type=int, default=16, help="held-out captions per length (at most 240)")
+    parser.add_argument("--prompts", type=int, default=16, help="held-out captions per length")
     parser.add_argument("--steps", type=int, default=25, help="denoising steps")
     parser.add_argument("--configurations", nargs="+", choices=[c.name for c in ABLATIONS],
                         help="default: all (dense is always included)")
@@ -124,13 +135,16 @@ def main(argv: list[str] | None = None) -> None:
                         help="generated log-mels, reused by later runs with the same weights and settings")
     parser.add_argument("--csv", default=str(DEFAULT_PATH / "fidelity.csv"), help="'' prints only")
     args = parser.parse_args(argv)
-    if not 1 <= args.prompts <= 240 or min(args.seconds) < 0.32 or args.steps < 1:
-        parser.error("--prompts must lie in 1..240, --seconds be at least 0.32 and --steps at least 1")
+    if args.prompts < 1 or min(args.seconds) < 0.32 or args.steps < 1:
+        parser.error("--prompts must be at least 1, --seconds at least 0.32 and --steps at least 1")
     torch.set_num_threads(args.threads)
     pipe = load_minildm(args.path)
     pipe.set_progress_bar_config(disable=True)
-    table = fidelity_table(pipe, ablations(args.configurations), args.seconds, args.prompts, args.steps, args.cache)
-    print(table[["seconds", "configuration", "ratio", "relative_error", "kind_accuracy", "register_accuracy"]]
+    rows = heldout_captions(args.path, args.prompts)
+    classifiers = CaptionClassifiers.from_pretrained(args.path / "caption_classifiers")
+    table = fidelity_table(pipe, ablations(args.configurations), args.seconds, rows, classifiers, args.steps,
+                           args.cache)
+    print(table[["seconds", "configuration", "ratio", "relative_error", "category_accuracy", "label_accuracy"]]
           .to_string(index=False, float_format="%.3f"))
     if args.csv:
         write_atomic(Path(args.csv), lambda tmp: table.to_csv(tmp, index=False))

@@ -1,7 +1,7 @@
 """Why a MiniLDM cannot (or can) sample, and its attention on real inputs: ``python -m analysis.minildm_diagnosis``.
 
 1. Denoising error by timestep against the trivial predictor ``eps = x_t / sqrt(1 - alpha_bar)``, on real 10.24 s
-   clips (a model worse than trivial at high noise cannot start a trajectory from pure noise).
+   held-out clips of the corpus (a model worse than trivial at high noise cannot start a trajectory from pure noise).
 2. DDIM from real latents noised to t = 519, 199, 79 (in-distribution starts) and from pure noise: final RMS error
    and the std of the sampled log-mels against real ones.
 3. Same-frequency ratio and LiteFocus output error per block on real 10.24 s clips noised to t = 500 and 250, for
@@ -15,12 +15,11 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from litefocus.files import write_json
 
-from minildm.data import make_clip
+from minildm.corpus import read_clips
 from minildm.pipeline import DEFAULT_PATH, load_minildm
 from minildm.train import build
 
@@ -28,17 +27,24 @@ from minildm.train import build
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--path", type=Path, default=DEFAULT_PATH)
+    parser.add_argument("--corpus", type=Path, default=Path("runs/corpus"), help="the corpus it was trained on")
+    parser.add_argument("--clips", type=int, default=6, help="held-out 10.24 s clips (spread over the corpus)")
     args = parser.parse_args(argv)
+    if args.clips < 1:
+        parser.error("--clips must be at least 1")
     torch.set_num_threads(2)
     import analysis
 
     pipe = load_minildm(args.path)
     pipe.set_progress_bar_config(disable=True)
     alphas = pipe.scheduler.alphas_cumprod
-    clips = [make_clip(50_000 + s, seconds=10.24) for s in range(4)]
-    mels = pipe.codec.mel(torch.from_numpy(np.stack([c.audio for c in clips])))
+    from .minildm_evaluation import heldout_choice
+
+    audio, rows = read_clips(args.corpus, "heldout", 10.24)
+    chosen = heldout_choice(rows, args.clips, seed=2)
+    mels = pipe.codec.mel(torch.from_numpy(audio[chosen]))
     x0 = pipe.codec.encode(mels)
-    captions = [c.caption for c in clips]
+    captions = [rows[i]["caption"] for i in chosen]
     generator = torch.Generator().manual_seed(0)
     prediction = pipe.scheduler.config.prediction_type
     out: dict = dict(prediction_type=prediction)
@@ -83,12 +89,13 @@ def main(argv: list[str] | None = None) -> None:
             result[t] = dict(same_frequency_ratio=by_block("same_frequency_ratio"), sparse_error=by_block("sparse_error"))
         return result
 
-    random_model = build(seed=1)
+    random_model = build(seed=1, words=pipe.caption_encoder.config.vocabulary)
+    random_model.codec = pipe.codec
     with torch.no_grad():
         random_context = random_model.caption_encoder(captions)
     out["attention_in_distribution"] = dict(trained=attention(pipe, context),
                                             random_init=attention(random_model, random_context))
-    out["clips"] = dict(seeds=[50_000 + s for s in range(4)], seconds=10.24, captions=captions)
+    out["clips"] = dict(sources=[rows[i]["source"] for i in chosen], seconds=10.24, captions=captions)
     write_json(args.path / "diagnosis.json", out)
     print(json.dumps(out, indent=1))
 

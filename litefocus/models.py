@@ -139,7 +139,7 @@ def tiny_audioldm2_pipeline(seed: int = 0):
         cross_attention_dim=[[None, gpt2_dim, t5_dim]] * 4,
         attention_head_dim=2,
     )
-    clap_tokenizer = _byte_level_tokenizer()
+    clap_tokenizer = byte_level_tokenizer()
     text_encoder = ClapModel(
         ClapConfig(
             text_config=dict(
@@ -205,7 +205,7 @@ def tiny_audioldm_pipeline(seed: int = 0):
         projection_class_embeddings_input_dim=clap_dim,
         class_embeddings_concat=True,
     )
-    tokenizer = _byte_level_tokenizer()
+    tokenizer = byte_level_tokenizer()
     text_encoder = ClapTextModelWithProjection(
         ClapTextConfig(
             vocab_size=tokenizer.vocab_size + 4, hidden_size=16, intermediate_size=32, num_attention_heads=2,
@@ -269,14 +269,14 @@ def _scheduler():
     )
 
 
-def _byte_level_tokenizer():
-    """A RoBERTa tokenizer over single bytes (no merges), built in memory."""
+def byte_level_tokenizer(max_length: int = 77):
+    """A RoBERTa tokenizer over single bytes (no merges), built in memory: any text, no download."""
     from tokenizers.pre_tokenizers import ByteLevel
     from transformers import RobertaTokenizer
 
     specials = ["<s>", "<pad>", "</s>", "<unk>"]
     vocab = {token: i for i, token in enumerate(specials + sorted(ByteLevel.alphabet()))}
-    return RobertaTokenizer(vocab=vocab, merges=[], model_max_length=77)
+    return RobertaTokenizer(vocab=vocab, merges=[], model_max_length=max_length)
 
 
 def _unigram_tokenizer():

@@ -3,6 +3,7 @@
 ``litefocus measure``: record self-attention while generating, measure same-frequency sparsity per block, layer,
 head and step, choose the blocks to sparsify, and write the dataset, figures and a table.
 ``litefocus generate``: render one prompt with dense attention and with LiteFocus, side by side, and time both.
+``litefocus evaluate``: FAD, KAD, KL and CLAP score of a folder of generated audio against reference audio.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import evaluate
 from .models import DEFAULT, MODEL_HELP, TINY, load_model
 from .output import check_out, run_folder
 
@@ -25,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     gen = commands.add_parser("generate", help="generate with dense attention and with LiteFocus; time both")
     for sub, seconds, steps, out in ((measure, 10.24, 25, "results/measure"), (gen, 10.24, 10, "results/generate")):
         sub.add_argument("--model", default=DEFAULT, help=MODEL_HELP)
-        sub.add_argument("--prompt", default="a low humming sound with a high beep at the end")
+        sub.add_argument("--prompt", default="a string quartet playing a chorale slowly")
         sub.add_argument("--seconds", type=float, default=seconds, help="audio length in seconds")
         sub.add_argument("--steps", type=int, default=steps, help="denoising steps")
         sub.add_argument("--seed", type=int, default=0, help="seed of the noise and of every random choice, >= 0")
@@ -39,8 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--union", default="exact", choices=["exact", "concat"],
                      help="'exact': the paper's eq. 4 (default); 'concat': the authors' code, which the paper's "
                           "numbers come from")
+    evaluate.add_parser(commands)
     args = parser.parse_args(argv)
     try:
+        if args.command == "evaluate":
+            return evaluate.run(args)
         check_arguments(args)
         check_out(args.out, args.command)
         pipe, name = _load(args.model, args.seed)

@@ -1,5 +1,6 @@
-"""MiniLDM: a small text-to-audio latent diffusion model in AudioLDM2's architecture, trained here on synthetic
-sound scenes, so that attention patterns can be studied offline on trained weights."""
+"""MiniLDM: a small text-to-audio latent diffusion model in AudioLDM2's architecture, trained here on real audio from
+distribution packages (``minildm.corpus``; the first MiniLDM on synthetic scenes, ``minildm.data``), so that attention
+patterns and quality can be studied offline on trained weights."""
 
 from .codec import MelCodec
 from .pipeline import DEFAULT_PATH, MiniLDMPipeline, load_minildm

@@ -42,11 +42,11 @@ UNET_CONFIG = dict(
 """AudioLDM2's UNet layout (four levels, attention on the lower three, same module names) at a small width."""
 
 
-def build(seed: int, prediction_type: str = "v_prediction") -> MiniLDMPipeline:
+def build(seed: int, prediction_type: str = "v_prediction", words: list[str] | None = None) -> MiniLDMPipeline:
     """An untrained MiniLDM. ``prediction_type``: what the UNet predicts, ``"v_prediction"`` (default) or
     ``"epsilon"``. The first MiniLDM used epsilon and could not sample from pure noise: at high noise its error
     on the near-identity map x_t -> eps is amplified ~1/sqrt(alpha_bar) (about 70x) in the x0 estimate; v keeps that
-    error at about 1x."""
+    error at about 1x. ``words``: the caption vocabulary (default: the synthetic scenes' words)."""
     from diffusers import AudioLDM2UNet2DConditionModel, DDIMScheduler
 
     torch.manual_seed(seed)
@@ -55,7 +55,7 @@ def build(seed: int, prediction_type: str = "v_prediction") -> MiniLDMPipeline:
         scheduler=DDIMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.0015,
                                 beta_end=0.0195, clip_sample=False, set_alpha_to_one=False, steps_offset=1,
                                 prediction_type=prediction_type),
-        caption_encoder=CaptionEncoder(vocabulary=vocabulary()),
+        caption_encoder=CaptionEncoder(vocabulary=vocabulary() if words is None else words),
         codec=MelCodec(),
     )
 
@@ -78,6 +78,24 @@ def make_dataset(clips: int, seconds: float, codec: MelCodec, path: Path) -> tup
     return data["mels"], captions
 
 
+def corpus_dataset(corpus: Path, seconds: float, codec: MelCodec, path: Path) -> tuple[torch.Tensor, list[str]]:
+    """Log-mels ``(clips, frames, 64)`` (float16) and captions of the corpus' train clips, cached at ``path`` (used
+    again only for the same corpus manifest and codec settings)."""
+    from .corpus import read_clips
+
+    settings = dict(corpus=(corpus / "manifest.json").read_text(), seconds=seconds, codec=dict(codec.config))
+    if path.is_file():
+        cached = torch.load(path)
+        if cached.get("settings") == settings:
+            return cached["mels"], cached["captions"]
+    audio, rows = read_clips(corpus, "train", seconds)
+    mels = torch.cat([codec.mel(torch.from_numpy(audio[i: i + 256])).half()
+                      for i in tqdm(range(0, len(audio), 256), desc="log-mels", unit="x256")])
+    data = {"mels": mels, "captions": [r["caption"] for r in rows], "settings": settings}
+    _save_atomic(data, path)
+    return data["mels"], data["captions"]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("runs/minildm/model"),
@@ -91,6 +109,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clips", type=int, default=24000)
     parser.add_argument("--seconds", type=float, default=2.56, help="training clip length")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--corpus", type=Path, default=None,
+                        help="train on this corpus' train clips (minildm.corpus) instead of --clips synthetic scenes")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
     parser.add_argument("--prediction-type", default="v_prediction", choices=["v_prediction", "epsilon"])
@@ -101,12 +121,23 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--steps, --batch and --clips must be at least 1, --lr positive and --seconds at least 0.32")
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.corpus is not None and not (args.corpus / "manifest.json").is_file():
+        parser.error(f"--corpus {args.corpus}: no manifest.json there; build one with `make corpus`")
     settings = dict(batch=args.batch, lr=args.lr, seconds=args.seconds, clips=args.clips, seed=args.seed,
-                    steps=args.steps, prediction_type=args.prediction_type)
+                    steps=args.steps, prediction_type=args.prediction_type,
+                    corpus=None if args.corpus is None else str(args.corpus))
 
-    pipe = build(args.seed, args.prediction_type)
-    mels, captions = make_dataset(args.clips, args.seconds, pipe.codec, args.work / "dataset.pt")
-    latents_all = torch.nn.functional.pixel_unshuffle(mels[:512].float()[:, None], 4)
+    if args.corpus is None:
+        pipe = build(args.seed, args.prediction_type)
+        mels, captions = make_dataset(args.clips, args.seconds, pipe.codec, args.work / "dataset.pt")
+    else:
+        from .corpus import vocabulary as corpus_vocabulary
+
+        mels, captions = corpus_dataset(args.corpus, args.seconds, MelCodec(), args.work / "dataset.pt")
+        pipe = build(args.seed, args.prediction_type, corpus_vocabulary(captions))
+        print(f"{len(captions)} corpus clips, {len(pipe.caption_encoder.config.vocabulary)} caption words")
+    sample = torch.randperm(len(mels), generator=torch.Generator().manual_seed(args.seed))[:2048]
+    latents_all = torch.nn.functional.pixel_unshuffle(mels[sample].float()[:, None], 4)
     pipe.codec.latent_mean.copy_(latents_all.mean(dim=(0, 2, 3)))
     pipe.codec.latent_std.copy_(latents_all.std(dim=(0, 2, 3)))
 

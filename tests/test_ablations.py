@@ -66,16 +66,38 @@ def test_flop_share_selects_modules_as_litefocus_does():
     assert config.core_share("down_blocks.10.attentions.0.transformer_blocks.0.attn1", 8) == 1.0
 
 
-def test_caption_accuracies_count_correct_predictions():
-    from minildm.data import Event
-    from minildm.classifiers import LABELS, accuracies
+def test_caption_accuracy_counts_right_predictions_with_an_interval():
+    from minildm.classifiers import accuracy
 
-    events = [Event("tone", "low", "whole"), Event("sweep", "high", "whole"), Event("noise", "mid", "whole")]
-    truth = {name: torch.tensor([label(e) for e in events]) for name, (label, _) in LABELS.items()}
-    always_tone = lambda x: torch.nn.functional.one_hot(torch.zeros(len(x), dtype=torch.long), 8).float()  # noqa: E731
-    oracle = lambda x: torch.nn.functional.one_hot(truth["register"], 3).float()  # noqa: E731
-    scored = accuracies({"kind": always_tone, "register": oracle}, torch.zeros(3, 5), events)
-    assert scored == {"kind": pytest.approx(1 / 3), "register": 1.0}
+    rows = [dict(category="music", label=name) for name in ("piano", "organ", "piano", "piano")]
+    scored = accuracy({"category": ["music"] * 4, "label": ["piano", "piano", "organ", "piano"]}, rows)
+    assert scored["category"] == dict(accuracy=1.0, low=1.0, high=1.0, majority=1.0)
+    assert scored["label"]["accuracy"] == 0.5 and scored["label"]["majority"] == 0.75
+    assert 0.0 <= scored["label"]["low"] <= 0.5 <= scored["label"]["high"] <= 1.0
+    with pytest.raises(ValueError, match="3 predictions for 4 clips"):
+        accuracy({"label": ["piano"] * 3}, rows)
+
+
+def test_caption_classifiers_learn_a_planted_band_and_survive_save_and_load(tmp_path):
+    from minildm.classifiers import CaptionClassifiers, fit_caption_classifiers
+
+    def clips(n, seed):  # the label says which band of 16 mel bins is loud; gains and floors vary
+        g = torch.Generator().manual_seed(seed)
+        band = torch.randint(0, 4, (n,), generator=g)
+        mel = torch.randn(n, 64, 64, generator=g) * 0.3 + torch.rand(n, 1, 1, generator=g) * 4
+        for i, b in enumerate(band.tolist()):
+            mel[i, :, 16 * b: 16 * b + 16] += 3.0
+        rows = [dict(category="low" if b < 2 else "high", label=f"band{b}") for b in band.tolist()]
+        return mel, rows
+
+    mel, rows = clips(200, 0)
+    model = fit_caption_classifiers(mel, rows, steps=200)
+    test_mel, test_rows = clips(100, 1)
+    predicted = model.predict(test_mel)
+    assert predicted["label"] == [r["label"] for r in test_rows]
+    assert predicted["category"] == [r["category"] for r in test_rows]
+    model.save_pretrained(tmp_path / "c")
+    assert CaptionClassifiers.from_pretrained(tmp_path / "c").predict(test_mel) == predicted
 
 
 def test_fidelity_table_on_minildm_resumes_from_its_cache(tmp_path):
@@ -91,7 +113,7 @@ def test_fidelity_table_on_minildm_resumes_from_its_cache(tmp_path):
     assert dense.relative_error == 0 and dense.audioldm2_seconds == pytest.approx(2.56)
     assert (table.drop(index=1).relative_error > 0).all()
     assert table.set_index("configuration").ratio.loc["litefocus_all_levels_fixed_keys"] == pytest.approx(0.1)
-    assert table[["kind_accuracy", "register_accuracy"]].apply(lambda c: c.between(0, 1)).all().all()
+    assert table[["category_accuracy", "label_accuracy"]].apply(lambda c: c.between(0, 1)).all().all()
     cached = sorted(p.name for p in (tmp_path / "cache").iterdir())
     assert len(cached) == 4 and all(name.endswith(".nc") for name in cached)
     # a second run reads every generation back from the cache and gives the same table

@@ -140,3 +140,42 @@ def test_training_default_out_is_not_the_shipped_model():
     finally:
         argparse.ArgumentParser.parse_args = original
     assert seen["out"].resolve() != DEFAULT_PATH.resolve()
+
+
+def test_band_identity_is_the_share_of_variance_between_mel_bins():
+    from analysis.minildm_evaluation import band_identity
+
+    assert band_identity(torch.arange(8.0).repeat(2, 5, 1)) == pytest.approx(1.0)  # each bin one value
+    assert band_identity(torch.tensor([[[1.0, -1.0], [-1.0, 1.0]]])) == pytest.approx(0.0)  # equal bin means
+    # bins at 0 and 2, each +-1 around its mean: between-bin variance 1, within 1
+    mel = torch.tensor([[[1.0, 3.0], [-1.0, 1.0]]])
+    assert band_identity(mel) == pytest.approx(0.5)
+
+
+def test_training_on_a_corpus_takes_its_train_clips_and_caption_words(tmp_path):
+    import csv
+
+    import soundfile
+
+    from minildm import corpus, train
+
+    root = tmp_path / "corpus"
+    (root / "sources").mkdir(parents=True)
+    sources = [corpus.Source("a", "train", "music", "organ", seconds=4.0, words=dict(piece="bach", tempo="slow")),
+               corpus.Source("b", "heldout", "speech", "russian", seconds=21.0, words=dict(speaker="woman"))]
+    for s in sources:
+        noise = np.random.default_rng(0).standard_normal(int(s.seconds * 16000)).astype(np.float32) * 0.1
+        soundfile.write(root / "sources" / f"{s.id}.wav", noise, 16000)
+    rows = corpus.cut_clips(sources, np.random.default_rng(0))
+    with open(root / "clips.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    quick = ["--steps", "1", "--batch", "2", "--threads", "1", "--work", str(tmp_path / "work")]
+    with pytest.raises(SystemExit):  # no manifest: not a corpus
+        train.main([*quick, "--corpus", str(root), "--out", str(tmp_path / "m")])
+    (root / "manifest.json").write_text("{}")
+    train.main([*quick, "--corpus", str(root), "--out", str(tmp_path / "m")])
+    words = load_minildm(tmp_path / "m").caption_encoder.config.vocabulary
+    train_captions = [r["caption"] for r in rows if r["split"] == "train"]
+    assert words == corpus.vocabulary(train_captions) and "organ" in words and "russian" not in words

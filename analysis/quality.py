@@ -1,0 +1,254 @@
+"""Quality metrics of generated audio, on embeddings and class probabilities, each with a bootstrap interval.
+
+``evaluate`` runs a whole evaluation (an :class:`analysis.evaluator.Evaluator` embeds the audio). The metrics are
+plain functions on arrays (the evaluation packages pin other versions of numpy and torch than this project, so their
+few formulas are written here): ``frechet_distance`` (FAD), ``kernel_distance`` (KAD), ``kl_divergence`` (KL of
+paired classifier probabilities) and ``clap_score``. Each returns an :class:`Estimate`: the value on the whole sets
+and the 2.5 and 97.5 percentiles over ``resamples`` bootstrap draws of the clips (seeded: the same inputs give the
+same interval; ``resamples=0``: the value alone, NaN bounds).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+KAD_SCALE = 100.0
+"""KAD is reported as 100 x MMD^2, the scale of kadtk (the reference implementation of arXiv 2502.15602)."""
+
+
+class Estimate(NamedTuple):
+    """A set statistic, its 95 % bootstrap interval over clips, and the number of clips (of the first set)."""
+
+    value: float
+    low: float
+    high: float
+    n: int
+
+
+def _embeddings(x, name: str, min_rows: int = 2) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < min_rows or x.shape[1] < 1:
+        raise ValueError(f"{name} must be (clips, dims) with at least {min_rows} clips; got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{name} holds NaN or infinite values")
+    return x
+
+
+def _interval(values: list[float]) -> tuple[float, float]:
+    """The 2.5 and 97.5 percentiles of bootstrap values (a draw without two distinct clips gives NaN: left out)."""
+    if len(values) == 0:  # resamples=0: the value alone
+        return np.nan, np.nan
+    return float(np.nanquantile(values, 0.025)), float(np.nanquantile(values, 0.975))
+
+
+def _trace_sqrt_product(a: np.ndarray, b: np.ndarray) -> float:
+    """``Tr((a b)^(1/2))`` for symmetric positive semi-definite ``a``, ``b``: the eigenvalues of ``a b`` are those of
+    ``a^(1/2) b a^(1/2)``, real and non-negative (round-off below zero is clipped)."""
+    w, v = np.linalg.eigh(a)
+    root = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    return float(np.sqrt(np.clip(np.linalg.eigvalsh(root @ b @ root), 0, None)).sum())
+
+
+def _frechet(a: np.ndarray, b: np.ndarray, shrinkage: float) -> float:
+    def stats(x):
+        cov = np.cov(x, rowvar=False)
+        if shrinkage:
+            cov = (1 - shrinkage) * cov + shrinkage * np.trace(cov) / cov.shape[0] * np.eye(cov.shape[0])
+        return x.mean(0), cov
+
+    (mu_a, cov_a), (mu_b, cov_b) = stats(a), stats(b)
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b)
+                 - 2 * _trace_sqrt_product(cov_a, cov_b))
+
+
+def frechet_distance(emb_a, emb_b, shrinkage: float = 0.0, resamples: int = 100, seed: int = 0) -> Estimate:
+    """Fréchet distance between Gaussians fitted to two sets of embeddings ``(n, d)`` (FAD, Kilgour et al. 2019):
+    ``|mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2))``.
+
+    A full-rank covariance needs more clips than dimensions: with fewer, pass ``shrinkage`` in (0, 1] (each covariance
+    becomes ``(1 - s) S + s Tr(S)/d I``; the value then depends on ``s``), or use :func:`kernel_distance`.
+    """
+    a, b = _embeddings(emb_a, "emb_a"), _embeddings(emb_b, "emb_b")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"emb_a and emb_b have different dimensions: {a.shape[1]} and {b.shape[1]}")
+    if not 0.0 <= shrinkage <= 1.0:
+        raise ValueError(f"shrinkage must lie in [0, 1]; got {shrinkage}")
+    if shrinkage == 0.0 and min(len(a), len(b)) <= a.shape[1]:
+        raise ValueError(f"FAD needs more clips than embedding dimensions for a full-rank covariance: got "
+                         f"{len(a)} and {len(b)} clips of {a.shape[1]} dimensions; pass shrinkage (e.g. 0.1) and say so, "
+                         "or use kernel_distance, which has no such bound")
+    rng = np.random.default_rng(seed)
+    boot = [_frechet(a[rng.integers(0, len(a), len(a))], b[rng.integers(0, len(b), len(b))], shrinkage)
+            for _ in range(resamples)]
+    return Estimate(_frechet(a, b, shrinkage), *_interval(boot), len(a))
+
+
+def median_bandwidth(emb) -> float:
+    """The median heuristic: the median Euclidean distance between distinct embeddings of ``emb`` ``(n, d)``."""
+    x = _embeddings(emb, "emb")
+    d2 = _squared_distances(x, x)
+    return float(np.sqrt(np.median(d2[np.triu_indices(len(x), k=1)])))
+
+
+def _squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.clip((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T, 0, None)
+
+
+def kernel_distance(emb_a, emb_b, bandwidth: float | None = None, resamples: int = 100, seed: int = 0) -> Estimate:
+    """Kernel audio distance (KAD, arXiv 2502.15602): the unbiased estimate of the squared maximum mean discrepancy
+    with the Gaussian kernel ``k(x, y) = exp(-|x - y|^2 / (2 sigma^2))``, times :data:`KAD_SCALE`:
+    ``mean_{i != j} k(a_i, a_j) + mean_{i != j} k(b_i, b_j) - 2 mean_{i, j} k(a_i, b_j)``.
+
+    ``bandwidth`` sigma defaults to the median heuristic on ``emb_b`` (the reference set, as kadtk does). Unbiased:
+    about 0 for two samples of one distribution, and it can be slightly negative. The bootstrap keeps pairs of
+    distinct clips only (a clip drawn twice is not paired with itself).
+    """
+    a, b = _embeddings(emb_a, "emb_a"), _embeddings(emb_b, "emb_b")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"emb_a and emb_b have different dimensions: {a.shape[1]} and {b.shape[1]}")
+    sigma = median_bandwidth(b) if bandwidth is None else float(bandwidth)
+    if not sigma > 0:
+        raise ValueError(f"bandwidth must be positive; got {sigma} (are all reference embeddings equal?)")
+    gamma = 1.0 / (2 * sigma**2)
+    k_aa, k_bb, k_ab = (np.exp(-gamma * _squared_distances(x, y)) for x, y in ((a, a), (b, b), (a, b)))
+
+    def mmd(ia: np.ndarray, ib: np.ndarray) -> float:
+        def within(k, idx):
+            distinct = idx[:, None] != idx[None, :]
+            return k[np.ix_(idx, idx)][distinct].mean() if distinct.any() else np.nan  # one clip drawn n times
+
+        return KAD_SCALE * float(within(k_aa, ia) + within(k_bb, ib) - 2 * k_ab[np.ix_(ia, ib)].mean())
+
+    rng = np.random.default_rng(seed)
+    boot = [mmd(rng.integers(0, len(a), len(a)), rng.integers(0, len(b), len(b))) for _ in range(resamples)]
+    return Estimate(mmd(np.arange(len(a)), np.arange(len(b))), *_interval(boot), len(a))
+
+
+def kl_divergence(probs_generated, probs_reference, eps: float = 1e-6, resamples: int = 1000,
+                  seed: int = 0) -> Estimate:
+    """Mean over paired clips of ``KL(p_ref || p_gen) = sum_c p_ref,c log(p_ref,c / p_gen,c)``: class probabilities
+    ``(n, classes)`` of a generated clip and of the reference clip of the same caption, as audioldm_eval pairs them.
+    Rows are clipped at ``eps`` and renormalised (so that a zero probability does not give infinity)."""
+    p = _embeddings(probs_generated, "probs_generated", 1)
+    q = _embeddings(probs_reference, "probs_reference", 1)
+    if p.shape != q.shape:
+        raise ValueError(f"probs_generated and probs_reference must pair clip by clip; got {p.shape} and {q.shape}")
+    if (p < 0).any() or (q < 0).any():
+        raise ValueError("probabilities must be non-negative")
+    p = np.clip(p, eps, None)
+    q = np.clip(q, eps, None)
+    p, q = p / p.sum(1, keepdims=True), q / q.sum(1, keepdims=True)
+    per_clip = (q * np.log(q / p)).sum(1)
+    return _mean_with_interval(per_clip, resamples, seed)
+
+
+def clap_score(audio_emb, text_emb, resamples: int = 1000, seed: int = 0) -> Estimate:
+    """100 x the mean cosine similarity of matched (audio, caption) embedding pairs ``(n, d)`` (the CLAP score as the
+    LiteFocus paper prints it)."""
+    a, t = _embeddings(audio_emb, "audio_emb", 1), _embeddings(text_emb, "text_emb", 1)
+    if a.shape != t.shape:
+        raise ValueError(f"audio_emb and text_emb must pair clip by clip; got {a.shape} and {t.shape}")
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(t, axis=1)
+    if (norms == 0).any():
+        raise ValueError("an embedding is all zeros: its cosine is undefined")
+    return _mean_with_interval(100 * (a * t).sum(1) / norms, resamples, seed)
+
+
+def _mean_with_interval(values: np.ndarray, resamples: int, seed: int) -> Estimate:
+    rng = np.random.default_rng(seed)
+    boot = values[rng.integers(0, len(values), (resamples, len(values)))].mean(1)
+    return Estimate(float(values.mean()), *_interval(list(boot)), len(values))
+
+
+# ---------------------------------------------------------------- a whole evaluation
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+
+
+def read_folder(path) -> tuple[list[str], list[np.ndarray], int]:
+    """The audio files of folder ``path`` (``.wav``, ``.flac``, ``.ogg``; sorted by name): their stems, mono float32
+    clips and one sampling rate (files at other rates are resampled to the highest one, librosa)."""
+    import soundfile
+
+    from .evaluator import resample
+
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder of audio files")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+    if not files:
+        raise ValueError(f"{folder} holds no audio files ({', '.join(AUDIO_SUFFIXES)})")
+    read = [soundfile.read(p, dtype="float32", always_2d=True) for p in files]
+    rate = max(r for _, r in read)
+    clips = [resample([a.mean(axis=1)], r, rate)[0] for a, r in read]
+    return [p.stem for p in files], clips, rate
+
+
+def evaluate(generated, reference, captions: list[str] | None = None, evaluator=None,
+             sampling_rate: int | None = None, fad_shrinkage: float | None = None, seed: int = 0):
+    """FAD, KAD, KL and CLAP score of ``generated`` audio against ``reference`` audio, with 95 % bootstrap intervals:
+    a tidy ``pandas.DataFrame`` (``metric, value, low, high, clips, reference_clips, evaluator, note``).
+
+    ``generated``, ``reference``: folders of audio files, or ``(clips, samples)`` arrays / lists of 1-D clips at
+    ``sampling_rate``. ``captions``: one per generated clip (in sorted file order for a folder); the CLAP score needs
+    them. KL pairs each generated clip with the reference clip of the same file name (folders) or index (arrays of
+    equal length); without pairs it is left out, and the note says so. ``evaluator``: an
+    :class:`analysis.evaluator.Evaluator` (default: the offline one). ``fad_shrinkage``: None picks 0 when both sets
+    have more clips than embedding dimensions and 0.1 otherwise (the note says so). Every input is checked before a
+    model runs.
+    """
+    import pandas as pd
+
+    from .evaluator import Evaluator, check_audio
+
+    def load(x, name):
+        if isinstance(x, (str, Path)):
+            return read_folder(x)
+        if sampling_rate is None:
+            raise ValueError(f"{name} is an array: pass its sampling_rate (Hz)")
+        clips = check_audio(x, sampling_rate, name)
+        return [str(i) for i in range(len(clips))], clips, sampling_rate
+
+    gen_names, gen, gen_rate = load(generated, "generated")
+    ref_names, ref, ref_rate = load(reference, "reference")
+    check_audio(gen, gen_rate, "generated")
+    check_audio(ref, ref_rate, "reference")
+    if captions is not None and len(captions) != len(gen):
+        raise ValueError(f"{len(captions)} captions for {len(gen)} generated clips: give one caption per clip")
+    if min(len(gen), len(ref)) < 2:
+        raise ValueError(f"FAD and KAD need at least 2 clips a set; got {len(gen)} generated, {len(ref)} reference")
+    if fad_shrinkage is not None and not 0 <= fad_shrinkage <= 1:
+        raise ValueError(f"fad_shrinkage must lie in [0, 1] or be None; got {fad_shrinkage}")
+    evaluator = evaluator or Evaluator.offline()
+    notes = {}
+    shrinkage = fad_shrinkage
+    if shrinkage is None:
+        shrinkage = 0.0 if min(len(gen), len(ref)) > evaluator.audio_dim else 0.1
+    if shrinkage:
+        notes["FAD"] = (f"covariances shrunk by {shrinkage} toward a multiple of the identity ({len(gen)} and "
+                        f"{len(ref)} clips for {evaluator.audio_dim} dimensions); compare only at equal shrinkage")
+
+    gen_embedded = evaluator.embed(gen, gen_rate, captions)
+    ref_embedded = evaluator.embed(ref, ref_rate)
+    estimates = {
+        "FAD": frechet_distance(gen_embedded.audio, ref_embedded.audio, shrinkage=shrinkage, seed=seed),
+        "KAD": kernel_distance(gen_embedded.audio, ref_embedded.audio, seed=seed),
+    }
+    position = {n: i for i, n in enumerate(ref_names)}
+    folders = isinstance(generated, (str, Path)) and isinstance(reference, (str, Path))
+    if (all(n in position for n in gen_names) if folders else len(gen) == len(ref)):
+        pairs = [position[n] for n in gen_names]
+        estimates["KL"] = kl_divergence(gen_embedded.probabilities, ref_embedded.probabilities[pairs], seed=seed)
+    else:
+        notes["KL"] = "left out: no reference clip of the same name (or index) for every generated clip"
+    if captions is not None:
+        estimates["CLAP"] = clap_score(gen_embedded.clap_audio, gen_embedded.text, seed=seed)
+    else:
+        notes["CLAP"] = "left out: no captions"
+    rows = [dict(metric=m, value=e.value, low=e.low, high=e.high, clips=len(gen), reference_clips=len(ref),
+                 evaluator=evaluator.name, note=notes.get(m, "")) for m, e in estimates.items()]
+    rows += [dict(metric=m, value=np.nan, low=np.nan, high=np.nan, clips=len(gen), reference_clips=len(ref),
+                  evaluator=evaluator.name, note=note) for m, note in notes.items() if m not in estimates]
+    return pd.DataFrame(rows)

@@ -1,0 +1,77 @@
+"""``litefocus evaluate GENERATED_DIR --reference DIR [--captions FILE]``: FAD, KAD, KL and CLAP score of a folder
+of generated audio against a folder of reference audio, with 95 % bootstrap intervals (``analysis.quality``)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+EVALUATOR_HELP = ("'offline' (default: the evaluator trained here, data/evaluator), a folder of one trained with "
+                  "python -m analysis.evaluator_training, or 'public' (CLAP laion/clap-htsat-unfused and PANNs "
+                  "CNN14; needs their weights, see analysis.evaluator)")
+
+
+def add_parser(commands) -> argparse.ArgumentParser:
+    sub = commands.add_parser("evaluate", help="FAD, KAD, KL and CLAP score of generated audio against reference audio")
+    sub.add_argument("generated", type=Path, help="folder of generated audio (.wav, .flac, .ogg)")
+    sub.add_argument("--reference", type=Path, required=True, help="folder of reference audio")
+    sub.add_argument("--captions", type=Path, default=None,
+                     help="captions of the generated clips: a CSV with columns file,caption, or one caption a line "
+                          "in the sorted order of the generated files (the CLAP score needs them)")
+    sub.add_argument("--evaluator", default="offline", help=EVALUATOR_HELP)
+    sub.add_argument("--fad-shrinkage", type=float, default=None,
+                     help="covariance shrinkage for FAD in [0, 1] (default: 0, or 0.1 when a set has no more clips "
+                          "than embedding dimensions)")
+    sub.add_argument("--out", type=Path, default=None, help="also write the table here (.csv)")
+    return sub
+
+
+def read_captions(path: Path, names: list[str]) -> list[str]:
+    """One caption per generated file stem in ``names``, from a CSV (``file``, ``caption``; the file by stem or
+    name) or a text file with one caption a line."""
+    if not path.is_file():
+        raise FileNotFoundError(f"--captions {path}: no such file")
+    if path.suffix.lower() == ".csv":
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            if not {"file", "caption"} <= set(reader.fieldnames or []):
+                raise ValueError(f"--captions {path}: a CSV needs the columns file and caption; got {reader.fieldnames}")
+            by_file = {Path(r["file"]).stem: r["caption"] for r in reader}
+        missing = [n for n in names if n not in by_file]
+        if missing:
+            raise ValueError(f"--captions {path}: no caption for {len(missing)} generated files, e.g. {missing[:3]}")
+        return [by_file[n] for n in names]
+    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if len(lines) != len(names):
+        raise ValueError(f"--captions {path}: {len(lines)} captions for {len(names)} generated files "
+                         "(one caption a line, in the sorted order of the files)")
+    return lines
+
+
+def run(args) -> int:
+    from analysis import quality
+    from analysis.evaluator import Evaluator
+
+    names, _, _ = quality.read_folder(args.generated)  # checks the folders before any model is loaded
+    quality.read_folder(args.reference)
+    captions = None if args.captions is None else read_captions(args.captions, names)
+    if args.out is not None and args.out.suffix.lower() != ".csv":
+        raise ValueError(f"--out must name a .csv file; got {args.out}")
+    if args.evaluator == "offline":
+        evaluator = Evaluator.offline()
+    elif args.evaluator == "public":
+        evaluator = Evaluator.from_pretrained()
+    elif Path(args.evaluator).is_dir():
+        evaluator = Evaluator.offline(args.evaluator)
+    else:
+        raise ValueError(f"--evaluator must be 'offline', 'public' or a folder of a trained evaluator; got "
+                         f"{args.evaluator!r}")
+    table = quality.evaluate(args.generated, args.reference, captions, evaluator, fad_shrinkage=args.fad_shrinkage)
+    print(table.to_string(index=False, float_format="%.4g"))
+    if args.out is not None:
+        from litefocus.files import write_atomic
+
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(args.out, lambda tmp: table.to_csv(tmp, index=False))
+    return 0

@@ -1,0 +1,112 @@
+"""Quality metrics held to known answers: Gaussian samples against closed forms, identical and shifted sets,
+matched against shuffled pairs."""
+
+import numpy as np
+import pytest
+
+from analysis import quality
+
+
+def test_frechet_distance_of_gaussian_samples_matches_the_closed_form():
+    rng = np.random.default_rng(0)
+    mu_a, mu_b = np.array([0.0, 1.0, 0.0]), np.array([1.0, 0.0, 0.5])
+    sd_a, sd_b = np.array([1.0, 2.0, 0.5]), np.array([1.5, 1.0, 0.5])
+    a = mu_a + sd_a * rng.standard_normal((20000, 3))
+    b = mu_b + sd_b * rng.standard_normal((20000, 3))
+    # diagonal covariances commute: Tr(Sa + Sb - 2 (Sa Sb)^(1/2)) = sum (sd_a - sd_b)^2
+    exact = ((mu_a - mu_b) ** 2).sum() + ((sd_a - sd_b) ** 2).sum()
+    estimate = quality.frechet_distance(a, b, resamples=50)
+    assert estimate.value == pytest.approx(exact, rel=0.03)
+    assert estimate.low <= exact <= estimate.high and estimate.n == 20000
+
+
+def test_frechet_distance_is_zero_for_one_set_and_the_squared_shift_for_a_shifted_one():
+    x = np.random.default_rng(1).standard_normal((300, 8)) @ np.random.default_rng(2).standard_normal((8, 8))
+    assert quality.frechet_distance(x, x, resamples=2).value == pytest.approx(0.0, abs=1e-6)
+    shift = np.arange(8.0) / 4
+    assert quality.frechet_distance(x + shift, x, resamples=2).value == pytest.approx((shift**2).sum(), rel=1e-6)
+
+
+def test_trace_of_the_root_of_a_product_of_commuting_matrices():
+    a, b = np.diag([1.0, 4.0, 9.0]), np.diag([4.0, 1.0, 0.0])
+    assert quality._trace_sqrt_product(a, b) == pytest.approx(2.0 + 2.0 + 0.0)
+
+
+def test_frechet_distance_says_when_there_are_too_few_clips():
+    x = np.random.default_rng(0).standard_normal((10, 16))
+    with pytest.raises(ValueError, match="more clips than embedding dimensions.*shrinkage"):
+        quality.frechet_distance(x, x + 1)
+    shrunk = quality.frechet_distance(x, x + 1, shrinkage=0.5, resamples=5)
+    assert shrunk.value == pytest.approx(16.0, rel=1e-6)  # same covariances, shifted by 1 in 16 dimensions
+    with pytest.raises(ValueError, match="different dimensions"):
+        quality.frechet_distance(x, x[:, :3])
+    with pytest.raises(ValueError, match="NaN"):
+        quality.frechet_distance(np.full((40, 2), np.nan), x[:, :2])
+
+
+def test_kernel_distance_of_gaussian_samples_matches_the_closed_form():
+    # N(0, s^2 I) against N(delta, s^2 I), Gaussian kernel of bandwidth sigma, d dimensions:
+    # MMD^2 = 2 c (1 - exp(-|delta|^2 / (2 (sigma^2 + 2 s^2)))), c = (sigma^2 / (sigma^2 + 2 s^2))^(d/2)
+    d, s, sigma, delta = 2, 1.0, 1.5, np.array([1.0, 0.5])
+    c = (sigma**2 / (sigma**2 + 2 * s**2)) ** (d / 2)
+    exact = quality.KAD_SCALE * 2 * c * (1 - np.exp(-(delta**2).sum() / (2 * (sigma**2 + 2 * s**2))))
+    estimates = []
+    for seed in range(12):  # independent pairs of 500 clips: each off by about 11 % (std), their mean by about 3.2 %
+        rng = np.random.default_rng(seed)
+        a, b = s * rng.standard_normal((500, d)), delta + s * rng.standard_normal((500, d))
+        estimates.append(quality.kernel_distance(a, b, bandwidth=sigma, resamples=100, seed=seed))
+    assert np.mean([e.value for e in estimates]) == pytest.approx(exact, rel=0.1)  # 3 standard errors
+    assert sum(e.low <= exact <= e.high for e in estimates) >= 10  # 95 % intervals
+
+
+def test_kernel_distance_leaves_out_the_pairs_of_a_clip_with_itself():
+    # a = b = {0, 1} in 1-D, sigma = 1: within each set only the pair (0, 1), e^(-1/2); across, all four pairs
+    points = np.array([[0.0], [1.0]])
+    exact = quality.KAD_SCALE * (2 * np.exp(-0.5) - 2 * (1 + np.exp(-0.5)) / 2)
+    assert quality.kernel_distance(points, points, bandwidth=1.0, resamples=1).value == pytest.approx(exact)
+
+
+def test_kernel_distance_is_unbiased_near_zero_and_grows_with_the_shift():
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((400, 6)), rng.standard_normal((400, 6))
+    same = quality.kernel_distance(a, b, resamples=100)
+    assert same.low <= 0.0 <= same.high and abs(same.value) < 0.2
+    values = [quality.kernel_distance(a + shift, b, resamples=2).value for shift in (0.25, 0.5, 1.0)]
+    assert same.value < values[0] < values[1] < values[2]
+    x = rng.standard_normal((50, 3))
+    assert quality.median_bandwidth(x) == pytest.approx(
+        np.median([np.linalg.norm(x[i] - x[j]) for i in range(50) for j in range(i + 1, 50)]))
+    with pytest.raises(ValueError, match="bandwidth must be positive"):
+        quality.kernel_distance(a, np.zeros((10, 6)))
+
+
+def test_kl_divergence_pairs_clips_and_matches_the_closed_form():
+    generated = np.array([[0.5, 0.5], [0.2, 0.8]])
+    reference = np.array([[0.9, 0.1], [0.2, 0.8]])
+    exact = (0.9 * np.log(0.9 / 0.5) + 0.1 * np.log(0.1 / 0.5) + 0.0) / 2
+    assert quality.kl_divergence(generated, reference).value == pytest.approx(exact, rel=1e-4)
+    assert quality.kl_divergence(reference, reference).value == pytest.approx(0.0, abs=1e-9)
+    assert np.isfinite(quality.kl_divergence(np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]])).value)
+    with pytest.raises(ValueError, match="pair clip by clip"):
+        quality.kl_divergence(generated, reference[:1])
+
+
+def test_clap_score_is_higher_for_matched_pairs_than_shuffled_ones():
+    rng = np.random.default_rng(0)
+    text = rng.standard_normal((200, 32))
+    audio = text + 0.5 * rng.standard_normal((200, 32))
+    matched = quality.clap_score(audio, text)
+    shuffled = quality.clap_score(audio, text[rng.permutation(200)])
+    assert matched.low > shuffled.high and abs(shuffled.value) < 5
+    assert quality.clap_score(text, 3 * text).value == pytest.approx(100.0)
+    assert quality.clap_score(np.eye(2), np.eye(2)[::-1]).value == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="all zeros"):
+        quality.clap_score(np.zeros((2, 3)), np.ones((2, 3)))
+
+
+def test_no_resamples_gives_the_value_alone():
+    x = np.random.default_rng(0).standard_normal((40, 3))
+    for estimate in (quality.frechet_distance(x, x + 1, resamples=0), quality.kernel_distance(x, x + 1, resamples=0),
+                     quality.clap_score(x, x + 1, resamples=0)):
+        assert np.isfinite(estimate.value) and np.isnan(estimate.low) and np.isnan(estimate.high)
+    assert quality.frechet_distance(x, x + 1, resamples=0).value == quality.frechet_distance(x, x + 1).value
