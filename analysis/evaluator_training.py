@@ -155,8 +155,8 @@ def main(argv: list[str] | None = None) -> None:
             writer.writerow(["step", "train_seconds", "contrastive_loss", "label_loss"])
             writer.writerows(history)
         write_json(tmp / "training.json", dict(vars(args), corpus=str(args.corpus), out=str(args.out),
-                                                steps_done=len(history), minutes=round(history[-1][1] / 60, 1),
-                                                crops=len(owners), sources=len(sources)))
+                                                steps_done=len(history), train_minutes=round(history[-1][1] / 60, 1),
+                                                crops_in_pool=len(owners), sources=len(sources)))
         tmp.rename(args.out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

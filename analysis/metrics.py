@@ -77,6 +77,15 @@ def same_frequency_ratio(attention: xr.DataArray) -> xr.DataArray:
     return same_frequency_mass(attention) * freq_bins_of(attention)
 
 
+def key_frequency_mass(attention: xr.DataArray) -> xr.DataArray:
+    """Mean over queries of the attention mass on each key frequency row, whatever the query's row:
+    ``M(f) = (1/|Q|) sum_q sum_{k: f_k = f} p(q, k)``, dims ``(..., k_freq)``, summing to 1; uniform gives ``1/F``.
+    A row that draws far more than ``1/F`` from every query is a sink (attention parked there, not same-frequency
+    focus). Accepts maps or rows."""
+    form_of(attention, "key_frequency_mass", ("maps", "rows"))
+    return attention.sum("k_time").mean(_query_dims(attention))
+
+
 def entropy(attention: xr.DataArray, normalized: bool = False) -> xr.DataArray:
     """Mean over queries of ``-sum_k p log p`` (nats); ``normalized`` divides by ``log N`` (1 = uniform).
 

@@ -4,7 +4,8 @@
    held-out clips of the corpus (a model worse than trivial at high noise cannot start a trajectory from pure noise).
 2. DDIM from real latents noised to t = 519, 199, 79 (in-distribution starts) and from pure noise: final RMS error
    and the std of the sampled log-mels against real ones.
-3. Same-frequency ratio and LiteFocus output error per block on real 10.24 s clips noised to t = 500 and 250, for
+3. Same-frequency ratio, LiteFocus output error and attention mass per key frequency row (a sink row draws far
+   more than 1/F from every query) per block on real 10.24 s clips noised to t = 500 and 250, for
    the model and for the same architecture at random initialisation.
 Writes ``diagnosis.json`` beside the weights and prints it.
 """
@@ -15,6 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from litefocus.files import write_json
@@ -34,6 +36,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--clips must be at least 1")
     torch.set_num_threads(2)
     import analysis
+    from analysis import metrics
 
     pipe = load_minildm(args.path)
     pipe.set_progress_bar_config(disable=True)
@@ -86,7 +89,14 @@ def main(argv: list[str] | None = None) -> None:
             ds = analysis.sparsity_dataset(rec)
             by_block = lambda v: {b: round(float(x), 3) for b, x in  # noqa: E731
                                   ds[v].mean(("head", "step")).groupby("block").mean().to_series().items()}
-            result[t] = dict(same_frequency_ratio=by_block("same_frequency_ratio"), sparse_error=by_block("sparse_error"))
+            rows = rec.rows
+            sink = {}  # mass on each key frequency row, mean over modules, heads and kept queries, per block
+            for block in sorted(set(ds.block.values)):
+                masses = [metrics.key_frequency_mass(rows[m]).mean(("step", "head")).values
+                          for m in ds.module.values if ds.block.sel(module=m) == block]
+                sink[block] = [round(float(x), 3) for x in np.mean(masses, axis=0)]
+            result[t] = dict(same_frequency_ratio=by_block("same_frequency_ratio"), sparse_error=by_block("sparse_error"),
+                             key_frequency_mass=sink)
         return result
 
     random_model = build(seed=1, words=pipe.caption_encoder.config.vocabulary)

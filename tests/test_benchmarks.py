@@ -89,3 +89,16 @@ def test_speed_benchmark_rejects_bad_lengths(tmp_path, capsys):
         load("speed").main(["--seconds", "0.1", "--out", str(tmp_path)])
     assert "--seconds must be at least 0.32" in capsys.readouterr().err
     assert not (tmp_path / "speed.csv").exists()
+
+
+def test_quality_benchmark_writes_its_row(tmp_path):
+    quality = load("quality")
+    csv = tmp_path / "quality.csv"
+    argv = ["--clips", "3", "--seconds", "1.0", "--dims", "8", "--threads", "1", "--csv", str(csv)]
+    quality.main(argv)
+    quality.main(argv)  # a second run adds a row
+    rows = pd.read_csv(csv)
+    assert len(rows) == 2 and (rows.clips == 3).all()
+    assert (rows.fad_value_only_s <= rows.fad_s).all() and (rows.embed_s > 0).all()
+    with pytest.raises(SystemExit):
+        quality.main(["--clips", "1"])

@@ -104,3 +104,23 @@ def test_every_metric_accepts_its_documented_forms_or_names_the_dims():
             function(xr.DataArray(np.zeros((2, 3, 3)), dims=("head", "a", "b")))
     with pytest.raises(ValueError, match="q_time and q_freq coordinates"):
         metrics.same_frequency_mass(rows.drop_vars(["q_time", "q_freq"]))
+
+
+def test_key_frequency_mass_finds_a_planted_sink_row():
+    # every query puts 0.6 on the keys of row 3 (a sink), the rest evenly on the other rows' keys
+    steps_in_time, freq_bins = 5, 4
+    attention = planted_map(steps_in_time, freq_bins, 1.0 / freq_bins) * 0.0
+    attention = attention + xr.where(attention.k_freq == 3, 0.6 / steps_in_time, 0.4 / (steps_in_time * 3))
+    np.testing.assert_allclose(attention.sum(("k_time", "k_freq")), 1.0)
+    mass = metrics.key_frequency_mass(attention)
+    assert mass.dims == ("head", "k_freq")
+    np.testing.assert_allclose(mass.sel(k_freq=3), 0.6)
+    np.testing.assert_allclose(mass.sel(k_freq=[0, 1, 2]), 0.4 / 3)
+    # the sink gives the same-frequency mass (0.6 + 3 * 0.4/3) / 4 = 0.25: the uniform share, no focus
+    np.testing.assert_allclose(metrics.same_frequency_ratio(attention), 1.0)
+    uniform = metrics.key_frequency_mass(planted_map(6, 3, 1.0 / 3))
+    np.testing.assert_allclose(uniform, 1.0 / 3)
+    rows = attention.stack(query=("q_time", "q_freq")).reset_index("query").assign_coords(query=np.arange(20))
+    xr.testing.assert_allclose(metrics.key_frequency_mass(rows), mass)
+    with pytest.raises(ValueError, match="key_frequency_mass takes maps"):
+        metrics.key_frequency_mass(metrics.offset_profile(attention))
