@@ -88,14 +88,14 @@ def heldout_captions(path: Path, prompts: int) -> list[dict]:
     return rows
 
 
-def fidelity_table(pipe, configurations, seconds_list: list[float], rows: list[dict],
+def fidelity_table(pipe, configurations, seconds_list: list[float], heldout: list[dict],
                    classifiers: CaptionClassifiers, steps: int, cache: Path | None) -> pd.DataFrame:
     """One row per (seconds, configuration): ratio, relative error to dense, caption-attribute accuracies.
 
     A first row per length, ``dense_other_noise``, is dense attention from other noise (seed 1): the scale of a
     wholly different sample, and how much the accuracies move between two draws of the same prompts.
     """
-    captions = [r["caption"] for r in rows]
+    captions = [r["caption"] for r in heldout]
     dense = next(c for c in configurations if c.kind == "dense")
     reference = replace(dense, name=OTHER_NOISE)
     rows = []
@@ -107,7 +107,7 @@ def fidelity_table(pipe, configurations, seconds_list: list[float], rows: list[d
         errors = relative_error(mels)
         for config in [reference, *configurations]:
             mel = torch.from_numpy(mels.sel(configuration=config.name).values)
-            scored = accuracy(classifiers.predict(mel), rows)
+            scored = accuracy(classifiers.predict(mel), heldout)
             rows.append(dict(
                 seconds=seconds, training_multiple=seconds / TRAINING_SECONDS,
                 audioldm2_seconds=audioldm2_seconds(seconds),
@@ -118,7 +118,7 @@ def fidelity_table(pipe, configurations, seconds_list: list[float], rows: list[d
                 relative_error_max=float(errors.sel(configuration=config.name).max()),
                 category_accuracy=scored["category"]["accuracy"], label_accuracy=scored["label"]["accuracy"],
                 category_majority=scored["category"]["majority"], label_majority=scored["label"]["majority"],
-                prompts=len(rows), steps=steps))
+                prompts=len(heldout), steps=steps))
     return pd.DataFrame(rows)
 
 

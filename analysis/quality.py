@@ -39,7 +39,7 @@ def _embeddings(x, name: str, min_rows: int = 2) -> np.ndarray:
 
 def _interval(values: list[float]) -> tuple[float, float]:
     """The 2.5 and 97.5 percentiles of bootstrap values (a draw without two distinct clips gives NaN: left out)."""
-    if len(values) == 0:  # resamples=0: the value alone
+    if len(values) == 0 or np.isnan(values).all():  # resamples=0 (the value alone), or no draw had two clips
         return np.nan, np.nan
     return float(np.nanquantile(values, 0.025)), float(np.nanquantile(values, 0.975))
 
