@@ -84,6 +84,20 @@ def crop_pool(corpus: Path, sources: list[Source], processor, per_source: int, s
     return torch.cat(features), owners
 
 
+def shuffle_time(features: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """CLAP input features ``(n, 1, frames, mels)`` with each clip's frames cut into segments of 5 to 100 frames
+    (50 ms to 1 s, drawn per clip) put in a random order: the same sounds, not in their order."""
+    out = features.clone()
+    frames = features.shape[2]
+    for i in range(len(features)):
+        size = int(rng.choice([5, 10, 20, 50, 100]))
+        count = frames // size
+        order = torch.from_numpy(rng.permutation(count))
+        out[i, :, : count * size] = features[i, :, : count * size].reshape(1, count, size, -1)[:, order].reshape(
+            1, count * size, -1)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", type=Path, default=Path("runs/corpus"))
@@ -95,7 +109,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--minutes", type=float, default=30.0, help="stop training after this long")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--shuffled-negatives", type=float, default=0.0,
+                        help="share of each batch also given time-shuffled, as negatives of every caption (0: none)")
     args = parser.parse_args(argv)
+    if not 0 <= args.shuffled_negatives <= 1:
+        parser.error(f"--shuffled-negatives must lie in [0, 1]; got {args.shuffled_negatives}")
     if not (args.corpus / "sources.csv").is_file():
         parser.error(f"--corpus {args.corpus}: no sources.csv there; build the corpus with `make corpus`")
     if args.out.exists():
@@ -126,8 +144,17 @@ def main(argv: list[str] | None = None) -> None:
         same = torch.tensor([[owners[i].id == owners[j].id for j in index] for i in index])
         logits = out.logits_per_audio.masked_fill(same & ~torch.eye(len(index), dtype=torch.bool), -1e4)
         target = torch.arange(len(index))
+        if args.shuffled_negatives:  # time-shuffled copies of some crops: negatives of every caption
+            count = max(1, int(args.shuffled_negatives * len(index)))
+            shuffled = shuffle_time(features[index[:count]].float(), rng)
+            negatives = model.get_audio_features(input_features=shuffled).pooler_output
+            text_embeds = out.text_embeds
+            extra = text_embeds @ negatives.T * model.logit_scale_a.exp()
+            logits_text = torch.cat([logits.T, extra], dim=1)
+        else:
+            logits_text = logits.T
         contrastive = (torch.nn.functional.cross_entropy(logits, target)
-                       + torch.nn.functional.cross_entropy(logits.T, target)) / 2
+                       + torch.nn.functional.cross_entropy(logits_text, target)) / 2
         classification = torch.nn.functional.cross_entropy(head(out.audio_embeds), labels[index])
         loss = contrastive + classification
         optimizer.zero_grad(set_to_none=True)

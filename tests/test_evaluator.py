@@ -175,7 +175,7 @@ def test_training_two_steps_on_a_corpus_made_here(tmp_path):
             soundfile.write(corpus / "sources" / f"{s.id}.wav", tones(1, 12.0, seed=i)[0], RATE)
     out = tmp_path / "model"
     argv = ["--corpus", str(corpus), "--out", str(out), "--steps", "2", "--batch", "4", "--crops", "2",
-            "--threads", "1"]
+            "--threads", "1", "--shuffled-negatives", "0.5"]
     evaluator_training.main(argv)
     loaded = Evaluator.offline(out)
     assert loaded.classes == ["french", "piano"]  # the train split's labels only
@@ -184,3 +184,14 @@ def test_training_two_steps_on_a_corpus_made_here(tmp_path):
         evaluator_training.main(argv)
     with pytest.raises(FileNotFoundError, match="evaluator_training"):
         Evaluator.offline(tmp_path / "missing")
+
+
+def test_time_shuffled_negatives_hold_the_same_frames_in_another_order():
+    from analysis.evaluator_training import shuffle_time
+
+    features = torch.randn(3, 1, 1001, 64)
+    shuffled = shuffle_time(features, np.random.default_rng(0))
+    assert shuffled.shape == features.shape and not torch.equal(shuffled, features)
+    for i in range(3):  # every frame is still there, once
+        key = lambda x: sorted(map(tuple, x[i, 0].tolist()))  # noqa: E731
+        assert key(shuffled) == key(features)
