@@ -178,6 +178,18 @@ def _mean_with_interval(values: np.ndarray, resamples: int, seed: int) -> Estima
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 
 
+def audio_files(path) -> list[Path]:
+    """The audio files of folder ``path`` (``.wav``, ``.flac``, ``.ogg``), sorted by name; an error names a missing
+    folder or one without audio (nothing is decoded)."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder of audio files")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+    if not files:
+        raise ValueError(f"{folder} holds no audio files ({', '.join(AUDIO_SUFFIXES)})")
+    return files
+
+
 def read_folder(path) -> tuple[list[str], list[np.ndarray], int]:
     """The audio files of folder ``path`` (``.wav``, ``.flac``, ``.ogg``; sorted by name): their stems, mono float32
     clips and one sampling rate (files at other rates are resampled to the highest one, librosa)."""
@@ -185,12 +197,7 @@ def read_folder(path) -> tuple[list[str], list[np.ndarray], int]:
 
     from .evaluator import resample
 
-    folder = Path(path)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is not a folder of audio files")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
-    if not files:
-        raise ValueError(f"{folder} holds no audio files ({', '.join(AUDIO_SUFFIXES)})")
+    files = audio_files(path)
     read = [soundfile.read(p, dtype="float32", always_2d=True) for p in files]
     rate = max(r for _, r in read)
     clips = [resample([a.mean(axis=1)], r, rate)[0] for a, r in read]
@@ -216,16 +223,15 @@ def evaluate(generated, reference, captions: list[str] | None = None, evaluator=
 
     def load(x, name):
         if isinstance(x, (str, Path)):
-            return read_folder(x)
-        if sampling_rate is None:
+            names, clips, rate = read_folder(x)
+        elif sampling_rate is None:
             raise ValueError(f"{name} is an array: pass its sampling_rate (Hz)")
-        clips = check_audio(x, sampling_rate, name)
-        return [str(i) for i in range(len(clips))], clips, sampling_rate
+        else:
+            names, clips, rate = [str(i) for i in range(len(x))], x, sampling_rate
+        return names, check_audio(clips, rate, name), rate
 
     gen_names, gen, gen_rate = load(generated, "generated")
     ref_names, ref, ref_rate = load(reference, "reference")
-    check_audio(gen, gen_rate, "generated")
-    check_audio(ref, ref_rate, "reference")
     if captions is not None and len(captions) != len(gen):
         raise ValueError(f"{len(captions)} captions for {len(gen)} generated clips: give one caption per clip")
     if min(len(gen), len(ref)) < 2:

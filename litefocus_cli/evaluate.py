@@ -53,8 +53,8 @@ def run(args) -> int:
     from analysis import quality
     from analysis.evaluator import Evaluator
 
-    names, _, _ = quality.read_folder(args.generated)  # checks the folders before any model is loaded
-    quality.read_folder(args.reference)
+    names = [p.stem for p in quality.audio_files(args.generated)]  # both folders checked before a model loads
+    quality.audio_files(args.reference)
     captions = None if args.captions is None else read_captions(args.captions, names)
     if args.out is not None and args.out.suffix.lower() != ".csv":
         raise ValueError(f"--out must name a .csv file; got {args.out}")
