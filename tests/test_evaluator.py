@@ -195,3 +195,27 @@ def test_time_shuffled_negatives_hold_the_same_frames_in_another_order():
     for i in range(3):  # every frame is still there, once
         key = lambda x: sorted(map(tuple, x[i, 0].tolist()))  # noqa: E731
         assert key(shuffled) == key(features)
+
+
+def test_degradations_do_what_they_say_and_halves_share_no_source():
+    from analysis.evaluator_validation import degrade, one_per_source, split_by_source
+
+    clips = tones(2, 2.0, seed=8)
+    noisy = degrade(clips, "noise (SNR dB)", 10, seed=0)
+    snr = 10 * np.log10((clips**2).mean(1) / ((noisy - clips) ** 2).mean(1))
+    np.testing.assert_allclose(snr, 10, atol=0.2)
+    t = np.arange(2 * RATE) / RATE
+    mix = (np.sin(2 * np.pi * 300 * t) + np.sin(2 * np.pi * 3000 * t))[None].astype(np.float32)
+    spectrum = np.abs(np.fft.rfft(degrade(mix, "low-pass (Hz)", 1000)[0]))  # 0.5 Hz bins
+    assert spectrum[6000] < 1e-3 * spectrum[600]
+    shuffled = degrade(clips, "time shuffle (segment s)", 0.25, seed=1)
+    assert not np.array_equal(shuffled, clips)
+    np.testing.assert_array_equal(np.sort(shuffled, axis=1), np.sort(clips, axis=1))  # the same samples
+    with pytest.raises(ValueError, match="kind must be one of"):
+        degrade(clips, "reverb", 1)
+    rows = [dict(source=f"s{i // 3}", category=["music", "speech"][i % 2], caption="x", label="y") for i in range(24)]
+    first, second = split_by_source(rows)
+    assert sorted([*first, *second]) == list(range(24))
+    assert not {rows[i]["source"] for i in first} & {rows[i]["source"] for i in second}
+    chosen = one_per_source(rows)
+    assert sorted(rows[i]["source"] for i in chosen) == sorted({r["source"] for r in rows})
