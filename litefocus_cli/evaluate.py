@@ -49,24 +49,28 @@ def read_captions(path: Path, names: list[str]) -> list[str]:
     return lines
 
 
+def load_evaluator(name: str):
+    """The evaluator an ``--evaluator`` value names (see :data:`EVALUATOR_HELP`)."""
+    from analysis.evaluator import Evaluator
+
+    if name == "offline":
+        return Evaluator.offline()
+    if name == "public":
+        return Evaluator.from_pretrained()
+    if Path(name).is_dir():
+        return Evaluator.offline(name)
+    raise ValueError(f"--evaluator must be 'offline', 'public' or a folder of a trained evaluator; got {name!r}")
+
+
 def run(args) -> int:
     from analysis import quality
-    from analysis.evaluator import Evaluator
 
     names = [p.stem for p in quality.audio_files(args.generated)]  # both folders checked before a model loads
     quality.audio_files(args.reference)
     captions = None if args.captions is None else read_captions(args.captions, names)
     if args.out is not None and args.out.suffix.lower() != ".csv":
         raise ValueError(f"--out must name a .csv file; got {args.out}")
-    if args.evaluator == "offline":
-        evaluator = Evaluator.offline()
-    elif args.evaluator == "public":
-        evaluator = Evaluator.from_pretrained()
-    elif Path(args.evaluator).is_dir():
-        evaluator = Evaluator.offline(args.evaluator)
-    else:
-        raise ValueError(f"--evaluator must be 'offline', 'public' or a folder of a trained evaluator; got "
-                         f"{args.evaluator!r}")
+    evaluator = load_evaluator(args.evaluator)
     table = quality.evaluate(args.generated, args.reference, captions, evaluator, fad_shrinkage=args.fad_shrinkage)
     print(table.to_string(index=False, float_format="%.4g"))
     if args.out is not None:

@@ -4,6 +4,8 @@
 head and step, choose the blocks to sparsify, and write the dataset, figures and a table.
 ``litefocus generate``: render one prompt with dense attention and with LiteFocus, side by side, and time both.
 ``litefocus evaluate``: FAD, KAD, KL and CLAP score of a folder of generated audio against reference audio.
+``litefocus sweep``: generate captions x configurations x lengths x samplers x seeds, resumable, on one process or
+under ``accelerate launch -m litefocus_cli sweep ...``; ``litefocus evaluate-sweep``: quality and speed per cell.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import evaluate
+from . import evaluate, sweep
 from .models import DEFAULT, MODEL_HELP, TINY, load_model
 from .output import check_out, run_folder
 
@@ -42,10 +44,15 @@ def main(argv: list[str] | None = None) -> int:
                      help="'exact': the paper's eq. 4 (default); 'concat': the authors' code, which the paper's "
                           "numbers come from")
     evaluate.add_parser(commands)
+    sweep.add_parsers(commands)
     args = parser.parse_args(argv)
     try:
         if args.command == "evaluate":
             return evaluate.run(args)
+        if args.command == "sweep":
+            return sweep.run_sweep(args)
+        if args.command == "evaluate-sweep":
+            return sweep.run_evaluate_sweep(args)
         check_arguments(args)
         check_out(args.out, args.command)
         pipe, name = _load(args.model, args.seed)
@@ -81,15 +88,6 @@ def _load(model: str, seed: int):
         print("note: the 'tiny' model has random weights: its audio is noise and its attention shows no pattern. "
               "Timing and wiring are real.")
     return pipe, name
-
-
-def _sampling_rate(pipe) -> int:
-    """Output sampling rate in Hz: the vocoder's (AudioLDM/AudioLDM2/MusicLDM) or the codec's (MiniLDM)."""
-    for component in ("vocoder", "codec"):
-        rate = getattr(getattr(getattr(pipe, component, None), "config", None), "sampling_rate", None)
-        if rate is not None:
-            return int(rate)
-    raise ValueError(f"cannot tell the sampling rate of {type(pipe).__name__}: it has no vocoder or codec config")
 
 
 def _settings(args, name: str) -> dict:
@@ -165,7 +163,9 @@ def generate(args, pipe, name: str) -> int:
     dense, dense_s = render()
     with litefocus.enabled(pipe, blocks, args.ratio, seed=args.seed, union=args.union):
         sparse, sparse_s = render()
-    rate = _sampling_rate(pipe)
+    from analysis.sweep import sampling_rate
+
+    rate = sampling_rate(pipe)
     summary = dict(
         model=name, prompt=args.prompt, seconds=args.seconds, steps=args.steps, ratio=args.ratio, union=args.union,
         blocks=blocks, modules=len(names), dense_s=round(dense_s, 3), litefocus_s=round(sparse_s, 3),

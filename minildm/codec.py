@@ -49,17 +49,19 @@ class MelCodec(ModelMixin, ConfigMixin):
         latents = latents * self.latent_std[:, None, None] + self.latent_mean[:, None, None]
         return F.pixel_shuffle(latents, self.config.patch)[:, 0]
 
-    def to_audio(self, mel: torch.Tensor, n_iter: int = 32) -> np.ndarray:
-        """Log-mel ``(B, frames, 64)`` -> waveforms ``(B, frames * hop)`` by Griffin-Lim (librosa)."""
+    def to_audio(self, mel: torch.Tensor, n_iter: int = 32, seed: int = 0) -> np.ndarray:
+        """Log-mel ``(B, frames, 64)`` -> waveforms ``(B, frames * hop)`` by Griffin-Lim (librosa), its random initial
+        phase drawn from ``seed``: the same mel gives the same waveform in every process."""
         import librosa
 
         # clamp: an untrained or diverging model can emit log-mels whose exp overflows
         log_mel = mel.detach().float().cpu().clamp(np.log(self.config.log_floor), 8.0).numpy()
         magnitude = np.exp(log_mel).transpose(0, 2, 1)
         length = magnitude.shape[-1] * self.config.hop_length
-        waves = [
-            librosa.feature.inverse.mel_to_audio(m, sr=self.config.sampling_rate, n_fft=self.config.n_fft,
-                                                 hop_length=self.config.hop_length, power=1.0, n_iter=n_iter)
-            for m in magnitude
-        ]
+        waves = []
+        for m in magnitude:  # librosa's mel_to_audio, with the random state it does not pass on to griffinlim
+            stft = librosa.feature.inverse.mel_to_stft(m, sr=self.config.sampling_rate, n_fft=self.config.n_fft,
+                                                        power=1.0)
+            waves.append(librosa.griffinlim(stft, n_iter=n_iter, hop_length=self.config.hop_length,
+                                            n_fft=self.config.n_fft, random_state=seed))
         return np.stack([np.pad(w[:length], (0, max(0, length - w.size))) for w in waves]).astype(np.float32)

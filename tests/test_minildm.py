@@ -54,6 +54,8 @@ def test_codec_is_invertible_and_has_audioldm2_geometry():
     torch.testing.assert_close(codec.decode(latents), mel, atol=1e-5, rtol=1e-5)
     audio = codec.to_audio(mel, n_iter=4)
     assert audio.shape == (1, 256 * 160) and np.isfinite(audio).all()
+    assert np.array_equal(codec.to_audio(mel, n_iter=4), audio)  # Griffin-Lim's initial phase is seeded
+    assert not np.array_equal(codec.to_audio(mel, n_iter=4, seed=1), audio)
 
 
 def test_untrained_pipeline_saves_loads_and_takes_litefocus(tmp_path):

@@ -1,0 +1,387 @@
+"""Sweeps: captions x configurations x lengths x samplers x seeds, one job each, resumable and spread over processes.
+
+A job generates one clip and writes two files into ``OUT/jobs``: its audio (``ID.flac`` or ``ID.wav``) and then its row
+(``ID.json``: settings and timings), each atomically, so a job is done exactly when its row exists. A job's ``ID`` is
+a hash of the model's weights, the caption, the configuration at this length, the length, the sampler, its steps,
+the seed and the guidance scale: the same job has the same id in any sweep, on any number of processes. Its noise
+and every random choice inside it (LiteFocus's keys, Token Merging's draws, Griffin-Lim's phase) come from its seed
+alone, so the same job gives the same audio whichever process runs it, after whatever other jobs (on CPU, with the
+same ``threads``: float sums depend on how they are split).
+
+``OUT/sweep.json`` (the manifest) holds the settings; a sweep resumes in a folder only when they match. Under
+``accelerate launch`` each process takes an interleaved share of the pending jobs, longest first, so that long jobs
+spread over the processes; a killed process loses only the job it was running. ``OUT/jobs.csv`` gathers the rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from litefocus.files import read_json, write_atomic, write_json
+
+from .ablations import ABLATIONS, Configuration
+
+MANIFEST = "sweep.json"
+AUDIO_FORMATS = ("flac", "wav")
+"""``flac``: 24-bit FLAC (lossless down to -144 dB full scale); ``wav``: 32-bit float WAV (the samples exactly;
+written by scipy, whose files hold no time stamp, unlike libsndfile's PEAK chunk)."""
+JOBS = "jobs"
+JOB_VERSION = "litefocus sweep job v1"  # in every job id: bump it when what a job computes changes
+
+
+# ---------------------------------------------------------------- captions
+@dataclass(frozen=True)
+class Caption:
+    """One caption: ``id`` (AudioCaps' audiocap_id, or the line number), the text, and ``audio``: the name of its
+    reference clip (AudioCaps' youtube_id; empty for a caption a line), which pairs clips for KL."""
+
+    id: str
+    text: str
+    audio: str = ""
+
+
+AUDIOCAPS_COLUMNS = ("audiocap_id", "youtube_id", "start_time", "caption")
+
+
+def read_captions(path: str | os.PathLike) -> list[Caption]:
+    """Captions from AudioCaps' CSV layout (``audiocap_id, youtube_id, start_time, caption``) or a text file with one
+    caption a line (blank lines skipped). Errors name the file and the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--captions {path}: no such file")
+    text = path.read_text(encoding="utf-8")
+    first = text.splitlines()[0] if text.strip() else ""
+    if path.suffix.lower() == ".csv" or first.replace(" ", "").startswith("audiocap_id,"):
+        return _read_audiocaps(path, text)
+    captions = [Caption(str(n), line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    if not captions:
+        raise ValueError(f"--captions {path} holds no captions (one caption a line, or AudioCaps' CSV)")
+    return captions
+
+
+def _read_audiocaps(path: Path, text: str) -> list[Caption]:
+    reader = csv.reader(text.splitlines())
+    header = [h.strip() for h in next(reader, [])]
+    missing = [c for c in AUDIOCAPS_COLUMNS if c not in header]
+    if missing:
+        raise ValueError(f"--captions {path}: a CSV needs AudioCaps' columns {', '.join(AUDIOCAPS_COLUMNS)}; "
+                         f"line 1 has {', '.join(header) or 'nothing'}")
+    column = {c: header.index(c) for c in AUDIOCAPS_COLUMNS}
+    captions, seen = [], set()
+    for line, row in enumerate(reader, 2):
+        if not row or not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            raise ValueError(f"--captions {path}, line {line}: {len(row)} fields where the header has {len(header)}")
+        cap_id, caption = row[column["audiocap_id"]].strip(), row[column["caption"]].strip()
+        if not cap_id or not caption:
+            raise ValueError(f"--captions {path}, line {line}: empty audiocap_id or caption")
+        if cap_id in seen:
+            raise ValueError(f"--captions {path}, line {line}: audiocap_id {cap_id} appears twice")
+        seen.add(cap_id)
+        captions.append(Caption(cap_id, caption, row[column["youtube_id"]].strip()))
+    if not captions:
+        raise ValueError(f"--captions {path} holds a header and no captions")
+    return captions
+
+
+# ---------------------------------------------------------------- configurations and samplers
+def parse_configuration(spec: str) -> Configuration:
+    """``NAME`` of ``analysis.ablations.ABLATIONS``, or ``NAME:RATIO`` for the same with another ratio (LiteFocus's
+    compensation ratio r, or Token Merging's merge ratio): ``cross_frequency_only:0.4``."""
+    name, _, ratio = spec.partition(":")
+    known = {c.name: c for c in ABLATIONS}
+    if name not in known:
+        raise ValueError(f"--configurations: unknown configuration {name!r}; choose from {sorted(known)}, "
+                         "optionally with :RATIO")
+    config = known[name]
+    if ratio:
+        try:
+            value = float(ratio)
+        except ValueError:
+            raise ValueError(f"--configurations {spec}: the ratio after ':' must be a number") from None
+        if config.kind == "dense" or not 0 <= value <= 1 or (config.kind == "token_merging" and value >= 1):
+            raise ValueError(f"--configurations {spec}: a ratio in [0, 1] (below 1 for token_merging) applies to "
+                             "LiteFocus and Token Merging configurations, not to dense")
+        config = replace(config, name=spec, ratio=value)
+        if config.kind == "litefocus":
+            import litefocus
+
+            litefocus.LiteFocusOptions(ratio=value, same_frequency=config.same_frequency,
+                                       cross_frequency=config.cross_frequency, union=config.union)
+    return config
+
+
+SAMPLERS = ("default", "ddim", "dpmsolver++")
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """``default``: the pipeline's own scheduler; ``ddim``, ``dpmsolver++``: diffusers' DDIM or DPM-Solver++
+    (multistep, second order) built from the pipeline's scheduler config. ``steps``: denoising steps."""
+
+    name: str
+    steps: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}:{self.steps}"
+
+    def scheduler(self, base):
+        """The scheduler to run, built from ``base`` (the pipeline's own); None keeps the pipeline's."""
+        from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+
+        if self.name == "default":
+            return None
+        if self.name == "ddim":
+            return DDIMScheduler.from_config(base.config)
+        return DPMSolverMultistepScheduler.from_config(base.config, algorithm_type="dpmsolver++", solver_order=2)
+
+
+def parse_sampler(spec: str, default_steps: int) -> Sampler:
+    """``NAME`` (with ``default_steps``) or ``NAME:STEPS``; names in :data:`SAMPLERS`."""
+    name, _, steps = spec.partition(":")
+    if name not in SAMPLERS:
+        raise ValueError(f"--samplers: unknown sampler {name!r}; choose from {', '.join(SAMPLERS)} (optionally "
+                         ":STEPS, e.g. dpmsolver++:25)")
+    try:
+        count = int(steps) if steps else default_steps
+    except ValueError:
+        raise ValueError(f"--samplers {spec}: the steps after ':' must be an integer") from None
+    if count < 1:
+        raise ValueError(f"--samplers {spec}: steps must be at least 1; got {count}")
+    return Sampler(name, count)
+
+
+# ---------------------------------------------------------------- the model
+def sampling_rate(pipe) -> int:
+    """Output sampling rate in Hz: the vocoder's (AudioLDM/AudioLDM2/MusicLDM) or the codec's (MiniLDM)."""
+    for component in ("vocoder", "codec"):
+        rate = getattr(getattr(getattr(pipe, component, None), "config", None), "sampling_rate", None)
+        if rate is not None:
+            return int(rate)
+    raise ValueError(f"cannot tell the sampling rate of {type(pipe).__name__}: it has no vocoder or codec config")
+
+
+def minimum_seconds(pipe) -> float:
+    """The shortest audio the pipeline can generate: one latent frame per UNet downsampling level (MiniLDM), or the
+    bound the AudioLDM pipelines check (vocoder hop x VAE scale)."""
+    codec = getattr(pipe, "codec", None)
+    if codec is not None:
+        levels = len(pipe.unet.down_blocks)
+        return 2 ** (levels - 1) * codec.config.patch / codec.frames_per_second
+    vocoder = pipe.vocoder.config
+    return float(np.prod(vocoder.upsample_rates)) / vocoder.sampling_rate * pipe.vae_scale_factor
+
+
+def check_lengths(pipe, seconds: list[float]) -> None:
+    low = minimum_seconds(pipe)
+    bad = [s for s in seconds if not (math.isfinite(s) and s >= low)]
+    if bad:
+        raise ValueError(f"--seconds {' '.join(f'{s:g}' for s in bad)}: {type(pipe).__name__} takes lengths of at "
+                         f"least {low:g} s (finite)")
+
+
+# ---------------------------------------------------------------- jobs
+@dataclass(frozen=True)
+class Job:
+    caption: Caption
+    configuration: Configuration
+    seconds: float
+    sampler: Sampler
+    seed: int
+
+    def key(self, model: str, guidance_scale: float | None) -> dict:
+        """What determines the job's audio (``model``: the weights' fingerprint)."""
+        return dict(version=JOB_VERSION, model=model, caption=self.caption.text,
+                    configuration={k: v for k, v in asdict(self.configuration.at_length(self.seconds)).items()
+                                   if k != "name"},
+                    seconds=round(self.seconds, 6), sampler=self.sampler.name, steps=self.sampler.steps,
+                    seed=self.seed, guidance_scale=guidance_scale)
+
+    def id(self, model: str, guidance_scale: float | None) -> str:
+        """16 hex digits of the sha256 of :meth:`key`."""
+        text = json.dumps(self.key(model, guidance_scale), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def make_jobs(captions: list[Caption], configurations: list[Configuration], seconds: list[float],
+              samplers: list[Sampler], seeds: list[int]) -> list[Job]:
+    """Every combination, longest (length x steps) first: an interleaved share then spreads the long jobs."""
+    jobs = [Job(c, config, s, sampler, seed) for s in seconds for sampler in samplers for config in configurations
+            for seed in seeds for c in captions]
+    return sorted(jobs, key=lambda j: -j.seconds * j.sampler.steps)  # stable: ties keep the order above
+
+
+def share(pending: list, process_index: int, num_processes: int) -> list:
+    """The interleaved share of one process: items ``process_index, process_index + num_processes, ...``."""
+    return pending[process_index::num_processes]
+
+
+# ---------------------------------------------------------------- the sweep folder
+class Sweep:
+    """A sweep's folder: its manifest and its jobs. ``settings``: JSON-able (what must match to resume)."""
+
+    def __init__(self, out: str | os.PathLike, settings: dict, jobs: list[Job]):
+        self.out, self.jobs = Path(out), jobs
+        self.settings = json.loads(json.dumps(settings))  # as the manifest will read back (tuples as lists)
+        self.ids = [job.id(settings["model_fingerprint"], settings["guidance_scale"]) for job in jobs]
+        if len(set(self.ids)) != len(self.ids):
+            raise ValueError("two jobs of this sweep are the same job (repeated captions, configurations that differ "
+                             "only by name, repeated lengths or seeds): remove the repeats")
+
+    def check_out(self) -> None:
+        """Raise ValueError unless ``out`` is new, empty, or a sweep with the same settings (which then resumes)."""
+        if self.out.exists() and not self.out.is_dir():
+            raise ValueError(f"--out {self.out} is a file; give a folder")
+        manifest = self.out / MANIFEST
+        if manifest.is_file():
+            old = read_json(manifest).get("settings", {})
+            differ = sorted(k for k in set(old) | set(self.settings) if old.get(k) != self.settings.get(k))
+            if differ:
+                raise ValueError(f"--out {self.out} holds another sweep (its {MANIFEST} differs in: "
+                                 f"{', '.join(differ)}); resume it with the same settings, or choose a new folder")
+        elif self.out.is_dir() and any(self.out.iterdir()):
+            raise ValueError(f"--out {self.out} holds files but no {MANIFEST}: choose a new or empty folder")
+
+    def write_manifest(self) -> None:
+        if not (self.out / MANIFEST).is_file():
+            write_json(self.out / MANIFEST, dict(settings=self.settings, jobs=len(self.jobs)))
+        (self.out / JOBS).mkdir(parents=True, exist_ok=True)
+
+    def done(self) -> set[str]:
+        """Ids of the jobs whose row is written."""
+        folder = self.out / JOBS
+        if not folder.is_dir():
+            return set()
+        return {e.name[:-5] for e in os.scandir(folder) if e.name.endswith(".json") and not e.name.startswith(".")}
+
+    def pending(self) -> list[tuple[str, Job]]:
+        done = self.done()
+        return [(i, job) for i, job in zip(self.ids, self.jobs) if i not in done]
+
+    def rows(self):
+        """The written rows as a ``pandas.DataFrame``, in job order."""
+        import pandas as pd
+
+        done = self.done()
+        return pd.DataFrame([read_json(self.out / JOBS / f"{i}.json") for i in self.ids if i in done])
+
+    def write_table(self) -> Path:
+        table = self.rows()
+        return write_atomic(self.out / "jobs.csv", lambda tmp: table.to_csv(tmp, index=False))
+
+
+@contextmanager
+def unet_timer(unet, device: torch.device) -> Iterator[list[float]]:
+    """``with unet_timer(pipe.unet, device) as calls:`` the wall time (s) of each UNet forward call in ``calls``
+    (synchronized on CUDA)."""
+    calls, start = [], []
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    def before(*_):
+        sync()
+        start.append(time.perf_counter())
+
+    def after(*_):
+        sync()
+        calls.append(time.perf_counter() - start.pop())
+
+    handles = [unet.register_forward_pre_hook(before), unet.register_forward_hook(after)]
+    try:
+        yield calls
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def run_job(pipe, job: Job, job_id: str, out: Path, guidance_scale: float | None, rate: int, threads: int,
+            process_index: int = 0, audio_format: str = "flac") -> dict:
+    """Generate one job's clip into ``out/jobs/ID.flac`` (or ``.wav``: :data:`AUDIO_FORMATS`), then its row into
+    ``ID.json``; return the row."""
+    import soundfile
+    from scipy.io import wavfile
+
+    started = time.perf_counter()
+    folder = out / JOBS
+    for stale in folder.glob(f".{job_id}.*"):  # temporary files of a killed earlier attempt at this job
+        stale.unlink(missing_ok=True)
+    base_scheduler = pipe.scheduler
+    scheduler = job.sampler.scheduler(base_scheduler)
+    kwargs = {} if guidance_scale is None else dict(guidance_scale=guidance_scale)
+    config = job.configuration.at_length(job.seconds)
+    try:
+        if scheduler is not None:
+            pipe.scheduler = scheduler
+        with config.applied(pipe, seed=job.seed), unet_timer(pipe.unet, pipe.device) as calls:
+            generating = time.perf_counter()
+            audio = pipe(job.caption.text, audio_length_in_s=job.seconds, num_inference_steps=job.sampler.steps,
+                         generator=torch.Generator().manual_seed(job.seed), **kwargs).audios[0]
+            pipeline_seconds = time.perf_counter() - generating
+    finally:
+        pipe.scheduler = base_scheduler
+    audio = np.clip(np.asarray(torch.as_tensor(audio).float().cpu()).reshape(-1), -1.0, 1.0)
+    if audio_format == "flac":
+        write = lambda tmp: soundfile.write(tmp, audio, rate, format="FLAC", subtype="PCM_24")  # noqa: E731
+    else:
+        write = lambda tmp: wavfile.write(tmp, rate, audio.astype(np.float32))  # noqa: E731
+    write_atomic(folder / f"{job_id}.{audio_format}", write)
+    row = dict(
+        id=job_id, caption_id=job.caption.id, audio_id=job.caption.audio, caption=job.caption.text,
+        configuration=job.configuration.name, kind=config.kind, blocks=" ".join(config.blocks), ratio=config.ratio,
+        same_frequency=config.same_frequency, cross_frequency=config.cross_frequency, union=config.union,
+        seconds=job.seconds, sampler=job.sampler.name, steps=job.sampler.steps, seed=job.seed,
+        guidance_scale=guidance_scale, audio=f"{JOBS}/{job_id}.{audio_format}", sampling_rate=rate, samples=int(audio.size),
+        unet_calls=len(calls), unet_seconds=float(sum(calls)),
+        unet_seconds_per_step=float(sum(calls) / max(1, len(calls))), pipeline_seconds=pipeline_seconds,
+        job_seconds=time.perf_counter() - started, process=process_index, threads=threads, device=str(pipe.device),
+        finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    write_json(folder / f"{job_id}.json", row)
+    return row
+
+
+def run_sweep(pipe, sweep: Sweep, process_index: int = 0, num_processes: int = 1, threads: int = 1,
+              barrier=lambda: None, progress: bool = True) -> int:
+    """Run this process's share of the pending jobs; return how many it ran.
+
+    ``barrier()`` waits for every process (accelerate's ``wait_for_everyone``): all processes list the pending jobs
+    between two barriers, so that they split the same list, before any of them writes a job.
+    """
+    from tqdm.auto import tqdm
+
+    if process_index == 0:
+        sweep.write_manifest()
+    barrier()
+    pending = sweep.pending()
+    barrier()
+    mine = share(pending, process_index, num_processes)
+    rate = sampling_rate(pipe)
+    bar = None
+    if progress and process_index == 0:
+        bar = tqdm(total=len(sweep.jobs), initial=len(sweep.jobs) - len(pending), desc="sweep", unit="job",
+                   dynamic_ncols=True)
+    for job_id, job in mine:
+        run_job(pipe, job, job_id, sweep.out, sweep.settings["guidance_scale"], rate, threads, process_index,
+                sweep.settings.get("audio_format", "flac"))
+        if bar is not None:  # the whole sweep's progress: rows written by every process
+            bar.n = len(sweep.done())
+            bar.set_postfix_str(f"{job.seconds:g} s {job.configuration.name}", refresh=False)
+            bar.refresh()
+    if bar is not None:
+        bar.close()
+    return len(mine)

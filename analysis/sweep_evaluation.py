@@ -1,0 +1,216 @@
+"""Quality and speed of a sweep per cell (configuration, length, sampler): ``litefocus evaluate-sweep OUT``.
+
+Each job's clip is embedded once by the evaluator and cached in ``OUT/embeddings/EVALUATOR/ID.npz`` (the evaluator's
+name and a hash of its weights name the folder), so an interrupted evaluation resumes and a second evaluator adds a
+folder beside the first. A cell's generated clips are compared with the reference clips of its length:
+``REFERENCE/<seconds>s/`` when such a folder exists (``10.24s``: the seconds as :func:`length_folder` writes them),
+else ``REFERENCE`` itself. Per cell: FAD, KAD, KL (each clip paired with the reference clip named by its caption's
+``audio`` id, when every clip has one) and CLAP score, with 95 % bootstrap intervals (``analysis.quality``); and the
+speed: median UNet seconds per step and pipeline seconds, and the speed-up of both over dense at the same length
+(``unet_speedup``: dense with the same sampler; ``speedup``: dense with the sweep's first sampler, end to end).
+Beside the cells, ``reference_halves`` rows per length: the two halves of the reference clips (split at random,
+seeded) against each other, the floor of each metric at that size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from litefocus.files import read_json, write_atomic
+
+from . import quality
+from .sweep import JOBS, MANIFEST
+
+FLOOR = "reference_halves"
+CELL = ["configuration", "seconds", "sampler", "steps"]
+
+
+def length_folder(seconds: float) -> str:
+    """The name of the reference subfolder of one length: ``10.24s``."""
+    return f"{seconds:g}s"
+
+
+def reference_folder(reference: Path, seconds: float) -> Path:
+    sub = Path(reference) / length_folder(seconds)
+    return sub if sub.is_dir() else Path(reference)
+
+
+def check_reference(rows: pd.DataFrame, reference: str | os.PathLike) -> dict[float, Path]:
+    """The reference folder of each length in ``rows``; an error names a missing one or one without audio."""
+    folders = {s: reference_folder(Path(reference), s) for s in sorted(rows["seconds"].unique())}
+    for folder in set(folders.values()):
+        quality.audio_files(folder)
+    return folders
+
+
+def evaluator_id(evaluator) -> str:
+    """A folder name for one evaluator's cached embeddings: its name and 12 hex digits of its weights' hash."""
+    from litefocus.models import weights_fingerprint
+
+    slug = "".join(ch if ch.isalnum() else "-" for ch in evaluator.name).strip("-")[:40]
+    return f"{slug}-{weights_fingerprint(evaluator.clap)[:12]}"
+
+
+def read_rows(out: Path) -> tuple[dict, pd.DataFrame]:
+    """A sweep folder's manifest and the rows of its finished jobs."""
+    out = Path(out)
+    if not (out / MANIFEST).is_file():
+        raise FileNotFoundError(f"{out} holds no {MANIFEST}: give the --out folder of a litefocus sweep")
+    manifest = read_json(out / MANIFEST)
+    files = sorted(f for f in (out / JOBS).glob("*.json") if not f.name.startswith(".")) if (out / JOBS).is_dir() \
+        else []
+    if not files:
+        raise ValueError(f"{out} has no finished jobs yet: run (or resume) the sweep first")
+    return manifest, pd.DataFrame([read_json(f) for f in files])
+
+
+def embed_jobs(out: Path, rows: pd.DataFrame, evaluator, batch: int = 16, progress: bool = True) -> dict:
+    """``{job id: {"audio", "clap_audio", "probabilities", "text"}}``, embedding only the jobs not yet cached."""
+    import soundfile
+    from tqdm.auto import tqdm
+
+    cache = Path(out) / "embeddings" / evaluator_id(evaluator)
+    cache.mkdir(parents=True, exist_ok=True)
+    missing = [r for r in rows.to_dict("records") if not (cache / f"{r['id']}.npz").is_file()]
+    for start in tqdm(range(0, len(missing), batch), desc="embedding jobs", disable=not progress or not missing):
+        chunk = missing[start: start + batch]
+        read = [soundfile.read(Path(out) / r["audio"], dtype="float32") for r in chunk]
+        rates = {rate for _, rate in read}
+        if len(rates) != 1:
+            raise ValueError(f"jobs of one sweep at several sampling rates: {sorted(rates)}")
+        embedded = evaluator.embed([a for a, _ in read], rates.pop(), [r["caption"] for r in chunk])
+        for i, r in enumerate(chunk):
+            arrays = dict(audio=embedded.audio[i], clap_audio=embedded.clap_audio[i],
+                          probabilities=embedded.probabilities[i], text=embedded.text[i])
+            write_atomic(cache / f"{r['id']}.npz", lambda tmp, a=arrays: _save_npz(tmp, a))
+    return {r: dict(np.load(cache / f"{r}.npz")) for r in rows["id"]}
+
+
+def _save_npz(path: str, arrays: dict) -> None:
+    with open(path, "wb") as f:  # np.savez on a name would append .npz
+        np.savez(f, **arrays)
+
+
+def embed_reference(out: Path, folder: Path, evaluator) -> tuple[list[str], dict]:
+    """Stems and embeddings (``audio``, ``clap_audio``, ``probabilities``) of a reference folder, cached under the
+    sweep by the files' names, sizes and modification times."""
+    files = quality.audio_files(folder)
+    stamp = json.dumps([[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files])
+    key = hashlib.sha256(f"{folder.resolve()}\n{stamp}".encode()).hexdigest()[:16]
+    path = Path(out) / "embeddings" / evaluator_id(evaluator) / f"reference-{key}.npz"
+    if not path.is_file():
+        names, clips, rate = quality.read_folder(folder)
+        embedded = evaluator.embed(clips, rate)
+        write_atomic(path, lambda tmp: _save_npz(tmp, dict(
+            names=np.array(names), audio=embedded.audio, clap_audio=embedded.clap_audio,
+            probabilities=embedded.probabilities)))
+    data = dict(np.load(path))
+    return [str(n) for n in data.pop("names")], data
+
+
+def _cell_rows(gen: dict, ref_names: list[str], ref: dict, audio_ids: list[str], shrinkage: float | None,
+               audio_dim: int, resamples: int, seed: int) -> list[dict]:
+    """The metric rows of one set of generated embeddings against one reference set."""
+    n, m = len(gen["audio"]), len(ref["audio"])
+    if min(n, m) < 2:
+        return [dict(metric=k, value=np.nan, low=np.nan, high=np.nan, clips=n, reference_clips=m,
+                     note="fewer than 2 clips") for k in ("FAD", "KAD", "KL", "CLAP")]
+    s = shrinkage if shrinkage is not None else (0.0 if min(n, m) > audio_dim else 0.1)
+    rows = []
+
+    def add(metric, estimate, note=""):
+        rows.append(dict(metric=metric, value=estimate.value, low=estimate.low, high=estimate.high, clips=n,
+                         reference_clips=m, note=note))
+
+    add("FAD", quality.frechet_distance(gen["audio"], ref["audio"], shrinkage=s, resamples=resamples, seed=seed),
+        f"covariances shrunk by {s} ({n} and {m} clips, {audio_dim} dimensions)" if s else "")
+    add("KAD", quality.kernel_distance(gen["audio"], ref["audio"], resamples=resamples, seed=seed))
+    position = {name: i for i, name in enumerate(ref_names)}
+    if audio_ids and all(a in position for a in audio_ids):
+        add("KL", quality.kl_divergence(gen["probabilities"], ref["probabilities"][[position[a] for a in audio_ids]],
+                                        seed=seed))
+    else:
+        rows.append(dict(metric="KL", value=np.nan, low=np.nan, high=np.nan, clips=n, reference_clips=m,
+                         note="left out: not every clip's caption names a reference clip"))
+    if "text" in gen:
+        add("CLAP", quality.clap_score(gen["clap_audio"], gen["text"], seed=seed))
+    return rows
+
+
+def evaluate_sweep(out: str | os.PathLike, reference: str | os.PathLike, evaluator=None,
+                   fad_shrinkage: float | None = None, resamples: int = 100, seed: int = 0,
+                   progress: bool = True) -> pd.DataFrame:
+    """The tidy table of a sweep (one row per cell and metric; see the module docstring), from cached embeddings
+    where they exist. Reference folders are checked before any model runs."""
+    from .evaluator import Evaluator
+
+    out = Path(out)
+    manifest, rows = read_rows(out)
+    folders = check_reference(rows, reference)  # before any model loads
+    lengths = list(folders)
+    if fad_shrinkage is not None and not 0 <= fad_shrinkage <= 1:
+        raise ValueError(f"fad_shrinkage must lie in [0, 1] or be None; got {fad_shrinkage}")
+    evaluator = evaluator or Evaluator.offline()
+    embedded = embed_jobs(out, rows, evaluator, progress=progress)
+    references = {s: embed_reference(out, folders[s], evaluator) for s in lengths}
+    samplers = manifest["settings"]["samplers"]
+    first_sampler = samplers[0]
+    table = []
+    for seconds in lengths:
+        names, ref = references[seconds]
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(len(names))
+        half_a, half_b = order[: len(order) // 2], order[len(order) // 2:]
+        halves = {k: v[half_a] for k, v in ref.items()}
+        for r in _cell_rows(halves, [], {k: v[half_b] for k, v in ref.items()}, [], fad_shrinkage,
+                            evaluator.audio_dim, resamples, seed):
+            table.append(dict(configuration=FLOOR, seconds=seconds, sampler="", steps=0, **r))
+    for cell, group in rows.groupby(CELL, sort=False):
+        gen = {k: np.stack([embedded[i][k] for i in group["id"]]) for k in ("audio", "clap_audio", "probabilities",
+                                                                               "text")}
+        names, ref = references[cell[1]]
+        speed = _speed(rows, cell, first_sampler)
+        for r in _cell_rows(gen, names, ref, list(group["audio_id"].fillna("").astype(str)), fad_shrinkage,
+                            evaluator.audio_dim, resamples, seed):
+            table.append(dict(zip(CELL, cell), **r, **speed))
+    table = pd.DataFrame(table)
+    table["evaluator"] = evaluator.name
+    order = {c["name"]: i for i, c in enumerate(manifest["settings"]["configurations"])} | {FLOOR: -1}
+    sampler_order = {s: i for i, s in enumerate(samplers)} | {":0": -1}
+    table["_c"] = table.configuration.map(order).fillna(len(order))
+    table["_s"] = (table.sampler + ":" + table.steps.astype(str)).map(sampler_order).fillna(len(samplers))
+    return table.sort_values(["seconds", "_s", "_c"], kind="stable").drop(columns=["_c", "_s"]).reset_index(drop=True)
+
+
+def _speed(rows: pd.DataFrame, cell: tuple, first_sampler: str) -> dict:
+    configuration, seconds, sampler, steps = cell
+    mine = rows[(rows.configuration == configuration) & (rows.seconds == seconds) & (rows.sampler == sampler)
+                & (rows.steps == steps)]
+    dense_same = rows[(rows.kind == "dense") & (rows.seconds == seconds) & (rows.sampler == sampler)
+                      & (rows.steps == steps)]
+    name, _, count = first_sampler.partition(":")
+    dense_first = rows[(rows.kind == "dense") & (rows.seconds == seconds) & (rows.sampler == name)
+                       & (rows.steps == int(count))]
+    unet, pipeline = mine.unet_seconds_per_step.median(), mine.pipeline_seconds.median()
+    return dict(unet_seconds_per_step=unet, pipeline_seconds=pipeline,
+                unet_speedup=dense_same.unet_seconds_per_step.median() / unet if len(dense_same) else np.nan,
+                speedup=dense_first.pipeline_seconds.median() / pipeline if len(dense_first) else np.nan)
+
+
+def write_tables(table: pd.DataFrame, path_stem: Path) -> list[Path]:
+    """The table as CSV and netCDF (``(configuration, seconds, sampler, metric)`` coordinates): ``STEM.csv``,
+    ``STEM.nc``, each written atomically."""
+    csv_path = write_atomic(path_stem.with_suffix(".csv"), lambda tmp: table.to_csv(tmp, index=False))
+    numeric = table.drop(columns=["note", "evaluator", "steps"]).copy()
+    numeric["sampler"] = table.sampler + ":" + table.steps.astype(str)
+    ds = numeric.set_index(["configuration", "seconds", "sampler", "metric"]).to_xarray()
+    ds.attrs.update(evaluator=str(table.evaluator.iloc[0]), notes=json.dumps(
+        {f"{r.configuration} {r.seconds:g}s {r.sampler} {r.metric}": r.note for r in table.itertuples() if r.note}))
+    nc_path = write_atomic(path_stem.with_suffix(".nc"), lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))
+    return [csv_path, nc_path]

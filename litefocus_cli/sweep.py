@@ -1,0 +1,161 @@
+"""``litefocus sweep``: generate captions x configurations x lengths x samplers x seeds, one clip a job, resumable,
+on one process or under ``accelerate launch -m litefocus_cli sweep ...`` on several (``analysis.sweep``).
+``litefocus evaluate-sweep OUT --reference DIR``: FAD, KAD, KL, CLAP and speed per cell (``analysis.sweep_evaluation``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+from .evaluate import EVALUATOR_HELP
+from .models import DEFAULT, MODEL_HELP
+
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+def sw_formats():
+    from analysis.sweep import AUDIO_FORMATS
+
+    return AUDIO_FORMATS
+
+
+def add_parsers(commands) -> None:
+    sweep = commands.add_parser("sweep", help="generate a grid of jobs (resumable; accelerate launch for several "
+                                              "processes or GPUs)")
+    sweep.add_argument("--model", default=DEFAULT, help=MODEL_HELP)
+    sweep.add_argument("--captions", type=Path, required=True,
+                       help="AudioCaps' CSV (audiocap_id, youtube_id, start_time, caption) or one caption a line")
+    sweep.add_argument("--first", type=int, default=None, help="only the first N captions of the file")
+    sweep.add_argument("--configurations", nargs="+", default=["dense", "litefocus"],
+                       help="names of analysis.ablations.ABLATIONS, each optionally NAME:RATIO "
+                            "(e.g. cross_frequency_only:0.4)")
+    sweep.add_argument("--seconds", type=float, nargs="+", default=[10.24], help="audio lengths in seconds")
+    sweep.add_argument("--steps", type=int, default=50, help="steps of the 'default' sampler (the pipeline's own)")
+    sweep.add_argument("--samplers", nargs="+", default=["default"],
+                       help="'default' (the pipeline's scheduler at --steps), 'ddim' or 'dpmsolver++', each "
+                            "optionally NAME:STEPS (e.g. dpmsolver++:25)")
+    sweep.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (each job's noise and random choices)")
+    sweep.add_argument("--guidance-scale", type=float, default=None, help="default: the pipeline's")
+    sweep.add_argument("--audio-format", default="flac", choices=sw_formats(),
+                       help="flac: 24-bit FLAC (default); wav: 32-bit float WAV, the samples exactly")
+    sweep.add_argument("--dtype", default="float32", choices=DTYPES, help="weights and compute dtype")
+    sweep.add_argument("--threads", type=int, default=None,
+                       help="CPU threads per process (default: cores / processes on this machine). On CPU, audio is "
+                            "byte-identical across runs with the same threads per process")
+    sweep.add_argument("--out", type=Path, required=True,
+                       help="sweep folder: new, empty, or a sweep with the same settings (it resumes)")
+    sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    ev = commands.add_parser("evaluate-sweep", help="FAD, KAD, KL, CLAP and speed-up per cell of a sweep")
+    ev.add_argument("sweep", type=Path, help="the --out folder of litefocus sweep")
+    ev.add_argument("--reference", type=Path, required=True,
+                    help="reference audio: a folder, or one with a subfolder per length named like 10.24s")
+    ev.add_argument("--evaluator", default="offline", help=EVALUATOR_HELP)
+    ev.add_argument("--fad-shrinkage", type=float, default=None,
+                    help="covariance shrinkage for FAD in [0, 1] (default: 0, or 0.1 when a set has no more clips "
+                         "than embedding dimensions)")
+    ev.add_argument("--resamples", type=int, default=100, help="bootstrap draws per interval")
+    ev.add_argument("--out", type=Path, default=None,
+                    help="table path without suffix (default: SWEEP/evaluation/EVALUATOR); .csv and .nc are written")
+
+
+def run_sweep(args) -> int:
+    import torch
+
+    from analysis import sweep as sw
+
+    captions = _check_arguments(args)
+    from accelerate import PartialState
+
+    # cpu=True where there is no GPU: accelerate then joins the processes torchrun started (accelerate launch
+    # --multi_gpu) with gloo; its own --cpu launcher starts several processes only through mpirun
+    state = PartialState(cpu=not torch.cuda.is_available())
+    threads = args.threads or max(1, (os.cpu_count() or 1) // state.num_processes)
+    torch.set_num_threads(threads)
+    from .models import load_model
+
+    pipe, name = load_model(args.model)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.to(state.device)
+    if args.dtype != "float32":
+        pipe.to(dtype=getattr(torch, args.dtype))
+    sw.check_lengths(pipe, args.seconds)
+    from litefocus.models import weights_fingerprint
+
+    configurations = [sw.parse_configuration(c) for c in args.configurations]
+    samplers = [sw.parse_sampler(s, args.steps) for s in args.samplers]
+    settings = dict(model_fingerprint=weights_fingerprint(pipe), dtype=args.dtype, audio_format=args.audio_format,
+                    captions=[asdict(c) for c in captions], configurations=[asdict(c) for c in configurations],
+                    seconds=args.seconds, samplers=[s.label for s in samplers], seeds=args.seeds,
+                    guidance_scale=args.guidance_scale)
+    sweep = sw.Sweep(args.out, settings, sw.make_jobs(captions, configurations, args.seconds, samplers, args.seeds))
+    sweep.check_out()
+    if state.is_main_process:
+        print(f"sweep: {len(sweep.jobs)} jobs of {name} ({len(captions)} captions x {len(configurations)} "
+              f"configurations x {len(args.seconds)} lengths x {len(samplers)} samplers x {len(args.seeds)} seeds) "
+              f"on {state.num_processes} process(es), {threads} thread(s) each, into {args.out}")
+    sw.run_sweep(pipe, sweep, state.process_index, state.num_processes, threads, barrier=state.wait_for_everyone,
+                 progress=not args.no_progress)
+    state.wait_for_everyone()
+    if state.is_main_process:
+        path = sweep.write_table()
+        print(f"{len(sweep.done())} of {len(sweep.jobs)} jobs done; rows in {path}")
+    return 0
+
+
+def _check_arguments(args):
+    """Everything that can be checked before a model loads; returns the captions."""
+    from analysis import sweep as sw
+
+    captions = sw.read_captions(args.captions)
+    if args.first is not None:
+        if args.first < 1:
+            raise ValueError(f"--first must be at least 1; got {args.first}")
+        captions = captions[: args.first]
+    for spec in args.configurations:
+        sw.parse_configuration(spec)
+    for spec in args.samplers:
+        sw.parse_sampler(spec, args.steps)
+    if args.steps < 1:
+        raise ValueError(f"--steps must be at least 1; got {args.steps}")
+    bad = [s for s in args.seconds if not (math.isfinite(s) and s > 0)]
+    if bad:
+        raise ValueError(f"--seconds must be positive finite lengths in seconds; got {bad}")
+    for seed in args.seeds:
+        if not 0 <= seed < 2**64:
+            raise ValueError(f"--seeds must lie in [0, 2**64); got {seed}")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be at least 1; got {args.threads}")
+    if args.guidance_scale is not None and not math.isfinite(args.guidance_scale):
+        raise ValueError(f"--guidance-scale must be a finite number; got {args.guidance_scale}")
+    if args.out.exists() and not args.out.is_dir():
+        raise ValueError(f"--out {args.out} is a file; give a folder")
+    manifest = args.out / sw.MANIFEST
+    if not manifest.is_file() and args.out.is_dir() and any(args.out.iterdir()):
+        raise ValueError(f"--out {args.out} holds files but no {sw.MANIFEST}: choose a new or empty folder")
+    return captions
+
+
+def run_evaluate_sweep(args) -> int:
+    from analysis import sweep_evaluation as se
+
+    from .evaluate import load_evaluator
+
+    _, rows = se.read_rows(args.sweep)  # the sweep folder, then the reference folders, before the evaluator loads
+    se.check_reference(rows, args.reference)
+    if args.resamples < 0:
+        raise ValueError(f"--resamples must be at least 0; got {args.resamples}")
+    evaluator = load_evaluator(args.evaluator)
+    table = se.evaluate_sweep(args.sweep, args.reference, evaluator, fad_shrinkage=args.fad_shrinkage,
+                              resamples=args.resamples)
+    stem = args.out or args.sweep / "evaluation" / se.evaluator_id(evaluator)
+    paths = se.write_tables(table, Path(stem))
+    shown = table.pivot_table(index=["seconds", "sampler", "steps", "configuration"], columns="metric",
+                              values="value", sort=False)
+    print(shown.to_string(float_format="%.4g"))
+    print("wrote", " and ".join(str(p) for p in paths))
+    return 0

@@ -1,0 +1,227 @@
+"""Sweeps: captions, job ids, interleaved shares, resuming, byte-identical audio on one or two processes."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analysis import sweep as sw
+from litefocus_cli.main import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+# ---------------------------------------------------------------- captions
+def test_audiocaps_csv_and_plain_lines(tmp_path):
+    csv = write(tmp_path / "test.csv", "audiocap_id,youtube_id,start_time,caption\n"
+                                       "103549,7fmOlUlwoNg,20,Constant rattling noise\n"
+                                       '103548,6BJ455B1aAs,0,"A woman talks, then a man"\n')
+    assert sw.read_captions(csv) == [sw.Caption("103549", "Constant rattling noise", "7fmOlUlwoNg"),
+                                     sw.Caption("103548", "A woman talks, then a man", "6BJ455B1aAs")]
+    lines = write(tmp_path / "caps.txt", "a dog barking\n\n  rain on a roof \n")
+    assert sw.read_captions(lines) == [sw.Caption("1", "a dog barking"), sw.Caption("3", "rain on a roof")]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "holds no captions"),
+    ("audiocap_id,youtube_id,start_time,caption\n", "holds a header and no captions"),
+    ("id,caption\n1,a dog\n", "AudioCaps' columns"),
+    ("audiocap_id,youtube_id,start_time,caption\n1,x,0,a dog\n2,y,0\n", "line 3: 3 fields"),
+    ("audiocap_id,youtube_id,start_time,caption\n1,x,0,a dog\n1,y,0,a cat\n", "line 3: audiocap_id 1 appears twice"),
+    ("audiocap_id,youtube_id,start_time,caption\n1,x,0,\n", "line 2: empty audiocap_id or caption"),
+])
+def test_bad_caption_files_name_the_line(tmp_path, text, message):
+    path = write(tmp_path / ("c.csv" if text.startswith(("audiocap", "id")) else "c.txt"), text)
+    with pytest.raises(ValueError, match=message):
+        sw.read_captions(path)
+
+
+# ---------------------------------------------------------------- configurations, samplers, jobs
+def test_configurations_and_samplers_parse_with_ratios_and_steps():
+    config = sw.parse_configuration("cross_frequency_only:0.4")
+    assert (config.name, config.ratio, config.same_frequency) == ("cross_frequency_only:0.4", 0.4, False)
+    assert sw.parse_configuration("token_merging:0.3").ratio == 0.3
+    assert sw.parse_sampler("dpmsolver++:25", 200) == sw.Sampler("dpmsolver++", 25)
+    assert sw.parse_sampler("default", 200) == sw.Sampler("default", 200)
+    for spec, message in [("nope", "unknown configuration 'nope'"), ("dense:0.5", "not to dense"),
+                          ("litefocus:x", "must be a number"), ("litefocus:1.5", r"in \[0, 1\]"),
+                          ("token_merging:1", "below 1")]:
+        with pytest.raises(ValueError, match=message):
+            sw.parse_configuration(spec)
+    for spec, message in [("euler", "unknown sampler 'euler'"), ("ddim:0", "at least 1"), ("ddim:x", "integer")]:
+        with pytest.raises(ValueError, match=message):
+            sw.parse_sampler(spec, 50)
+
+
+def test_job_ids_depend_on_what_the_job_computes_only():
+    cap = sw.Caption("1", "a dog barking")
+    litefocus = sw.parse_configuration("litefocus")
+    job = sw.Job(cap, litefocus, 10.24, sw.Sampler("default", 50), 0)
+    same = sw.Job(sw.Caption("7", "a dog barking", "other"), sw.parse_configuration("litefocus:0.1"), 10.24,
+                  sw.Sampler("default", 50), 0)
+    assert job.id("w", None) == same.id("w", None)  # the caption's id and the configuration's name do not matter
+    others = [job.id("v", None), job.id("w", 3.0), sw.Job(cap, litefocus, 20.48, job.sampler, 0).id("w", None),
+              sw.Job(cap, litefocus, 10.24, sw.Sampler("default", 25), 0).id("w", None),
+              sw.Job(cap, litefocus, 10.24, job.sampler, 1).id("w", None),
+              sw.Job(cap, sw.parse_configuration("litefocus_concat"), 10.24, job.sampler, 0).id("w", None)]
+    assert len(set(others + [job.id("w", None)])) == 7
+
+
+def test_jobs_run_longest_first_and_shares_interleave():
+    caps = [sw.Caption(str(i), f"caption {i}") for i in range(3)]
+    jobs = sw.make_jobs(caps, [sw.parse_configuration("dense")], [2.56, 10.24],
+                        [sw.Sampler("default", 50), sw.Sampler("dpmsolver++", 10)], [0])
+    assert [(j.seconds, j.sampler.steps) for j in jobs] == [(10.24, 50)] * 3 + [(2.56, 50)] * 3 + [(10.24, 10)] * 3 \
+        + [(2.56, 10)] * 3
+    shares = [sw.share(jobs, rank, 2) for rank in range(2)]
+    assert sorted(map(id, shares[0] + shares[1])) == sorted(map(id, jobs))  # a partition
+    work = [sum(j.seconds * j.sampler.steps for j in part) for part in shares]
+    assert abs(work[0] - work[1]) <= 10.24 * 50  # at most one long job apart (a contiguous split: 9x that)
+
+
+def test_lengths_the_model_cannot_take(tiny_pipe):
+    assert sw.minimum_seconds(tiny_pipe) == pytest.approx(0.04)  # 160 / 16000 hop x VAE scale 4
+    with pytest.raises(ValueError, match="takes lengths of at least"):
+        sw.check_lengths(tiny_pipe, [10.24, 0.01])
+
+
+# ---------------------------------------------------------------- the sweep folder
+def tiny_sweep(out: Path, pipe, seeds=(0,), captions=2) -> sw.Sweep:
+    from litefocus.models import weights_fingerprint
+
+    caps = [sw.Caption(str(i), c) for i, c in enumerate(["a dog barking", "rain on a roof"][:captions])]
+    configs = [sw.parse_configuration(c) for c in ("dense", "litefocus", "token_merging")]
+    samplers = [sw.Sampler("default", 2), sw.Sampler("dpmsolver++", 2)]
+    settings = dict(model_fingerprint=weights_fingerprint(pipe), captions=[c.text for c in caps],
+                    configurations=[c.name for c in configs], seconds=[0.64], samplers=[s.label for s in samplers],
+                    seeds=list(seeds), guidance_scale=None, audio_format="wav")
+    return sw.Sweep(out, settings, sw.make_jobs(caps, configs, [0.64], samplers, list(seeds)))
+
+
+def test_a_sweep_resumes_where_it_stopped_and_refuses_other_settings(tmp_path, tiny_pipe):
+    sweep = tiny_sweep(tmp_path / "s", tiny_pipe)
+    sweep.check_out()
+    assert sw.run_sweep(tiny_pipe, sweep, progress=False) == 12
+    rows = sweep.rows()
+    assert len(rows) == 12 and set(rows.id) == set(sweep.ids) and (rows.unet_calls == 2).all()
+    assert (rows.unet_seconds_per_step > 0).all() and (rows.job_seconds >= rows.pipeline_seconds).all()
+    first = {i: (tmp_path / "s" / sw.JOBS / f"{i}.wav").read_bytes() for i in sweep.ids}
+    # a job whose row is missing (killed after its audio) runs again; the others are not touched
+    lost = sweep.ids[3]
+    (tmp_path / "s" / sw.JOBS / f"{lost}.json").unlink()
+    (tmp_path / "s" / sw.JOBS / f".{lost}.wav.abc.wav").write_bytes(b"partial")  # a killed write's leftover
+    stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "s" / sw.JOBS).glob("*.json")}
+    resumed = tiny_sweep(tmp_path / "s", tiny_pipe)
+    resumed.check_out()
+    assert sw.run_sweep(tiny_pipe, resumed, progress=False) == 1
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "s" / sw.JOBS).glob("*.json")
+            if p.name != f"{lost}.json"} == stamps
+    assert {i: (tmp_path / "s" / sw.JOBS / f"{i}.wav").read_bytes() for i in sweep.ids} == first  # same bytes
+    assert not list((tmp_path / "s" / sw.JOBS).glob(".*"))
+    with pytest.raises(ValueError, match="differs in: seeds"):
+        tiny_sweep(tmp_path / "s", tiny_pipe, seeds=(0, 1)).check_out()
+    (tmp_path / "foreign").mkdir()
+    write(tmp_path / "foreign" / "x.txt", "x")
+    with pytest.raises(ValueError, match="holds files but no sweep.json"):
+        tiny_sweep(tmp_path / "foreign", tiny_pipe).check_out()
+
+
+def test_a_job_gives_the_same_audio_in_any_order(tmp_path, tiny_pipe):
+    """Each job's noise and random choices come from its seed alone: run in reverse order, same bytes."""
+    forward, backward = tiny_sweep(tmp_path / "a", tiny_pipe), tiny_sweep(tmp_path / "b", tiny_pipe)
+    backward.jobs, backward.ids = backward.jobs[::-1], backward.ids[::-1]
+    for sweep in (forward, backward):
+        sw.run_sweep(tiny_pipe, sweep, progress=False)
+    import soundfile
+
+    for i in forward.ids:
+        assert (tmp_path / "a" / sw.JOBS / f"{i}.wav").read_bytes() == (tmp_path / "b" / sw.JOBS / f"{i}.wav"
+                                                                         ).read_bytes()
+    audio = {i: soundfile.read(tmp_path / "a" / sw.JOBS / f"{i}.wav", dtype="float32")[0] for i in forward.ids}
+    assert all(np.abs(a).max() > 0 for a in audio.values())  # float WAV keeps the tiny model's quiet output
+    assert len({a.tobytes() for a in audio.values()}) == len(audio)  # and the jobs differ from each other
+
+
+# ---------------------------------------------------------------- the command line
+def sweep_args(captions: Path, out: Path, *extra) -> list[str]:
+    return ["sweep", "--model", "tiny", "--captions", str(captions), "--configurations", "dense", "litefocus",
+            "cross_frequency_only:0.4", "--seconds", "0.64", "1.28", "--steps", "6", "--samplers", "default",
+            "dpmsolver++:3", "--threads", "1", "--audio-format", "wav", "--no-progress", "--out", str(out), *extra]
+
+
+def test_sweep_bad_input_is_a_clear_error_before_any_generation(tmp_path, capsys):
+    caps = write(tmp_path / "caps.txt", "a dog barking\n")
+    assert main(sweep_args(write(tmp_path / "empty.txt", "\n"), tmp_path / "o")) == 2
+    assert "holds no captions" in capsys.readouterr().err
+    assert main(sweep_args(caps, tmp_path / "o", "--configurations", "fast")) == 2
+    assert "unknown configuration 'fast'" in capsys.readouterr().err
+    assert main(sweep_args(caps, tmp_path / "o", "--seconds", "0.01")) == 2
+    assert "takes lengths of at least 0.04 s" in capsys.readouterr().err
+    (tmp_path / "busy").mkdir()
+    write(tmp_path / "busy" / "notes.txt", "mine")
+    assert main(sweep_args(caps, tmp_path / "busy")) == 2
+    assert "holds files but no sweep.json" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+    assert main(sweep_args(caps, tmp_path / "o", "--first", "1")) == 0
+    assert main(sweep_args(caps, tmp_path / "o", "--steps", "7")) == 2
+    assert "differs in: samplers" in capsys.readouterr().err
+
+
+def launch(args: list[str], processes: int) -> subprocess.Popen:
+    """``accelerate launch`` of the litefocus command on this CPU machine (torchrun's launcher: accelerate's --cpu
+    launcher starts several processes only through mpirun)."""
+    command = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes",
+               str(processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--main_process_port", str(29500 + os.getpid() % 1000), "-m", "litefocus_cli", *args]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_two_processes_killed_and_resumed_match_one_process(tmp_path):
+    """Two processes under accelerate launch; one is SIGKILLed mid-sweep; the same command completes the sweep with
+    no job lost or run twice, and every clip is byte-identical to a one-process run's."""
+    import psutil
+
+    caps = write(tmp_path / "caps.txt", "a dog barking\nrain on a roof\nsomeone whistling\n")
+    two, one = tmp_path / "two", tmp_path / "one"
+    total = 3 * 3 * 2 * 2
+    launcher = launch(sweep_args(caps, two), 2)
+    jobs = two / sw.JOBS
+    deadline = time.time() + 120
+    while time.time() < deadline and launcher.poll() is None and len(list(jobs.glob("*.json"))) < 4:
+        time.sleep(0.05)
+    workers = [p for p in psutil.Process(launcher.pid).children(recursive=True)
+               if "litefocus_cli" in " ".join(p.cmdline())]
+    assert launcher.poll() is None and len(workers) == 2, launcher.communicate()[0][-3000:]
+    workers[1].send_signal(signal.SIGKILL)
+    output = launcher.communicate(timeout=120)[0]
+    assert launcher.returncode != 0, output[-3000:]
+    before = {p.name: p.stat().st_mtime_ns for p in jobs.glob("*.json")}
+    assert 4 <= len(before) < total
+    resumed = launch(sweep_args(caps, two), 2)
+    output = resumed.communicate(timeout=180)[0]
+    assert resumed.returncode == 0, output[-3000:]
+    after = {p.name: p.stat().st_mtime_ns for p in jobs.glob("*.json")}
+    assert len(after) == total and all(after[name] == stamp for name, stamp in before.items())  # none ran twice
+    assert main(sweep_args(caps, one)) == 0
+    import pandas as pd
+
+    rows = pd.read_csv(two / "jobs.csv")
+    assert len(rows) == total and rows.id.is_unique and set(rows.process) == {0, 1}
+    import soundfile
+
+    for name in rows.audio:
+        assert (two / name).read_bytes() == (one / name).read_bytes(), name
+        assert np.abs(soundfile.read(two / name)[0]).max() > 0
+    assert not [p for p in jobs.iterdir() if p.name.startswith(".")]
