@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench notebooks figures corpus minildm evaluator venv clean
+.PHONY: demo test bench notebooks figures corpus minildm evaluator paper-tables venv clean
 
 venv: $(STAMP)
 
@@ -61,6 +61,30 @@ minildm: corpus
 evaluator: corpus
 	$(BIN)/python -m analysis.evaluator_training --corpus runs/corpus --out runs/evaluator/model
 	$(BIN)/python -m analysis.evaluator_validation --path runs/evaluator/model --corpus runs/corpus
+
+# The paper's Tables 1-3 on the embedded model (about 100 minutes on 2 cores, after make corpus): the held-out
+# captions and their round-tripped references, three sweeps on two processes (Tables 1 and 3 with the authors'
+# concatenation; Table 2 at the lengths the paper has, with dense reused from the first; the fast solver), their
+# evaluation into data/paper_tables.
+# Every step resumes where it stopped.
+LAUNCH := $(BIN)/accelerate launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no \
+	--dynamo_backend no -m litefocus_cli sweep --model default --captions runs/heldout/captions.csv --threads 1
+TABLES := runs/paper_tables
+paper-tables: $(STAMP)
+	$(BIN)/python -m analysis.heldout_set --corpus runs/corpus --out runs/heldout
+	$(LAUNCH) --configurations dense litefocus token_merging same_frequency_only litefocus_concat \
+		--seconds 20.48 10.24 5.12 2.56 --steps 25 --out $(TABLES)/tables_1_3
+	$(LAUNCH) --configurations dense litefocus --samplers dpmsolver++:10 \
+		--seconds 20.48 10.24 5.12 2.56 --out $(TABLES)/fast_solver
+	$(LAUNCH) --configurations dense cross_frequency_only:0.8 cross_frequency_only:0.6 cross_frequency_only:0.4 \
+		cross_frequency_only:0.2 --seconds 10.24 5.12 2.56 --steps 25 --reuse $(TABLES)/tables_1_3 \
+		--out $(TABLES)/table_2
+	$(BIN)/litefocus evaluate-sweep $(TABLES)/tables_1_3 --reference runs/heldout/reference \
+		--compare same_frequency_only:litefocus litefocus_concat:litefocus token_merging:litefocus \
+		--out data/paper_tables/tables_1_3
+	for s in fast_solver table_2; do $(BIN)/litefocus evaluate-sweep $(TABLES)/$$s \
+		--reference runs/heldout/reference --out data/paper_tables/$$s || exit 1; done
+	for s in tables_1_3 fast_solver table_2; do cp $(TABLES)/$$s/jobs.csv data/paper_tables/$${s}_jobs.csv; done
 
 clean:
 	rm -rf $(VENV)

@@ -112,37 +112,75 @@ def kernel_distance(emb_a, emb_b, bandwidth: float | None = None, resamples: int
     a, b = _embeddings(emb_a, "emb_a"), _embeddings(emb_b, "emb_b")
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"emb_a and emb_b have different dimensions: {a.shape[1]} and {b.shape[1]}")
+    kernels = _kernels(a, b, bandwidth)
+    rng = np.random.default_rng(seed)
+    draws = [(rng.integers(0, len(a), len(a)), rng.integers(0, len(b), len(b))) for _ in range(resamples)]
+    ca, cb = _counts([d[0] for d in draws], len(a)), _counts([d[1] for d in draws], len(b))
+    value = float(_mmd(kernels, np.ones((1, len(a))), np.ones((1, len(b))))[0])
+    return Estimate(value, *_interval(list(_mmd(kernels, ca, cb))), len(a))
+
+
+def _kernels(a: np.ndarray, b: np.ndarray, bandwidth: float | None) -> tuple[np.ndarray, ...]:
+    """The Gaussian kernel matrices ``K_aa, K_bb, K_ab``, bandwidth by the median heuristic on ``b`` unless given."""
     sigma = median_bandwidth(b) if bandwidth is None else float(bandwidth)
     if not sigma > 0:
         raise ValueError(f"bandwidth must be positive; got {sigma} (are all reference embeddings equal?)")
     gamma = 1.0 / (2 * sigma**2)
-    k_aa, k_bb, k_ab = (np.exp(-gamma * _squared_distances(x, y)) for x, y in ((a, a), (b, b), (a, b)))
+    return tuple(np.exp(-gamma * _squared_distances(x, y)) for x, y in ((a, a), (b, b), (a, b)))
 
-    def mmd(ca: np.ndarray, cb: np.ndarray) -> np.ndarray:
-        """The statistic for each row of clip counts ``ca`` ``(R, n)``, ``cb`` ``(R, m)`` (how often each clip is
-        drawn): within a set, ordered pairs of draws of two different clips, ``(c K c - sum c_i^2 K_ii) / (n^2 -
-        sum c_i^2)``; across sets all pairs, ``ca K cb / (n m)``."""
-        def within(k, c):
-            pairs = c.sum(1) ** 2 - (c * c).sum(1)
-            with np.errstate(invalid="ignore", divide="ignore"):  # one clip drawn n times: no pair, NaN
-                return (((c @ k) * c).sum(1) - (c * c) @ np.diag(k)) / np.where(pairs > 0, pairs, np.nan)
 
-        across = ((ca @ k_ab) * cb).sum(1) / (len(a) * len(b))
-        return KAD_SCALE * (within(k_aa, ca) + within(k_bb, cb) - 2 * across)
+def _counts(draws: list[np.ndarray], n: int) -> np.ndarray:
+    """How often each of ``n`` clips is drawn, ``(R, n)``, for ``R`` draws of clip indices."""
+    return np.array([np.bincount(d, minlength=n) for d in draws], dtype=np.float64).reshape(-1, n)
 
+
+def _mmd(kernels: tuple[np.ndarray, ...], ca: np.ndarray, cb: np.ndarray) -> np.ndarray:
+    """:data:`KAD_SCALE` x the unbiased MMD^2 for each row of clip counts ``ca`` ``(R, n)``, ``cb`` ``(R, m)`` (how
+    often each clip is drawn): within a set, ordered pairs of draws of two different clips, ``(c K c - sum c_i^2
+    K_ii) / (n^2 - sum c_i^2)``; across sets all pairs, ``ca K cb / (n m)``."""
+    k_aa, k_bb, k_ab = kernels
+
+    def within(k, c):
+        pairs = c.sum(1) ** 2 - (c * c).sum(1)
+        with np.errstate(invalid="ignore", divide="ignore"):  # one clip drawn n times: no pair, NaN
+            return (((c @ k) * c).sum(1) - (c * c) @ np.diag(k)) / np.where(pairs > 0, pairs, np.nan)
+
+    across = ((ca @ k_ab) * cb).sum(1) / (ca.sum(1) * cb.sum(1))
+    return KAD_SCALE * (within(k_aa, ca) + within(k_bb, cb) - 2 * across)
+
+
+def paired_difference(metric: str, gen_a, gen_b, reference, shrinkage: float = 0.0, resamples: int = 200,
+                      seed: int = 0) -> Estimate:
+    """``metric(gen_a, reference) - metric(gen_b, reference)`` for ``metric`` "FAD" or "KAD", with a 95 % interval
+    from bootstrap draws that resample the rows of ``gen_a`` and ``gen_b`` together (row ``i`` of each: clips of the
+    same caption and seed, under two configurations) and the reference clips apart. Pairing removes the spread that
+    comes from which captions were drawn, so the interval is the one to read when asking whether a configuration
+    differs from another. KAD's bandwidth: the median heuristic on ``reference``, as in :func:`kernel_distance`."""
+    a, b = _embeddings(gen_a, "gen_a"), _embeddings(gen_b, "gen_b")
+    r = _embeddings(reference, "reference")
+    if a.shape != b.shape or a.shape[1] != r.shape[1]:
+        raise ValueError(f"gen_a and gen_b must pair row by row, with the reference's dimensions; got {a.shape}, "
+                         f"{b.shape} and {r.shape}")
     rng = np.random.default_rng(seed)
-    draws = [(rng.integers(0, len(a), len(a)), rng.integers(0, len(b), len(b))) for _ in range(resamples)]
-    ca = np.array([np.bincount(ia, minlength=len(a)) for ia, _ in draws], dtype=np.float64).reshape(-1, len(a))
-    cb = np.array([np.bincount(ib, minlength=len(b)) for _, ib in draws], dtype=np.float64).reshape(-1, len(b))
-    value = float(mmd(np.ones((1, len(a))), np.ones((1, len(b))))[0])
-    return Estimate(value, *_interval(list(mmd(ca, cb))), len(a))
+    draws = [(rng.integers(0, len(a), len(a)), rng.integers(0, len(r), len(r))) for _ in range(resamples)]
+    if metric == "KAD":
+        sigma = median_bandwidth(r)
+        ka, kb = _kernels(a, r, sigma), _kernels(b, r, sigma)
+        ones_g, ones_r = np.ones((1, len(a))), np.ones((1, len(r)))
+        value = float((_mmd(ka, ones_g, ones_r) - _mmd(kb, ones_g, ones_r))[0])
+        cg, cr = _counts([d[0] for d in draws], len(a)), _counts([d[1] for d in draws], len(r))
+        boot = list(_mmd(ka, cg, cr) - _mmd(kb, cg, cr))
+    elif metric == "FAD":
+        value = _frechet(a, r, shrinkage) - _frechet(b, r, shrinkage)
+        boot = [_frechet(a[i], r[j], shrinkage) - _frechet(b[i], r[j], shrinkage) for i, j in draws]
+    else:
+        raise ValueError(f"metric must be 'FAD' or 'KAD'; got {metric!r}")
+    return Estimate(value, *_interval(boot), len(a))
 
 
-def kl_divergence(probs_generated, probs_reference, eps: float = 1e-6, resamples: int = 1000,
-                  seed: int = 0) -> Estimate:
-    """Mean over paired clips of ``KL(p_ref || p_gen) = sum_c p_ref,c log(p_ref,c / p_gen,c)``: class probabilities
-    ``(n, classes)`` of a generated clip and of the reference clip of the same caption, as audioldm_eval pairs them.
-    Rows are clipped at ``eps`` and renormalised (so that a zero probability does not give infinity)."""
+def kl_per_clip(probs_generated, probs_reference, eps: float = 1e-6) -> np.ndarray:
+    """``KL(p_ref || p_gen) = sum_c p_ref,c log(p_ref,c / p_gen,c)`` per pair of rows ``(n, classes)``; rows are
+    clipped at ``eps`` and renormalised (so that a zero probability does not give infinity)."""
     p = _embeddings(probs_generated, "probs_generated", 1)
     q = _embeddings(probs_reference, "probs_reference", 1)
     if p.shape != q.shape:
@@ -152,23 +190,35 @@ def kl_divergence(probs_generated, probs_reference, eps: float = 1e-6, resamples
     p = np.clip(p, eps, None)
     q = np.clip(q, eps, None)
     p, q = p / p.sum(1, keepdims=True), q / q.sum(1, keepdims=True)
-    per_clip = (q * np.log(q / p)).sum(1)
-    return _mean_with_interval(per_clip, resamples, seed)
+    return (q * np.log(q / p)).sum(1)
 
 
-def clap_score(audio_emb, text_emb, resamples: int = 1000, seed: int = 0) -> Estimate:
-    """100 x the mean cosine similarity of matched (audio, caption) embedding pairs ``(n, d)`` (the CLAP score as the
-    LiteFocus paper prints it)."""
+def kl_divergence(probs_generated, probs_reference, eps: float = 1e-6, resamples: int = 1000,
+                  seed: int = 0) -> Estimate:
+    """Mean over paired clips of :func:`kl_per_clip`: class probabilities ``(n, classes)`` of a generated clip and of
+    the reference clip of the same caption, as audioldm_eval pairs them."""
+    return mean_with_interval(kl_per_clip(probs_generated, probs_reference, eps), resamples, seed)
+
+
+def clap_per_clip(audio_emb, text_emb) -> np.ndarray:
+    """100 x the cosine similarity of each matched (audio, caption) embedding pair ``(n, d)``."""
     a, t = _embeddings(audio_emb, "audio_emb", 1), _embeddings(text_emb, "text_emb", 1)
     if a.shape != t.shape:
         raise ValueError(f"audio_emb and text_emb must pair clip by clip; got {a.shape} and {t.shape}")
     norms = np.linalg.norm(a, axis=1) * np.linalg.norm(t, axis=1)
     if (norms == 0).any():
         raise ValueError("an embedding is all zeros: its cosine is undefined")
-    return _mean_with_interval(100 * (a * t).sum(1) / norms, resamples, seed)
+    return 100 * (a * t).sum(1) / norms
 
 
-def _mean_with_interval(values: np.ndarray, resamples: int, seed: int) -> Estimate:
+def clap_score(audio_emb, text_emb, resamples: int = 1000, seed: int = 0) -> Estimate:
+    """The mean of :func:`clap_per_clip` (the CLAP score as the LiteFocus paper prints it)."""
+    return mean_with_interval(clap_per_clip(audio_emb, text_emb), resamples, seed)
+
+
+def mean_with_interval(values: np.ndarray, resamples: int = 1000, seed: int = 0) -> Estimate:
+    """The mean of per-clip ``values`` ``(n,)`` with the 95 % bootstrap interval over clips."""
+    values = np.asarray(values, dtype=np.float64)
     rng = np.random.default_rng(seed)
     boot = values[rng.integers(0, len(values), (resamples, len(values)))].mean(1)
     return Estimate(float(values.mean()), *_interval(list(boot)), len(values))

@@ -9,8 +9,8 @@ alone, so the same job gives the same audio whichever process runs it, after wha
 same ``threads``: float sums depend on how they are split).
 
 ``OUT/sweep.json`` (the manifest) holds the settings; a sweep resumes in a folder only when they match. Under
-``accelerate launch`` each process takes an interleaved share of the pending jobs, longest first, so that long jobs
-spread over the processes; a killed process loses only the job it was running. ``OUT/jobs.csv`` gathers the rows.
+``accelerate launch`` each process takes an interleaved share of the pending jobs, longest first within each
+caption, so that long jobs spread over the processes (:func:`share`); a killed process loses only the job it was running. ``OUT/jobs.csv`` gathers the rows.
 """
 
 from __future__ import annotations
@@ -219,15 +219,34 @@ class Job:
 
 def make_jobs(captions: list[Caption], configurations: list[Configuration], seconds: list[float],
               samplers: list[Sampler], seeds: list[int]) -> list[Job]:
-    """Every combination, longest (length x steps) first: an interleaved share then spreads the long jobs."""
-    jobs = [Job(c, config, s, sampler, seed) for s in seconds for sampler in samplers for config in configurations
-            for seed in seeds for c in captions]
-    return sorted(jobs, key=lambda j: -j.seconds * j.sampler.steps)  # stable: ties keep the order above
+    """Every combination, caption by caption (seed, then caption, outermost: a sweep stopped halfway holds every
+    cell for the captions it reached), and within a caption the longest (length x steps) first."""
+    jobs = []
+    for seed in seeds:
+        for caption in captions:
+            block = [Job(caption, config, s, sampler, seed) for s in seconds for sampler in samplers
+                     for config in configurations]
+            jobs += sorted(block, key=lambda j: -j.seconds * j.sampler.steps)  # stable: ties keep the order above
+    return jobs
 
 
-def share(pending: list, process_index: int, num_processes: int) -> list:
-    """The interleaved share of one process: items ``process_index, process_index + num_processes, ...``."""
-    return pending[process_index::num_processes]
+def job_cost(job: Job) -> float:
+    """A job's work, in audio seconds times denoising steps (what :func:`share` balances)."""
+    return job.seconds * job.sampler.steps
+
+
+def share(pending: list, process_index: int, num_processes: int, cost=lambda item: 1.0) -> list:
+    """One process's interleaved share of ``pending``: the items dealt out in order, each to the process with the
+    least ``cost`` dealt so far (ties to the lowest index; equal costs deal round-robin). Every process computes
+    the same deal from the same list, with no communication."""
+    loads = [0.0] * num_processes
+    mine = []
+    for item in pending:
+        seat = loads.index(min(loads))
+        loads[seat] += cost(item)
+        if seat == process_index:
+            mine.append(item)
+    return mine
 
 
 # ---------------------------------------------------------------- the sweep folder
@@ -271,6 +290,23 @@ class Sweep:
     def pending(self) -> list[tuple[str, Job]]:
         done = self.done()
         return [(i, job) for i, job in zip(self.ids, self.jobs) if i not in done]
+
+    def adopt(self, other: str | os.PathLike) -> int:
+        """Copy the finished jobs of sweep folder ``other`` that this sweep also has (the same id: the same job) into
+        this one, audio first and row last, each atomically; return how many. Jobs shared between sweeps run once."""
+        import shutil
+
+        source = Path(other) / JOBS
+        if not (Path(other) / MANIFEST).is_file():
+            raise FileNotFoundError(f"--reuse {other}: not a sweep folder (no {MANIFEST})")
+        theirs = {e.name[:-5] for e in os.scandir(source) if e.name.endswith(".json") and not e.name.startswith(".")}
+        wanted = [i for i in self.ids if i in theirs and i not in self.done()]
+        for job_id in wanted:
+            row = read_json(source / f"{job_id}.json")
+            audio = Path(row["audio"]).name
+            write_atomic(self.out / JOBS / audio, lambda tmp, a=source / audio: shutil.copyfile(a, tmp))
+            write_json(self.out / JOBS / f"{job_id}.json", row)
+        return len(wanted)
 
     def rows(self):
         """The written rows as a ``pandas.DataFrame``, in job order."""
@@ -317,7 +353,7 @@ def run_job(pipe, job: Job, job_id: str, out: Path, guidance_scale: float | None
     import soundfile
     from scipy.io import wavfile
 
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), time.time()
     folder = out / JOBS
     for stale in folder.glob(f".{job_id}.*"):  # temporary files of a killed earlier attempt at this job
         stale.unlink(missing_ok=True)
@@ -350,14 +386,15 @@ def run_job(pipe, job: Job, job_id: str, out: Path, guidance_scale: float | None
         unet_calls=len(calls), unet_seconds=float(sum(calls)),
         unet_seconds_per_step=float(sum(calls) / max(1, len(calls))), pipeline_seconds=pipeline_seconds,
         job_seconds=time.perf_counter() - started, process=process_index, threads=threads, device=str(pipe.device),
-        finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        started_at=started_at, finished_at=time.time(), finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     write_json(folder / f"{job_id}.json", row)
     return row
 
 
 def run_sweep(pipe, sweep: Sweep, process_index: int = 0, num_processes: int = 1, threads: int = 1,
-              barrier=lambda: None, progress: bool = True) -> int:
-    """Run this process's share of the pending jobs; return how many it ran.
+              barrier=lambda: None, progress: bool = True, reuse: list = ()) -> int:
+    """Run this process's share of the pending jobs; return how many it ran. ``reuse``: sweep folders whose finished
+    jobs of this sweep are copied first (:meth:`Sweep.adopt`).
 
     ``barrier()`` waits for every process (accelerate's ``wait_for_everyone``): all processes list the pending jobs
     between two barriers, so that they split the same list, before any of them writes a job.
@@ -366,10 +403,12 @@ def run_sweep(pipe, sweep: Sweep, process_index: int = 0, num_processes: int = 1
 
     if process_index == 0:
         sweep.write_manifest()
+        for other in reuse:
+            print(f"reused {sweep.adopt(other)} finished jobs of {other}")
     barrier()
     pending = sweep.pending()
     barrier()
-    mine = share(pending, process_index, num_processes)
+    mine = share(pending, process_index, num_processes, cost=lambda pair: job_cost(pair[1]))
     rate = sampling_rate(pipe)
     bar = None
     if progress and process_index == 0:

@@ -203,6 +203,48 @@ def _speed(rows: pd.DataFrame, cell: tuple, first_sampler: str) -> dict:
                 speedup=dense_first.pipeline_seconds.median() / pipeline if len(dense_first) else np.nan)
 
 
+def compare_configurations(out: str | os.PathLike, reference: str | os.PathLike, evaluator, pairs=None,
+                           fad_shrinkage: float | None = None, resamples: int = 200, seed: int = 0) -> pd.DataFrame:
+    """Paired differences between configurations, per length and sampler: ``metric(a) - metric(b)`` for FAD, KAD
+    (:func:`analysis.quality.paired_difference`), KL and CLAP (means of per-clip differences), each with a 95 %
+    bootstrap interval over captions; clips are paired by (caption, seed), and only pairs both configurations
+    generated count. ``pairs``: ``[(a, b), ...]`` (default: every configuration against the sweep's first). Reads
+    the embeddings :func:`evaluate_sweep` cached (and embeds what is missing)."""
+    out = Path(out)
+    manifest, rows = read_rows(out)
+    folders = check_reference(rows, reference)
+    embedded = embed_jobs(out, rows, evaluator, progress=False)
+    names = [c["name"] for c in manifest["settings"]["configurations"]]
+    pairs = pairs or [(name, names[0]) for name in names[1:]]
+    table = []
+    for (seconds, sampler, steps), group in rows.groupby(["seconds", "sampler", "steps"], sort=False):
+        ref_names, ref = embed_reference(out, folders[seconds], evaluator)
+        position = {n: i for i, n in enumerate(ref_names)}
+        for a, b in pairs:
+            ga = group[group.configuration == a].set_index(["caption_id", "seed"])
+            gb = group[group.configuration == b].set_index(["caption_id", "seed"])
+            both = ga.index.intersection(gb.index)
+            if len(both) < 2:
+                continue
+            ea = {k: np.stack([embedded[i][k] for i in ga.loc[both, "id"]]) for k in embedded[ga.id.iloc[0]]}
+            eb = {k: np.stack([embedded[i][k] for i in gb.loc[both, "id"]]) for k in embedded[gb.id.iloc[0]]}
+            s = fad_shrinkage if fad_shrinkage is not None else (
+                0.0 if min(len(both), len(ref["audio"])) > evaluator.audio_dim else 0.1)
+            estimates = {m: quality.paired_difference(m, ea["audio"], eb["audio"], ref["audio"], shrinkage=s,
+                                                      resamples=resamples, seed=seed) for m in ("FAD", "KAD")}
+            audio_ids = [str(x) for x in ga.loc[both, "audio_id"].fillna("")]
+            if all(x in position for x in audio_ids):
+                ref_probs = ref["probabilities"][[position[x] for x in audio_ids]]
+                per_clip = [quality.kl_per_clip(e["probabilities"], ref_probs) for e in (ea, eb)]
+                estimates["KL"] = quality.mean_with_interval(per_clip[0] - per_clip[1], 1000, seed)
+            cosine = [quality.clap_per_clip(e["clap_audio"], e["text"]) for e in (ea, eb)]
+            estimates["CLAP"] = quality.mean_with_interval(cosine[0] - cosine[1], 1000, seed)
+            for metric, e in estimates.items():
+                table.append(dict(seconds=seconds, sampler=sampler, steps=steps, configuration=a, baseline=b,
+                                  metric=metric, difference=e.value, low=e.low, high=e.high, pairs=len(both)))
+    return pd.DataFrame(table)
+
+
 def write_tables(table: pd.DataFrame, path_stem: Path) -> list[Path]:
     """The table as CSV and netCDF (``(configuration, seconds, sampler, metric)`` coordinates): ``STEM.csv``,
     ``STEM.nc``, each written atomically."""

@@ -48,6 +48,8 @@ def add_parsers(commands) -> None:
                             "byte-identical across runs with the same threads per process")
     sweep.add_argument("--out", type=Path, required=True,
                        help="sweep folder: new, empty, or a sweep with the same settings (it resumes)")
+    sweep.add_argument("--reuse", type=Path, nargs="+", default=[],
+                       help="other sweep folders: the jobs this sweep shares with them (same id) are copied, not rerun")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     ev = commands.add_parser("evaluate-sweep", help="FAD, KAD, KL, CLAP and speed-up per cell of a sweep")
@@ -59,6 +61,9 @@ def add_parsers(commands) -> None:
                     help="covariance shrinkage for FAD in [0, 1] (default: 0, or 0.1 when a set has no more clips "
                          "than embedding dimensions)")
     ev.add_argument("--resamples", type=int, default=100, help="bootstrap draws per interval")
+    ev.add_argument("--compare", nargs="+", default=None, metavar="A:B",
+                    help="paired differences A - B per length and sampler (besides each configuration against the "
+                         "sweep's first, always written), into STEM_comparisons.csv")
     ev.add_argument("--out", type=Path, default=None,
                     help="table path without suffix (default: SWEEP/evaluation/EVALUATOR); .csv and .nc are written")
 
@@ -99,7 +104,7 @@ def run_sweep(args) -> int:
               f"configurations x {len(args.seconds)} lengths x {len(samplers)} samplers x {len(args.seeds)} seeds) "
               f"on {state.num_processes} process(es), {threads} thread(s) each, into {args.out}")
     sw.run_sweep(pipe, sweep, state.process_index, state.num_processes, threads, barrier=state.wait_for_everyone,
-                 progress=not args.no_progress)
+                 progress=not args.no_progress, reuse=args.reuse)
     state.wait_for_everyone()
     if state.is_main_process:
         path = sweep.write_table()
@@ -134,6 +139,9 @@ def _check_arguments(args):
         raise ValueError(f"--guidance-scale must be a finite number; got {args.guidance_scale}")
     if args.out.exists() and not args.out.is_dir():
         raise ValueError(f"--out {args.out} is a file; give a folder")
+    for other in args.reuse:
+        if not (other / sw.MANIFEST).is_file():
+            raise ValueError(f"--reuse {other}: not a sweep folder (no {sw.MANIFEST})")
     manifest = args.out / sw.MANIFEST
     if not manifest.is_file() and args.out.is_dir() and any(args.out.iterdir()):
         raise ValueError(f"--out {args.out} holds files but no {sw.MANIFEST}: choose a new or empty folder")
@@ -149,11 +157,26 @@ def run_evaluate_sweep(args) -> int:
     se.check_reference(rows, args.reference)
     if args.resamples < 0:
         raise ValueError(f"--resamples must be at least 0; got {args.resamples}")
+    manifest = se.read_rows(args.sweep)[0]
+    names = [c["name"] for c in manifest["settings"]["configurations"]]
+    pairs = [(name, names[0]) for name in names[1:]]
+    for spec in args.compare or []:
+        a, _, b = spec.partition(":")
+        if a not in names or b not in names or a == b:
+            raise ValueError(f"--compare {spec}: give A:B, two different configurations of this sweep "
+                             f"({', '.join(names)})")
+        pairs.append((a, b))
     evaluator = load_evaluator(args.evaluator)
     table = se.evaluate_sweep(args.sweep, args.reference, evaluator, fad_shrinkage=args.fad_shrinkage,
                               resamples=args.resamples)
-    stem = args.out or args.sweep / "evaluation" / se.evaluator_id(evaluator)
-    paths = se.write_tables(table, Path(stem))
+    stem = Path(args.out or args.sweep / "evaluation" / se.evaluator_id(evaluator))
+    paths = se.write_tables(table, stem)
+    comparisons = se.compare_configurations(args.sweep, args.reference, evaluator, pairs,
+                                            fad_shrinkage=args.fad_shrinkage, resamples=2 * args.resamples)
+    from litefocus.files import write_atomic
+
+    paths.append(write_atomic(stem.with_name(stem.name + "_comparisons.csv"),
+                              lambda tmp: comparisons.to_csv(tmp, index=False)))
     shown = table.pivot_table(index=["seconds", "sampler", "steps", "configuration"], columns="metric",
                               values="value", sort=False)
     print(shown.to_string(float_format="%.4g"))

@@ -78,16 +78,20 @@ def test_job_ids_depend_on_what_the_job_computes_only():
     assert len(set(others + [job.id("w", None)])) == 7
 
 
-def test_jobs_run_longest_first_and_shares_interleave():
+def test_jobs_run_caption_by_caption_longest_first_and_shares_interleave():
     caps = [sw.Caption(str(i), f"caption {i}") for i in range(3)]
-    jobs = sw.make_jobs(caps, [sw.parse_configuration("dense")], [2.56, 10.24],
-                        [sw.Sampler("default", 50), sw.Sampler("dpmsolver++", 10)], [0])
-    assert [(j.seconds, j.sampler.steps) for j in jobs] == [(10.24, 50)] * 3 + [(2.56, 50)] * 3 + [(10.24, 10)] * 3 \
-        + [(2.56, 10)] * 3
-    shares = [sw.share(jobs, rank, 2) for rank in range(2)]
+    configs = [sw.parse_configuration(c) for c in ("dense", "litefocus", "token_merging")]
+    jobs = sw.make_jobs(caps, configs, [2.56, 10.24], [sw.Sampler("default", 50), sw.Sampler("dpmsolver++", 10)],
+                        [0])
+    assert [j.caption.id for j in jobs] == ["0"] * 12 + ["1"] * 12 + ["2"] * 12
+    assert [(j.seconds, j.sampler.steps) for j in jobs[:12]] == [(10.24, 50)] * 3 + [(2.56, 50)] * 3 \
+        + [(10.24, 10)] * 3 + [(2.56, 10)] * 3
+    assert sw.share(list(range(7)), 0, 3) == [0, 3, 6] and sw.share(list(range(7)), 2, 3) == [2, 5]
+    shares = [sw.share(jobs, rank, 2, cost=sw.job_cost) for rank in range(2)]
     assert sorted(map(id, shares[0] + shares[1])) == sorted(map(id, jobs))  # a partition
     work = [sum(j.seconds * j.sampler.steps for j in part) for part in shares]
-    assert abs(work[0] - work[1]) <= 10.24 * 50  # at most one long job apart (a contiguous split: 9x that)
+    contiguous = [sum(j.seconds * j.sampler.steps for j in part) for part in (jobs[:18], jobs[18:])]
+    assert abs(work[0] - work[1]) <= 2.56 * 50 < abs(contiguous[0] - contiguous[1])
 
 
 def test_lengths_the_model_cannot_take(tiny_pipe):
