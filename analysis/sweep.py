@@ -2,7 +2,7 @@
 
 A job generates one clip and writes two files into ``OUT/jobs``: its audio (``ID.flac`` or ``ID.wav``) and then its row
 (``ID.json``: settings and timings), each atomically, so a job is done exactly when its row exists. A job's ``ID`` is
-a hash of the model's weights, the caption, the configuration at this length, the length, the sampler, its steps,
+a hash of the model's weights, the caption (its id and text), the configuration at this length, the length, the sampler, its steps,
 the seed and the guidance scale: the same job has the same id in any sweep, on any number of processes. Its noise
 and every random choice inside it (LiteFocus's keys, Token Merging's draws, Griffin-Lim's phase) come from its seed
 alone, so the same job gives the same audio whichever process runs it, after whatever other jobs (on CPU, with the
@@ -204,8 +204,9 @@ class Job:
     seed: int
 
     def key(self, model: str, guidance_scale: float | None) -> dict:
-        """What determines the job's audio (``model``: the weights' fingerprint)."""
-        return dict(version=JOB_VERSION, model=model, caption=self.caption.text,
+        """What determines the job's audio (``model``: the weights' fingerprint), and the caption's id: two captions
+        of the same text (AudioCaps has some) are two jobs, each paired with its own reference clip."""
+        return dict(version=JOB_VERSION, model=model, caption_id=self.caption.id, caption=self.caption.text,
                     configuration={k: v for k, v in asdict(self.configuration.at_length(self.seconds)).items()
                                    if k != "name"},
                     seconds=round(self.seconds, 6), sampler=self.sampler.name, steps=self.sampler.steps,
@@ -258,8 +259,8 @@ class Sweep:
         self.settings = json.loads(json.dumps(settings))  # as the manifest will read back (tuples as lists)
         self.ids = [job.id(settings["model_fingerprint"], settings["guidance_scale"]) for job in jobs]
         if len(set(self.ids)) != len(self.ids):
-            raise ValueError("two jobs of this sweep are the same job (repeated captions, configurations that differ "
-                             "only by name, repeated lengths or seeds): remove the repeats")
+            raise ValueError("two jobs of this sweep are the same job (configurations that differ only by name, "
+                             "repeated lengths, samplers or seeds): remove the repeats")
 
     def check_out(self) -> None:
         """Raise ValueError unless ``out`` is new, empty, or a sweep with the same settings (which then resumes)."""

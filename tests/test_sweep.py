@@ -68,9 +68,10 @@ def test_job_ids_depend_on_what_the_job_computes_only():
     cap = sw.Caption("1", "a dog barking")
     litefocus = sw.parse_configuration("litefocus")
     job = sw.Job(cap, litefocus, 10.24, sw.Sampler("default", 50), 0)
-    same = sw.Job(sw.Caption("7", "a dog barking", "other"), sw.parse_configuration("litefocus:0.1"), 10.24,
+    same = sw.Job(sw.Caption("1", "a dog barking", "other"), sw.parse_configuration("litefocus:0.1"), 10.24,
                   sw.Sampler("default", 50), 0)
-    assert job.id("w", None) == same.id("w", None)  # the caption's id and the configuration's name do not matter
+    assert job.id("w", None) == same.id("w", None)  # the configuration's name and the audio name do not matter
+    assert sw.Job(sw.Caption("2", "a dog barking"), litefocus, 10.24, job.sampler, 0).id("w", None) != job.id("w", None)
     others = [job.id("v", None), job.id("w", 3.0), sw.Job(cap, litefocus, 20.48, job.sampler, 0).id("w", None),
               sw.Job(cap, litefocus, 10.24, sw.Sampler("default", 25), 0).id("w", None),
               sw.Job(cap, litefocus, 10.24, job.sampler, 1).id("w", None),
