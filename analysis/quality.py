@@ -45,11 +45,15 @@ def _interval(values: list[float]) -> tuple[float, float]:
 
 
 def _trace_sqrt_product(a: np.ndarray, b: np.ndarray) -> float:
-    """``Tr((a b)^(1/2))`` for symmetric positive semi-definite ``a``, ``b``: the eigenvalues of ``a b`` are those of
-    ``a^(1/2) b a^(1/2)``, real and non-negative (round-off below zero is clipped)."""
-    w, v = np.linalg.eigh(a)
-    root = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
-    return float(np.sqrt(np.clip(np.linalg.eigvalsh(root @ b @ root), 0, None)).sum())
+    """``Tr((a b)^(1/2))`` for symmetric positive semi-definite ``a``, ``b``: with ``a = L L^T`` (Cholesky), the
+    eigenvalues of ``a b`` are those of the symmetric ``L^T b L``, real and non-negative (round-off below zero is
+    clipped). A singular ``a`` has no Cholesky factor: then ``L = a^(1/2)`` from its eigendecomposition."""
+    try:
+        root = np.linalg.cholesky(a)
+    except np.linalg.LinAlgError:
+        w, v = np.linalg.eigh(a)
+        root = v * np.sqrt(np.clip(w, 0, None))
+    return float(np.sqrt(np.clip(np.linalg.eigvalsh(root.T @ b @ root), 0, None)).sum())
 
 
 def _frechet(a: np.ndarray, b: np.ndarray, shrinkage: float) -> float:

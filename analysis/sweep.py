@@ -99,14 +99,22 @@ def _read_audiocaps(path: Path, text: str) -> list[Caption]:
 
 # ---------------------------------------------------------------- configurations and samplers
 def parse_configuration(spec: str) -> Configuration:
-    """``NAME`` of ``analysis.ablations.ABLATIONS``, or ``NAME:RATIO`` for the same with another ratio (LiteFocus's
-    compensation ratio r, or Token Merging's merge ratio): ``cross_frequency_only:0.4``."""
-    name, _, ratio = spec.partition(":")
+    """``NAME`` of ``analysis.ablations.ABLATIONS``, optionally ``@BLOCK+BLOCK...`` for other blocks (names or globs
+    of ``litefocus.selection``) and ``:RATIO`` for another ratio (LiteFocus's compensation ratio r, or Token
+    Merging's merge ratio): ``cross_frequency_only:0.4``, ``litefocus@up_blocks.1``,
+    ``same_frequency_only@down_blocks.1+up_blocks.2``. The spec is the configuration's name."""
+    rest, _, ratio = spec.partition(":")
+    name, _, blocks = rest.partition("@")
     known = {c.name: c for c in ABLATIONS}
     if name not in known:
         raise ValueError(f"--configurations: unknown configuration {name!r}; choose from {sorted(known)}, "
-                         "optionally with :RATIO")
-    config = known[name]
+                         "optionally with @BLOCK+BLOCK and :RATIO")
+    config = replace(known[name], name=spec)
+    if blocks:
+        if config.kind == "dense" or not all(blocks.split("+")):
+            raise ValueError(f"--configurations {spec}: '@' takes block names joined by '+' (down_blocks.1+up_blocks.2)"
+                             " and applies to LiteFocus and Token Merging configurations, not to dense")
+        config = replace(config, blocks=tuple(blocks.split("+")))
     if ratio:
         try:
             value = float(ratio)
@@ -115,13 +123,25 @@ def parse_configuration(spec: str) -> Configuration:
         if config.kind == "dense" or not 0 <= value <= 1 or (config.kind == "token_merging" and value >= 1):
             raise ValueError(f"--configurations {spec}: a ratio in [0, 1] (below 1 for token_merging) applies to "
                              "LiteFocus and Token Merging configurations, not to dense")
-        config = replace(config, name=spec, ratio=value)
+        config = replace(config, ratio=value)
         if config.kind == "litefocus":
             import litefocus
 
             litefocus.LiteFocusOptions(ratio=value, same_frequency=config.same_frequency,
                                        cross_frequency=config.cross_frequency, union=config.union)
     return config
+
+
+def check_blocks(pipe, configurations: list[Configuration]) -> None:
+    """Every configuration's blocks name self-attention modules of ``pipe``'s UNet (else the error lists them)."""
+    from litefocus.selection import self_attention_modules
+
+    for config in configurations:
+        if config.kind != "dense":
+            try:
+                self_attention_modules(pipe, list(config.blocks))
+            except ValueError as error:
+                raise ValueError(f"--configurations {config.name}: {error}") from None
 
 
 SAMPLERS = ("default", "ddim", "dpmsolver++")

@@ -31,8 +31,8 @@ def add_parsers(commands) -> None:
                        help="AudioCaps' CSV (audiocap_id, youtube_id, start_time, caption) or one caption a line")
     sweep.add_argument("--first", type=int, default=None, help="only the first N captions of the file")
     sweep.add_argument("--configurations", nargs="+", default=["dense", "litefocus"],
-                       help="names of analysis.ablations.ABLATIONS, each optionally NAME:RATIO "
-                            "(e.g. cross_frequency_only:0.4)")
+                       help="names of analysis.ablations.ABLATIONS, each optionally with other blocks and another "
+                            "ratio: NAME[@BLOCK+BLOCK][:RATIO] (cross_frequency_only:0.4, litefocus@up_blocks.1)")
     sweep.add_argument("--seconds", type=float, nargs="+", default=[10.24], help="audio lengths in seconds")
     sweep.add_argument("--steps", type=int, default=50, help="steps of the 'default' sampler (the pipeline's own)")
     sweep.add_argument("--samplers", nargs="+", default=["default"],
@@ -92,6 +92,7 @@ def run_sweep(args) -> int:
     from litefocus.models import weights_fingerprint
 
     configurations = [sw.parse_configuration(c) for c in args.configurations]
+    sw.check_blocks(pipe, configurations)
     samplers = [sw.parse_sampler(s, args.steps) for s in args.samplers]
     settings = dict(model_fingerprint=weights_fingerprint(pipe), dtype=args.dtype, audio_format=args.audio_format,
                     captions=[asdict(c) for c in captions], configurations=[asdict(c) for c in configurations],

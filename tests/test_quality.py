@@ -110,3 +110,31 @@ def test_no_resamples_gives_the_value_alone():
                      quality.clap_score(x, x + 1, resamples=0)):
         assert np.isfinite(estimate.value) and np.isnan(estimate.low) and np.isnan(estimate.high)
     assert quality.frechet_distance(x, x + 1, resamples=0).value == quality.frechet_distance(x, x + 1).value
+
+
+def test_paired_difference_is_zero_for_one_set_and_signed_for_a_worse_one():
+    rng = np.random.default_rng(0)
+    reference = rng.standard_normal((200, 4))
+    close = rng.standard_normal((150, 4))
+    far = close + np.array([1.0, 0, 0, 0])  # row i of each: the same caption, one configuration shifted
+    for metric in ("FAD", "KAD"):
+        same = quality.paired_difference(metric, close, close, reference, resamples=50)
+        assert same.value == same.low == same.high == 0.0
+        worse = quality.paired_difference(metric, far, close, reference, resamples=50)
+        single = {"FAD": quality.frechet_distance, "KAD": quality.kernel_distance}[metric]
+        expected = single(far, reference, resamples=0).value - single(close, reference, resamples=0).value
+        assert worse.value == pytest.approx(expected) and 0 < worse.low <= worse.value <= worse.high
+        assert quality.paired_difference(metric, close, far, reference, resamples=50).high < 0
+    with pytest.raises(ValueError, match="pair row by row"):
+        quality.paired_difference("KAD", close, close[:-1], reference)
+    with pytest.raises(ValueError, match="'FAD' or 'KAD'"):
+        quality.paired_difference("KL", close, close, reference)
+
+
+def test_per_clip_values_average_to_the_set_statistics():
+    rng = np.random.default_rng(1)
+    p, q = rng.dirichlet(np.ones(5), 20), rng.dirichlet(np.ones(5), 20)
+    assert quality.kl_per_clip(p, q).mean() == pytest.approx(quality.kl_divergence(p, q, resamples=0).value)
+    a, t = rng.standard_normal((20, 8)), rng.standard_normal((20, 8))
+    assert quality.clap_per_clip(a, t).mean() == pytest.approx(quality.clap_score(a, t, resamples=0).value)
+    assert quality.mean_with_interval(np.full(10, 3.0)) == (3.0, 3.0, 3.0, 10)

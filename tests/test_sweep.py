@@ -52,11 +52,14 @@ def test_configurations_and_samplers_parse_with_ratios_and_steps():
     config = sw.parse_configuration("cross_frequency_only:0.4")
     assert (config.name, config.ratio, config.same_frequency) == ("cross_frequency_only:0.4", 0.4, False)
     assert sw.parse_configuration("token_merging:0.3").ratio == 0.3
+    other = sw.parse_configuration("same_frequency_only@up_blocks.1+mid_block:0.2")
+    assert (other.blocks, other.ratio, other.cross_frequency) == (("up_blocks.1", "mid_block"), 0.2, False)
     assert sw.parse_sampler("dpmsolver++:25", 200) == sw.Sampler("dpmsolver++", 25)
     assert sw.parse_sampler("default", 200) == sw.Sampler("default", 200)
     for spec, message in [("nope", "unknown configuration 'nope'"), ("dense:0.5", "not to dense"),
                           ("litefocus:x", "must be a number"), ("litefocus:1.5", r"in \[0, 1\]"),
-                          ("token_merging:1", "below 1")]:
+                          ("token_merging:1", "below 1"), ("dense@up_blocks.1", "not to dense"),
+                          ("litefocus@up_blocks.1+", "joined by '\\+'")]:
         with pytest.raises(ValueError, match=message):
             sw.parse_configuration(spec)
     for spec, message in [("euler", "unknown sampler 'euler'"), ("ddim:0", "at least 1"), ("ddim:x", "integer")]:
@@ -173,6 +176,8 @@ def test_sweep_bad_input_is_a_clear_error_before_any_generation(tmp_path, capsys
     assert "unknown configuration 'fast'" in capsys.readouterr().err
     assert main(sweep_args(caps, tmp_path / "o", "--seconds", "0.01")) == 2
     assert "takes lengths of at least 0.04 s" in capsys.readouterr().err
+    assert main(sweep_args(caps, tmp_path / "o", "--configurations", "litefocus@up_blocks.7")) == 2
+    assert "litefocus@up_blocks.7: 'up_blocks.7'" in capsys.readouterr().err
     (tmp_path / "busy").mkdir()
     write(tmp_path / "busy" / "notes.txt", "mine")
     assert main(sweep_args(caps, tmp_path / "busy")) == 2
@@ -230,3 +235,96 @@ def test_two_processes_killed_and_resumed_match_one_process(tmp_path):
         assert (two / name).read_bytes() == (one / name).read_bytes(), name
         assert np.abs(soundfile.read(two / name)[0]).max() > 0
     assert not [p for p in jobs.iterdir() if p.name.startswith(".")]
+
+
+# ---------------------------------------------------------------- evaluation
+@pytest.fixture(scope="module")
+def minildm_sweep(tmp_path_factory):
+    """A finished MiniLDM sweep (3 captions x dense, LiteFocus x 0.64 s, 2 steps) and a reference folder whose clip
+    names are the captions' audio ids."""
+    import soundfile
+
+    from litefocus.models import weights_fingerprint
+    from minildm import load_minildm
+
+    root = tmp_path_factory.mktemp("evaluation")
+    pipe = load_minildm()
+    pipe.set_progress_bar_config(disable=True)
+    caps = [sw.Caption(str(i), c, f"clip{i}") for i, c in
+            enumerate(["a string quartet playing a chorale", "rain on a roof", "a man speaking english calmly"])]
+    configs = [sw.parse_configuration(c) for c in ("dense", "litefocus")]
+    settings = dict(model_fingerprint=weights_fingerprint(pipe), captions=[c.text for c in caps],
+                    configurations=[{"name": c.name} for c in configs], seconds=[0.64], samplers=["default:2"],
+                    seeds=[0], guidance_scale=None, audio_format="flac")
+    sweep = sw.Sweep(root / "sweep", settings, sw.make_jobs(caps, configs, [0.64], [sw.Sampler("default", 2)], [0]))
+    sw.run_sweep(pipe, sweep, threads=2, progress=False)
+    rng = np.random.default_rng(0)
+    (root / "reference").mkdir()
+    for i in range(4):  # tones with a little noise, 0.64 s at 16 kHz
+        t = np.arange(10240) / 16000
+        clip = 0.3 * np.sin(2 * np.pi * 220 * (i + 1) * t) + 0.01 * rng.standard_normal(t.size)
+        soundfile.write(root / "reference" / f"clip{i}.flac", clip, 16000)
+    return root
+
+
+def test_evaluate_sweep_matches_the_metrics_on_its_cached_embeddings(minildm_sweep):
+    from analysis import quality
+    from analysis import sweep_evaluation as se
+    from analysis.evaluator import Evaluator
+
+    evaluator = Evaluator.offline()
+    out, reference = minildm_sweep / "sweep", minildm_sweep / "reference"
+    table = se.evaluate_sweep(out, reference, evaluator, resamples=20, progress=False)
+    cells = table[table.configuration != se.FLOOR]
+    assert set(cells.configuration) == {"dense", "litefocus"} and set(cells.metric) == {"FAD", "KAD", "KL", "CLAP"}
+    assert (cells.clips == 3).all() and (cells.reference_clips == 4).all() and cells.value.notna().all()
+    assert set(table[table.configuration == se.FLOOR].metric) >= {"FAD", "KAD"}
+    cache = out / "embeddings" / se.evaluator_id(evaluator)
+    rows = se.read_rows(out)[1]
+    dense = rows[rows.configuration == "dense"].sort_values("caption_id")
+    gen = np.stack([np.load(cache / f"{i}.npz")["audio"] for i in dense.id])
+    ref = evaluator.embed(*quality.read_folder(reference)[1:]).audio
+    expected = quality.kernel_distance(gen, ref, resamples=0).value
+    kad = cells[(cells.configuration == "dense") & (cells.metric == "KAD")].value.iloc[0]
+    assert kad == pytest.approx(expected)
+    stamps = {p: p.stat().st_mtime_ns for p in cache.iterdir()}
+    comparisons = se.compare_configurations(out, reference, evaluator, resamples=20)
+    assert {p: p.stat().st_mtime_ns for p in cache.iterdir()} == stamps  # nothing embedded twice
+    paired = comparisons[comparisons.metric == "KAD"].iloc[0]
+    lite = cells[(cells.configuration == "litefocus") & (cells.metric == "KAD")].value.iloc[0]
+    assert (paired.configuration, paired.baseline, paired.pairs) == ("litefocus", "dense", 3)
+    assert paired.difference == pytest.approx(lite - kad)  # the same statistic, paired by caption
+    paths = se.write_tables(table, minildm_sweep / "tables" / "t")
+    import xarray as xr
+
+    ds = xr.load_dataset(paths[1])
+    assert float(ds.value.sel(configuration="dense", seconds=0.64, sampler="default:2", metric="KAD")) == \
+        pytest.approx(kad)
+
+
+def test_evaluate_sweep_checks_its_folders_before_loading_a_model(minildm_sweep, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["evaluate-sweep", str(minildm_sweep / "sweep"), "--reference", str(tmp_path / "empty")]) == 2
+    assert "holds no audio files" in capsys.readouterr().err
+    assert main(["evaluate-sweep", str(tmp_path), "--reference", str(minildm_sweep / "reference")]) == 2
+    assert "holds no sweep.json" in capsys.readouterr().err
+    assert main(["evaluate-sweep", str(minildm_sweep / "sweep"), "--reference", str(minildm_sweep / "reference"),
+                 "--compare", "dense:dense"]) == 2
+    assert "two different configurations" in capsys.readouterr().err
+
+
+def test_reuse_copies_the_jobs_two_sweeps_share(minildm_sweep, tmp_path):
+    from litefocus.files import read_json
+
+    settings = read_json(minildm_sweep / "sweep" / sw.MANIFEST)["settings"]
+    caps = [sw.Caption(str(i), c, f"clip{i}") for i, c in enumerate(settings["captions"])]
+    configs = [sw.parse_configuration("dense"), sw.parse_configuration("same_frequency_only")]
+    other = sw.Sweep(tmp_path / "other", dict(settings, configurations=["dense", "same_frequency_only"]),
+                     sw.make_jobs(caps, configs, [0.64], [sw.Sampler("default", 2)], [0]))
+    other.write_manifest()
+    assert other.adopt(minildm_sweep / "sweep") == 3  # the dense jobs; same_frequency_only still to run
+    assert len(other.pending()) == 3 and all(j.configuration.name == "same_frequency_only" for _, j in other.pending())
+    for job_id in other.done():
+        assert (tmp_path / "other" / sw.JOBS / f"{job_id}.flac").read_bytes() == (
+            minildm_sweep / "sweep" / sw.JOBS / f"{job_id}.flac").read_bytes()
+    assert other.adopt(minildm_sweep / "sweep") == 0
