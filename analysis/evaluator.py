@@ -27,6 +27,9 @@ import numpy as np
 import torch
 
 OFFLINE_PATH = Path(__file__).resolve().parent.parent / "data" / "evaluator"
+TEMPORAL_PROFILE = "temporal_profile.json"
+PROFILE_LAGS = (1, 2, 4, 8, 16, 32, 64)  # frames of 10 ms
+PROFILE_QUANTILES = (0.5, 0.9, 0.99, 1.0)
 PUBLIC_CLAP = "laion/clap-htsat-unfused"
 PUBLIC_AST = "MIT/ast-finetuned-audioset-10-10-0.4593"
 LABEL_HEAD = "label_head.safetensors"
@@ -74,6 +77,41 @@ def resample(clips: list[np.ndarray], sampling_rate: int, target: int) -> list[n
     import librosa
 
     return [librosa.resample(c, orig_sr=sampling_rate, target_sr=target).astype(np.float32) for c in clips]
+
+
+def temporal_profile(clips: list[np.ndarray], sampling_rate: int) -> np.ndarray:
+    """Order-sensitive statistics of each clip, ``(n, 11)``: from its 64-bin log-mel at 10 ms hops (16 kHz, the clip
+    scaled to unit RMS), minus
+    the clip's mean spectrum, the mean cosine between frames ``lag`` apart for lags of 10 to 640 ms
+    (:data:`PROFILE_LAGS`: how fast the sound changes), and quantiles of the frame-to-frame change (spectral flux,
+    over the clip's spread: the jumps). Putting a clip's pieces in another order leaves its pooled spectrum as it
+    was but cuts its slow correlations and adds jumps at every seam."""
+    import librosa
+
+    out = []
+    for clip in resample(clips, sampling_rate, 16000):
+        clip = clip / (np.sqrt(np.mean(clip.astype(np.float64) ** 2)) + 1e-12)  # loudness does not count
+        mel = librosa.feature.melspectrogram(y=clip, sr=16000, n_fft=1024, hop_length=160, n_mels=64, power=1.0,
+                                             center=False)  # no padded frames: the clip's edges are no jumps
+        log_mel = np.log(mel + 1e-5).T  # (frames, 64)
+        centred = log_mel - log_mel.mean(0)
+        norms = np.linalg.norm(centred, axis=1) + 1e-8
+        lags = [float(np.mean((centred[:-k] * centred[k:]).sum(1) / (norms[:-k] * norms[k:])))
+                if len(centred) > k else 0.0 for k in PROFILE_LAGS]
+        flux = np.linalg.norm(np.diff(log_mel, axis=0), axis=1) / (8 * log_mel.std() + 1e-8)
+        out.append(lags + [float(q) for q in np.quantile(flux, PROFILE_QUANTILES)])
+    return np.asarray(out, dtype=np.float64)
+
+
+def fit_temporal_profile(clips: list[np.ndarray], clap_audio: np.ndarray, sampling_rate: int) -> dict:
+    """Standardization of :func:`temporal_profile` on real clips and the weight that gives the standardized profile
+    the same total variance across those clips as their CLAP audio embeddings ``(n, p)`` have, so that neither part
+    drowns the other in FAD and KAD."""
+    profile = temporal_profile(clips, sampling_rate)
+    mean, std = profile.mean(0), profile.std(0) + 1e-8
+    weight = float(np.sqrt(clap_audio.var(0).sum() / profile.shape[1]))
+    return dict(mean=mean.tolist(), std=std.tolist(), weight=weight, clips=len(clips), lags_frames=PROFILE_LAGS,
+                quantiles=PROFILE_QUANTILES)
 
 
 class Evaluator:
@@ -157,7 +195,10 @@ class Evaluator:
     # ------------------------------------------------------------------ loading
     @classmethod
     def offline(cls, path: str | Path = OFFLINE_PATH, device: str = "cpu") -> "Evaluator":
-        """The evaluator trained here on the MiniLDM 2 corpus (``data/evaluator``)."""
+        """The evaluator trained here on the MiniLDM 2 corpus (``data/evaluator``). FAD and KAD compare its CLAP audio
+        embedding, and beside it, when the folder holds :data:`TEMPORAL_PROFILE`, the weighted standardized
+        :func:`temporal_profile` (the CLAP embedding pools over time and cannot tell a clip from its pieces
+        reordered); the CLAP score and the classes use the CLAP embedding alone."""
         from safetensors.torch import load_file
         from transformers import ClapModel, ClapProcessor
 
@@ -170,13 +211,20 @@ class Evaluator:
         head = LabelHead(clap.config.projection_dim, len(classes))
         head.load_state_dict(load_file(path / LABEL_HEAD))
         head.eval().to(device)
+        profile = json.loads((path / TEMPORAL_PROFILE).read_text()) if (path / TEMPORAL_PROFILE).is_file() else None
+        rate = processor.feature_extractor.sampling_rate
 
         @torch.no_grad()
         def classify(clips, clap_audio):
-            return torch.softmax(head(torch.from_numpy(clap_audio).to(device)), -1).cpu().numpy(), None
+            probabilities = torch.softmax(head(torch.from_numpy(clap_audio).to(device)), -1).cpu().numpy()
+            if profile is None:
+                return probabilities, None
+            z = (temporal_profile(clips, rate) - profile["mean"]) / np.asarray(profile["std"])
+            return probabilities, np.concatenate([clap_audio, profile["weight"] * z], axis=1)
 
-        return cls(clap, processor, classify, classes, processor.feature_extractor.sampling_rate,
-                   name=f"offline ({path.name})", device=device)
+        return cls(clap, processor, classify, classes, rate,
+                   name=f"offline ({path.name}{' + temporal profile' if profile else ''})", device=device,
+                   audio_dim=clap.config.projection_dim + (len(profile["mean"]) if profile else 0))
 
     @classmethod
     def from_pretrained(cls, clap: str = PUBLIC_CLAP, classifier: str = "panns", device: str = "cpu",

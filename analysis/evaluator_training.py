@@ -98,6 +98,22 @@ def shuffle_time(features: torch.Tensor, rng: np.random.Generator) -> torch.Tens
     return out
 
 
+def add_temporal_profile(path: Path, corpus: Path, clips: int = 1000, seed: int = 0) -> dict:
+    """Fit the evaluator's temporal profile (``analysis.evaluator.fit_temporal_profile``) on ``clips`` train clips
+    of 2.56 s drawn at random from the corpus, and write it beside the evaluator at ``path`` (its FAD and KAD then
+    see the order of sounds in time)."""
+    from minildm.corpus import read_clips
+
+    from .evaluator import TEMPORAL_PROFILE, Evaluator, fit_temporal_profile
+
+    audio, _ = read_clips(corpus, "train", 2.56)
+    chosen = np.sort(np.random.default_rng(seed).choice(len(audio), min(clips, len(audio)), replace=False))
+    clap_audio = Evaluator.offline(path).clap_audio(list(audio[chosen]))
+    fitted = fit_temporal_profile(list(audio[chosen]), clap_audio, SAMPLING_RATE)
+    write_json(path / TEMPORAL_PROFILE, fitted)
+    return fitted
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", type=Path, default=Path("runs/corpus"))
@@ -111,7 +127,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--shuffled-negatives", type=float, default=0.0,
                         help="share of each batch also given time-shuffled, as negatives of every caption (0: none)")
+    parser.add_argument("--add-temporal-profile", type=Path, default=None, metavar="EVALUATOR",
+                        help="instead of training: fit the temporal profile on train clips and write it into this "
+                             "trained evaluator's folder")
     args = parser.parse_args(argv)
+    if args.add_temporal_profile is not None:
+        torch.set_num_threads(args.threads)
+        fitted = add_temporal_profile(args.add_temporal_profile, args.corpus, seed=args.seed)
+        print(f"wrote the temporal profile (weight {fitted['weight']:.4f}, {fitted['clips']} clips) into "
+              f"{args.add_temporal_profile}")
+        return
     if not 0 <= args.shuffled_negatives <= 1:
         parser.error(f"--shuffled-negatives must lie in [0, 1]; got {args.shuffled_negatives}")
     if not (args.corpus / "sources.csv").is_file():

@@ -34,7 +34,8 @@ DEGRADATIONS = {"noise (SNR dB)": (30, 20, 10, 0), "low-pass (Hz)": (4000, 2000,
 def degrade(clips: np.ndarray, kind: str, level: float, seed: int = 0) -> np.ndarray:
     """``clips`` ``(n, samples)`` at 16 kHz degraded by ``kind`` (a key of :data:`DEGRADATIONS`) at ``level``:
     white noise at ``level`` dB SNR per clip, an 8th-order Butterworth low-pass at ``level`` Hz (zero phase), or the
-    clip cut into segments of ``level`` s that are put in a random order."""
+    clip cut into segments of ``level`` s that are put in a random order that moves every one (:func:`derangement`;
+    a tail shorter than a segment stays at the end)."""
     rng = np.random.default_rng(seed)
     if kind.startswith("noise"):
         power = (clips.astype(np.float64) ** 2).mean(1, keepdims=True)
@@ -48,13 +49,25 @@ def degrade(clips: np.ndarray, kind: str, level: float, seed: int = 0) -> np.nda
     if kind.startswith("time shuffle"):
         size = int(level * SAMPLING_RATE)
         out = clips.copy()
+        count = clips.shape[1] // size
         for i in range(len(clips)):
-            count = clips.shape[1] // size
-            order = rng.permutation(count)
+            order = derangement(count, rng)
             segments = clips[i, : count * size].reshape(count, size)[order]
             out[i, : count * size] = segments.reshape(-1)
         return out
     raise ValueError(f"kind must be one of {list(DEGRADATIONS)}; got {kind!r}")
+
+
+def derangement(count: int, rng: np.random.Generator) -> np.ndarray:
+    """A random order of ``count`` segments in which none stays in place (a uniform derangement, by rejection;
+    ``count`` < 2: the identity). A plain permutation of the two whole seconds of a 2.56 s clip leaves half the
+    clips as they were."""
+    if count < 2:
+        return np.arange(count)
+    while True:
+        order = rng.permutation(count)
+        if (order != np.arange(count)).all():
+            return order
 
 
 def split_by_source(rows: list[dict], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -197,6 +197,46 @@ def test_time_shuffled_negatives_hold_the_same_frames_in_another_order():
         assert key(shuffled) == key(features)
 
 
+def test_derangements_move_every_segment():
+    from analysis.evaluator_validation import derangement
+
+    rng = np.random.default_rng(0)
+    for count in (2, 3, 7):
+        orders = [derangement(count, rng) for _ in range(200)]
+        assert all(sorted(o) == list(range(count)) and (o != np.arange(count)).all() for o in orders)
+    assert len({tuple(derangement(4, rng)) for _ in range(300)}) == 9  # all 9 derangements of 4 occur
+    assert list(derangement(1, rng)) == [0]
+
+
+def test_temporal_profile_sees_order_and_joins_the_embedding(evaluator_path, tmp_path):
+    import shutil
+
+    from analysis.evaluator import TEMPORAL_PROFILE, fit_temporal_profile, temporal_profile
+    from analysis.evaluator_validation import degrade
+
+    t = np.arange(int(2.56 * RATE)) / RATE
+    glide = np.sin(2 * np.pi * (200 + 400 * t) * t)  # a slow upward glide: smooth frame to frame
+    clips = (glide[None] * np.linspace(0.2, 0.4, 6)[:, None]).astype(np.float32)
+    clean = temporal_profile(list(clips), RATE)
+    assert clean.shape == (6, 11)
+    np.testing.assert_allclose(clean, temporal_profile(list(clips * 3), RATE), atol=1e-4)  # loudness does not count
+    shuffled = temporal_profile(list(degrade(clips, "time shuffle (segment s)", 0.1, seed=0)), RATE)
+    assert (shuffled[:, 4:7] < clean[:, 4:7] - 0.1).all()  # slow correlations (160-640 ms) cut
+    assert (shuffled[:, -1] > 2 * clean[:, -1]).all()  # and the largest jump is at a seam
+    folder = tmp_path / "with_profile"
+    shutil.copytree(evaluator_path, folder)
+    plain = Evaluator.offline(folder)
+    fitted = fit_temporal_profile(list(tones(8, 2.56, seed=3)), plain.clap_audio(list(tones(8, 2.56, seed=3))), RATE)
+    write_json(folder / TEMPORAL_PROFILE, fitted)
+    evaluator = Evaluator.offline(folder)
+    assert evaluator.audio_dim == plain.audio_dim + 11 and "temporal profile" in evaluator.name
+    embedded = evaluator.embed(clips, RATE)
+    assert embedded.audio.shape == (6, plain.audio_dim + 11)
+    np.testing.assert_allclose(embedded.audio[:, :plain.audio_dim], embedded.clap_audio)
+    z = (clean - fitted["mean"]) / np.asarray(fitted["std"])
+    np.testing.assert_allclose(embedded.audio[:, plain.audio_dim:], fitted["weight"] * z, rtol=1e-6, atol=1e-9)
+
+
 def test_degradations_do_what_they_say_and_halves_share_no_source():
     from analysis.evaluator_validation import degrade, one_per_source, split_by_source
 
@@ -211,6 +251,9 @@ def test_degradations_do_what_they_say_and_halves_share_no_source():
     shuffled = degrade(clips, "time shuffle (segment s)", 0.25, seed=1)
     assert not np.array_equal(shuffled, clips)
     np.testing.assert_array_equal(np.sort(shuffled, axis=1), np.sort(clips, axis=1))  # the same samples
+    ramp = np.arange(2 * RATE, dtype=np.float32)[None].repeat(20, 0)  # 2 s in two 1 s segments: always swapped
+    halves = degrade(ramp, "time shuffle (segment s)", 1.0, seed=2)
+    np.testing.assert_array_equal(halves[:, :RATE], ramp[:, RATE:])
     with pytest.raises(ValueError, match="kind must be one of"):
         degrade(clips, "reverb", 1)
     rows = [dict(source=f"s{i // 3}", category=["music", "speech"][i % 2], caption="x", label="y") for i in range(24)]
