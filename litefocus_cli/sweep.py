@@ -17,7 +17,7 @@ from .models import DEFAULT, MODEL_HELP
 DTYPES = ("float32", "float16", "bfloat16")
 
 
-def sw_formats():
+def _audio_formats():
     from analysis.sweep import AUDIO_FORMATS
 
     return AUDIO_FORMATS
@@ -40,7 +40,7 @@ def add_parsers(commands) -> None:
                             "optionally NAME:STEPS (e.g. dpmsolver++:25)")
     sweep.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (each job's noise and random choices)")
     sweep.add_argument("--guidance-scale", type=float, default=None, help="default: the pipeline's")
-    sweep.add_argument("--audio-format", default="flac", choices=sw_formats(),
+    sweep.add_argument("--audio-format", default="flac", choices=_audio_formats(),
                        help="flac: 24-bit FLAC (default); wav: 32-bit float WAV, the samples exactly")
     sweep.add_argument("--dtype", default="float32", choices=DTYPES, help="weights and compute dtype")
     sweep.add_argument("--threads", type=int, default=None,

@@ -328,3 +328,52 @@ def test_reuse_copies_the_jobs_two_sweeps_share(minildm_sweep, tmp_path):
         assert (tmp_path / "other" / sw.JOBS / f"{job_id}.flac").read_bytes() == (
             minildm_sweep / "sweep" / sw.JOBS / f"{job_id}.flac").read_bytes()
     assert other.adopt(minildm_sweep / "sweep") == 0
+
+
+# ---------------------------------------------------------------- the held-out set
+def test_heldout_set_writes_captions_and_round_tripped_references(tmp_path):
+    import csv
+
+    import soundfile
+
+    from analysis.heldout_set import write_heldout_set
+    from minildm import load_minildm
+
+    corpus = tmp_path / "corpus"
+    (corpus / "sources").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(3):
+        t = np.arange(int(22 * 16000)) / 16000
+        soundfile.write(corpus / "sources" / f"src{i}.wav",
+                        (0.3 * np.sin(2 * np.pi * 300 * (i + 1) * t) + 0.01 * rng.standard_normal(t.size)), 16000)
+        rows.append(dict(source=f"src{i}", split="heldout", seconds=20.48, offset=1.0, category="music",
+                         label="x", caption=f"tone number {i}"))
+    rows.append(dict(rows[0], split="train"))
+    with open(corpus / "clips.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    codec = load_minildm().codec
+    out = tmp_path / "heldout"
+    assert write_heldout_set(corpus, out, [2.56, 5.12], codec) == 3
+    captions = sw.read_captions(out / "captions.csv")
+    assert sorted(c.audio for c in captions) == ["src0", "src1", "src2"]  # the reference names pair the clips
+    assert {c.text for c in captions} == {"tone number 0", "tone number 1", "tone number 2"}
+    for seconds in (2.56, 5.12):
+        audio, rate = soundfile.read(out / "reference" / f"{seconds:g}s" / "src1.flac")
+        assert rate == 16000 and len(audio) == int(round(seconds * 16000))
+        source = soundfile.read(corpus / "sources" / "src1.wav")[0][16000: 16000 + len(audio)]
+        expected = codec.to_audio(codec.mel(torch_tensor(source)))[0, : len(audio)]
+        np.testing.assert_allclose(audio, expected, atol=2e-6)  # the clip from its offset, round-tripped
+    stamp = (out / "reference" / "2.56s" / "src0.flac").stat().st_mtime_ns
+    write_heldout_set(corpus, out, [2.56, 5.12], codec)
+    assert (out / "reference" / "2.56s" / "src0.flac").stat().st_mtime_ns == stamp  # kept, not rewritten
+    with pytest.raises(ValueError, match="20.48 s long"):
+        write_heldout_set(corpus, out, [40.96], codec)
+
+
+def torch_tensor(audio):
+    import torch
+
+    return torch.from_numpy(np.asarray(audio, dtype=np.float32))[None]
