@@ -120,15 +120,17 @@ class Evaluator:
     ``clap``: a ``transformers.ClapModel``; ``processor``: its ``ClapProcessor``; ``classifier``: a callable
     ``(clips at classifier_rate, CLAP audio embeddings (n, p)) -> (probabilities (n, c), embeddings (n, d) or None)``;
     when it gives no embeddings, FAD and KAD use the CLAP audio embeddings. ``classes``: the class names;
-    ``audio_dim``: the classifier's embedding size when it gives one.
+    ``audio_dim``: the classifier's embedding size when it gives one. ``identity``: what, besides the CLAP weights,
+    decides the outputs (hashes of the classifier's and the temporal profile's files), for caches of embeddings.
     """
 
     def __init__(self, clap, processor, classifier, classes: list[str], classifier_rate: int, name: str,
-                 device: str | torch.device = "cpu", batch: int = 16, audio_dim: int | None = None):
+                 device: str | torch.device = "cpu", batch: int = 16, audio_dim: int | None = None,
+                 identity: str = ""):
         self.clap, self.processor = clap.eval().to(device), processor
         self.audio_dim = audio_dim or clap.config.projection_dim  # dimensions of what FAD and KAD compare
         self.classifier, self.classes, self.classifier_rate = classifier, list(classes), classifier_rate
-        self.name, self.device, self.batch = name, torch.device(device), batch
+        self.name, self.device, self.batch, self.identity = name, torch.device(device), batch, identity
 
     @property
     def sampling_rate(self) -> int:
@@ -222,9 +224,13 @@ class Evaluator:
             z = (temporal_profile(clips, rate) - profile["mean"]) / np.asarray(profile["std"])
             return probabilities, np.concatenate([clap_audio, profile["weight"] * z], axis=1)
 
+        import hashlib
+
+        files = [path / LABEL_HEAD, path / "classes.json", *([path / TEMPORAL_PROFILE] if profile else [])]
+        identity = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
         return cls(clap, processor, classify, classes, rate,
                    name=f"offline ({path.name}{' + temporal profile' if profile else ''})", device=device,
-                   audio_dim=clap.config.projection_dim + (len(profile["mean"]) if profile else 0))
+                   audio_dim=clap.config.projection_dim + (len(profile["mean"]) if profile else 0), identity=identity)
 
     @classmethod
     def from_pretrained(cls, clap: str = PUBLIC_CLAP, classifier: str = "panns", device: str = "cpu",

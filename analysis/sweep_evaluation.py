@@ -50,11 +50,13 @@ def check_reference(rows: pd.DataFrame, reference: str | os.PathLike) -> dict[fl
 
 
 def evaluator_id(evaluator) -> str:
-    """A folder name for one evaluator's cached embeddings: its name and 12 hex digits of its weights' hash."""
+    """A folder name for one evaluator's cached embeddings: its name and 12 hex digits of the hash of its CLAP
+    weights and its other files (``Evaluator.identity``: a refitted profile or head gets a new folder)."""
     from litefocus.models import weights_fingerprint
 
     slug = "".join(ch if ch.isalnum() else "-" for ch in evaluator.name).strip("-")[:40]
-    return f"{slug}-{weights_fingerprint(evaluator.clap)[:12]}"
+    digest = hashlib.sha256(f"{weights_fingerprint(evaluator.clap)}:{getattr(evaluator, 'identity', '')}".encode())
+    return f"{slug}-{digest.hexdigest()[:12]}"
 
 
 def read_rows(out: Path) -> tuple[dict, pd.DataFrame]:

@@ -262,3 +262,15 @@ def test_degradations_do_what_they_say_and_halves_share_no_source():
     assert not {rows[i]["source"] for i in first} & {rows[i]["source"] for i in second}
     chosen = one_per_source(rows)
     assert sorted(rows[i]["source"] for i in chosen) == sorted({r["source"] for r in rows})
+
+
+def test_the_evaluators_identity_follows_its_files(evaluator_path, tmp_path):
+    import shutil
+
+    from analysis.sweep_evaluation import evaluator_id
+
+    folder = tmp_path / evaluator_path.name  # the same name, the same files: the same cache
+    shutil.copytree(evaluator_path, folder)
+    assert evaluator_id(Evaluator.offline(folder)) == evaluator_id(Evaluator.offline(evaluator_path))
+    write_json(folder / "classes.json", ["music", "speech", "wind"])  # another head's classes: another cache
+    assert evaluator_id(Evaluator.offline(folder)) != evaluator_id(Evaluator.offline(evaluator_path))
