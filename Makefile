@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench notebooks figures corpus minildm evaluator paper-tables venv clean
+.PHONY: demo test bench notebooks figures corpus minildm evaluator paper-tables block-ablation venv clean
 
 venv: $(STAMP)
 
@@ -85,6 +85,18 @@ paper-tables: $(STAMP)
 	for s in fast_solver table_2; do $(BIN)/litefocus evaluate-sweep $(TABLES)/$$s \
 		--reference runs/heldout/reference --out data/paper_tables/$$s || exit 1; done
 	for s in tables_1_3 fast_solver table_2; do cp $(TABLES)/$$s/jobs.csv data/paper_tables/$${s}_jobs.csv; done
+
+# Issue 14's block-choice ablation on the embedded model (about 2 hours on 2 cores, after make corpus; resumes):
+# LiteFocus and same-frequency only on single blocks, levels and growing sets in the evidence's order
+# (python -m analysis.block_ablation), 24 held-out captions at 4x and 8x, jobs shared with the tables reused.
+block-ablation: $(STAMP)
+	$(BIN)/python -m analysis.heldout_set --corpus runs/corpus --out runs/heldout
+	$(LAUNCH) --first 24 --configurations dense $$($(BIN)/python -m analysis.block_ablation) \
+		--seconds 20.48 10.24 --steps 25 --out runs/block_ablation \
+		$(if $(wildcard $(TABLES)/tables_1_3/sweep.json),--reuse $(TABLES)/tables_1_3)
+	$(BIN)/litefocus evaluate-sweep runs/block_ablation --reference runs/heldout/reference \
+		--out data/block_ablation/sweep
+	cp runs/block_ablation/jobs.csv data/block_ablation/sweep_jobs.csv
 
 clean:
 	rm -rf $(VENV)

@@ -211,8 +211,13 @@ def test_two_processes_killed_and_resumed_match_one_process(tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline and launcher.poll() is None and len(list(jobs.glob("*.json"))) < 4:
         time.sleep(0.05)
-    workers = [p for p in psutil.Process(launcher.pid).children(recursive=True)
-               if "litefocus_cli" in " ".join(p.cmdline())]
+    workers = []
+    for process in psutil.Process(launcher.pid).children(recursive=True):
+        try:  # short-lived helpers of the launcher may be gone by the time they are asked
+            if "litefocus_cli" in " ".join(process.cmdline()):
+                workers.append(process)
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
     assert launcher.poll() is None and len(workers) == 2, launcher.communicate()[0][-3000:]
     workers[1].send_signal(signal.SIGKILL)
     output = launcher.communicate(timeout=120)[0]
