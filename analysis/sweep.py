@@ -314,16 +314,18 @@ class Sweep:
 
     def adopt(self, other: str | os.PathLike) -> int:
         """Copy the finished jobs of sweep folder ``other`` that this sweep also has (the same id: the same job) into
-        this one, audio first and row last, each atomically; return how many. Jobs shared between sweeps run once."""
+        this one, audio first and row last (under this sweep's name for the configuration), each atomically; return
+        how many. Jobs shared between sweeps run once."""
         import shutil
 
         source = Path(other) / JOBS
         if not (Path(other) / MANIFEST).is_file():
             raise FileNotFoundError(f"--reuse {other}: not a sweep folder (no {MANIFEST})")
         theirs = {e.name[:-5] for e in os.scandir(source) if e.name.endswith(".json") and not e.name.startswith(".")}
-        wanted = [i for i in self.ids if i in theirs and i not in self.done()]
-        for job_id in wanted:
-            row = read_json(source / f"{job_id}.json")
+        done = self.done()
+        wanted = [(i, job) for i, job in zip(self.ids, self.jobs) if i in theirs and i not in done]
+        for job_id, job in wanted:
+            row = dict(read_json(source / f"{job_id}.json"), configuration=job.configuration.name)  # this sweep's name
             audio = Path(row["audio"]).name
             write_atomic(self.out / JOBS / audio, lambda tmp, a=source / audio: shutil.copyfile(a, tmp))
             write_json(self.out / JOBS / f"{job_id}.json", row)

@@ -323,12 +323,14 @@ def test_reuse_copies_the_jobs_two_sweeps_share(minildm_sweep, tmp_path):
 
     settings = read_json(minildm_sweep / "sweep" / sw.MANIFEST)["settings"]
     caps = [sw.Caption(str(i), c, f"clip{i}") for i, c in enumerate(settings["captions"])]
-    configs = [sw.parse_configuration("dense"), sw.parse_configuration("same_frequency_only")]
-    other = sw.Sweep(tmp_path / "other", dict(settings, configurations=["dense", "same_frequency_only"]),
+    names = ("dense", "same_frequency_only", "litefocus@down_blocks.1+up_blocks.2")
+    configs = [sw.parse_configuration(c) for c in names]
+    other = sw.Sweep(tmp_path / "other", dict(settings, configurations=[c.name for c in configs]),
                      sw.make_jobs(caps, configs, [0.64], [sw.Sampler("default", 2)], [0]))
     other.write_manifest()
-    assert other.adopt(minildm_sweep / "sweep") == 3  # the dense jobs; same_frequency_only still to run
+    assert other.adopt(minildm_sweep / "sweep") == 6  # dense, and LiteFocus under another name: the same jobs
     assert len(other.pending()) == 3 and all(j.configuration.name == "same_frequency_only" for _, j in other.pending())
+    assert set(other.rows().configuration) == {"dense", "litefocus@down_blocks.1+up_blocks.2"}  # this sweep's names
     for job_id in other.done():
         assert (tmp_path / "other" / sw.JOBS / f"{job_id}.flac").read_bytes() == (
             minildm_sweep / "sweep" / sw.JOBS / f"{job_id}.flac").read_bytes()
