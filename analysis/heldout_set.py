@@ -2,8 +2,9 @@
 length through the same codec round trip as generated audio (``python -m analysis.heldout_set``).
 
 One caption per held-out source of the MiniLDM 2 corpus that has a 20.48 s clip (the sources MiniLDM never saw), in
-a seeded random order (so that ``--first N`` of a sweep is a random sample): ``audiocap_id`` numbers them, ``youtube_id`` is the source's name (it names the reference clips, which pairs them for
-KL), the caption is that clip's. The reference of one length is the first ``seconds`` of the clip, turned into
+a seeded random order (so that ``--first N`` of a sweep is a random sample): ``audiocap_id`` numbers them,
+``youtube_id`` is the source's name (it names the reference clips, which pairs them for KL), the caption is that
+clip's. The reference of one length is the first ``seconds`` of the clip, turned into
 MiniLDM's log-mel and back to audio by the same Griffin-Lim (same iterations and seed) that renders generated clips,
 so that FAD and KAD measure generation, not the vocoder. Written to ``OUT/captions.csv`` and
 ``OUT/reference/<seconds>s/<source>.flac``; existing files are kept (a rerun completes an interrupted one).

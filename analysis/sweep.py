@@ -1,16 +1,17 @@
 """Sweeps: captions x configurations x lengths x samplers x seeds, one job each, resumable and spread over processes.
 
-A job generates one clip and writes two files into ``OUT/jobs``: its audio (``ID.flac`` or ``ID.wav``) and then its row
-(``ID.json``: settings and timings), each atomically, so a job is done exactly when its row exists. A job's ``ID`` is
-a hash of the model's weights, the caption (its id and text), the configuration at this length, the length, the sampler, its steps,
-the seed and the guidance scale: the same job has the same id in any sweep, on any number of processes. Its noise
-and every random choice inside it (LiteFocus's keys, Token Merging's draws, Griffin-Lim's phase) come from its seed
-alone, so the same job gives the same audio whichever process runs it, after whatever other jobs (on CPU, with the
-same ``threads``: float sums depend on how they are split).
+A job generates one clip and writes two files into ``OUT/jobs``: its audio (``ID.flac`` or ``ID.wav``) and then
+its row (``ID.json``: settings and timings), each atomically, so a job is done exactly when its row exists. A job's
+``ID`` is a hash of the model's weights, the caption (its id and text), the configuration at this length, the
+length, the sampler, its steps, the seed and the guidance scale: the same job has the same id in any sweep, on any
+number of processes. Its noise and every random choice inside it (LiteFocus's keys, Token Merging's draws,
+Griffin-Lim's phase) come from its seed alone, so the same job gives the same audio whichever process runs it,
+after whatever other jobs (on CPU, with the same ``threads``: float sums depend on how they are split).
 
-``OUT/sweep.json`` (the manifest) holds the settings; a sweep resumes in a folder only when they match. Under
-``accelerate launch`` each process takes an interleaved share of the pending jobs, longest first within each
-caption, so that long jobs spread over the processes (:func:`share`); a killed process loses only the job it was running. ``OUT/jobs.csv`` gathers the rows.
+``OUT/sweep.json`` (the manifest) holds the settings; a sweep resumes in a folder only when they match. Jobs run
+caption by caption, the longest first within each; under ``accelerate launch`` each process takes its share of the
+pending jobs, dealt to whichever process has the least work so far (:func:`share`), so that long jobs spread over
+the processes. A killed process loses only the job it was running. ``OUT/jobs.csv`` gathers the rows.
 """
 
 from __future__ import annotations
@@ -405,7 +406,8 @@ def run_job(pipe, job: Job, job_id: str, out: Path, guidance_scale: float | None
         configuration=job.configuration.name, kind=config.kind, blocks=" ".join(config.blocks), ratio=config.ratio,
         same_frequency=config.same_frequency, cross_frequency=config.cross_frequency, union=config.union,
         seconds=job.seconds, sampler=job.sampler.name, steps=job.sampler.steps, seed=job.seed,
-        guidance_scale=guidance_scale, audio=f"{JOBS}/{job_id}.{audio_format}", sampling_rate=rate, samples=int(audio.size),
+        guidance_scale=guidance_scale, audio=f"{JOBS}/{job_id}.{audio_format}", sampling_rate=rate,
+        samples=int(audio.size),
         unet_calls=len(calls), unet_seconds=float(sum(calls)),
         unet_seconds_per_step=float(sum(calls) / max(1, len(calls))), pipeline_seconds=pipeline_seconds,
         job_seconds=time.perf_counter() - started, process=process_index, threads=threads, device=str(pipe.device),
