@@ -62,7 +62,7 @@ evaluator: corpus
 	$(BIN)/python -m analysis.evaluator_training --corpus runs/corpus --out runs/evaluator/model
 	$(BIN)/python -m analysis.evaluator_validation --path runs/evaluator/model --corpus runs/corpus
 
-# The paper's Tables 1-3 on the embedded model (about 100 minutes on 2 cores, after make corpus): the held-out
+# The paper's Tables 1-3 on the embedded model (86 minutes here on 2 cores, after make corpus): the held-out
 # captions and their round-tripped references, three sweeps on two processes (Tables 1 and 3 with the authors'
 # concatenation; Table 2 at the lengths the paper has, with dense reused from the first; the fast solver), their
 # evaluation into data/paper_tables.
