@@ -211,13 +211,17 @@ def test_two_processes_killed_and_resumed_match_one_process(tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline and launcher.poll() is None and len(list(jobs.glob("*.json"))) < 4:
         time.sleep(0.05)
-    workers = []
-    for process in psutil.Process(launcher.pid).children(recursive=True):
-        try:  # short-lived helpers of the launcher may be gone by the time they are asked
-            if "litefocus_cli" in " ".join(process.cmdline()):
-                workers.append(process)
-        except (psutil.NoSuchProcess, psutil.ZombieProcess):
-            continue
+    # the launcher's descendants from one snapshot of the process table (walking children() fails when a
+    # short-lived helper exits mid-walk)
+    table = {p.info["pid"]: p for p in psutil.process_iter(["pid", "ppid", "cmdline"])}
+
+    def descends(pid):
+        while pid in table and pid != launcher.pid:
+            pid = table[pid].info["ppid"]
+        return pid == launcher.pid
+
+    workers = [p for pid, p in table.items() if pid != launcher.pid and descends(pid)
+               and "litefocus_cli" in " ".join(p.info["cmdline"] or [])]
     assert launcher.poll() is None and len(workers) == 2, launcher.communicate()[0][-3000:]
     workers[1].send_signal(signal.SIGKILL)
     output = launcher.communicate(timeout=120)[0]
