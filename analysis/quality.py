@@ -93,6 +93,12 @@ def frechet_distance(emb_a, emb_b, shrinkage: float = 0.0, resamples: int = 100,
     return Estimate(_frechet(a, b, shrinkage), *_interval(boot), len(a))
 
 
+def default_shrinkage(clips_a: int, clips_b: int, dims: int) -> float:
+    """FAD's covariance shrinkage when none is asked for: 0 when both sets have more clips than dimensions (full
+    rank), else 0.1 (and the caller says so)."""
+    return 0.0 if min(clips_a, clips_b) > dims else 0.1
+
+
 def median_bandwidth(emb) -> float:
     """The median heuristic: the median Euclidean distance between distinct embeddings of ``emb`` ``(n, d)``."""
     x = _embeddings(emb, "emb")
@@ -296,7 +302,7 @@ def evaluate(generated, reference, captions: list[str] | None = None, evaluator=
     notes = {}
     shrinkage = fad_shrinkage
     if shrinkage is None:
-        shrinkage = 0.0 if min(len(gen), len(ref)) > evaluator.audio_dim else 0.1
+        shrinkage = default_shrinkage(len(gen), len(ref), evaluator.audio_dim)
     if shrinkage:
         notes["FAD"] = (f"covariances shrunk by {shrinkage} toward a multiple of the identity ({len(gen)} and "
                         f"{len(ref)} clips for {evaluator.audio_dim} dimensions); compare only at equal shrinkage")

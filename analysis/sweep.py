@@ -272,6 +272,14 @@ def share(pending: list, process_index: int, num_processes: int, cost=lambda ite
 
 
 # ---------------------------------------------------------------- the sweep folder
+def finished(folder: Path) -> set[str]:
+    """Ids of the jobs whose row is written in a sweep's jobs ``folder`` (none when it does not exist; temporary
+    files of writes in progress, hidden, do not count)."""
+    if not Path(folder).is_dir():
+        return set()
+    return {e.name[:-5] for e in os.scandir(folder) if e.name.endswith(".json") and not e.name.startswith(".")}
+
+
 class Sweep:
     """A sweep's folder: its manifest and its jobs. ``settings``: JSON-able (what must match to resume)."""
 
@@ -304,10 +312,7 @@ class Sweep:
 
     def done(self) -> set[str]:
         """Ids of the jobs whose row is written."""
-        folder = self.out / JOBS
-        if not folder.is_dir():
-            return set()
-        return {e.name[:-5] for e in os.scandir(folder) if e.name.endswith(".json") and not e.name.startswith(".")}
+        return finished(self.out / JOBS)
 
     def pending(self) -> list[tuple[str, Job]]:
         done = self.done()
@@ -322,7 +327,7 @@ class Sweep:
         source = Path(other) / JOBS
         if not (Path(other) / MANIFEST).is_file():
             raise FileNotFoundError(f"--reuse {other}: not a sweep folder (no {MANIFEST})")
-        theirs = {e.name[:-5] for e in os.scandir(source) if e.name.endswith(".json") and not e.name.startswith(".")}
+        theirs = finished(source)
         done = self.done()
         wanted = [(i, job) for i, job in zip(self.ids, self.jobs) if i in theirs and i not in done]
         for job_id, job in wanted:

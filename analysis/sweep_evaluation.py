@@ -25,7 +25,7 @@ import pandas as pd
 from litefocus.files import read_json, write_atomic
 
 from . import quality
-from .sweep import JOBS, MANIFEST
+from .sweep import JOBS, MANIFEST, finished
 
 FLOOR = "reference_halves"
 CELL = ["configuration", "seconds", "sampler", "steps"]
@@ -65,8 +65,7 @@ def read_rows(out: Path) -> tuple[dict, pd.DataFrame]:
     if not (out / MANIFEST).is_file():
         raise FileNotFoundError(f"{out} holds no {MANIFEST}: give the --out folder of a litefocus sweep")
     manifest = read_json(out / MANIFEST)
-    files = sorted(f for f in (out / JOBS).glob("*.json") if not f.name.startswith(".")) if (out / JOBS).is_dir() \
-        else []
+    files = [out / JOBS / f"{job_id}.json" for job_id in sorted(finished(out / JOBS))]
     if not files:
         raise ValueError(f"{out} has no finished jobs yet: run (or resume) the sweep first")
     return manifest, pd.DataFrame([read_json(f) for f in files])
@@ -123,7 +122,7 @@ def _cell_rows(gen: dict, ref_names: list[str], ref: dict, audio_ids: list[str],
     if min(n, m) < 2:
         return [dict(metric=k, value=np.nan, low=np.nan, high=np.nan, clips=n, reference_clips=m,
                      note="fewer than 2 clips") for k in ("FAD", "KAD", "KL", "CLAP")]
-    s = shrinkage if shrinkage is not None else (0.0 if min(n, m) > audio_dim else 0.1)
+    s = shrinkage if shrinkage is not None else quality.default_shrinkage(n, m, audio_dim)
     rows = []
 
     def add(metric, estimate, note=""):
@@ -230,8 +229,8 @@ def compare_configurations(out: str | os.PathLike, reference: str | os.PathLike,
                 continue
             ea = {k: np.stack([embedded[i][k] for i in ga.loc[both, "id"]]) for k in embedded[ga.id.iloc[0]]}
             eb = {k: np.stack([embedded[i][k] for i in gb.loc[both, "id"]]) for k in embedded[gb.id.iloc[0]]}
-            s = fad_shrinkage if fad_shrinkage is not None else (
-                0.0 if min(len(both), len(ref["audio"])) > evaluator.audio_dim else 0.1)
+            s = fad_shrinkage if fad_shrinkage is not None else quality.default_shrinkage(
+                len(both), len(ref["audio"]), evaluator.audio_dim)
             estimates = {m: quality.paired_difference(m, ea["audio"], eb["audio"], ref["audio"], shrinkage=s,
                                                       resamples=resamples, seed=seed) for m in ("FAD", "KAD")}
             audio_ids = [str(x) for x in ga.loc[both, "audio_id"].fillna("")]

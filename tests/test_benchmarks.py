@@ -102,3 +102,14 @@ def test_quality_benchmark_writes_its_row(tmp_path):
     assert (rows.fad_value_only_s <= rows.fad_s).all() and (rows.embed_s > 0).all()
     with pytest.raises(SystemExit):
         quality.main(["--clips", "1"])
+
+
+def test_sweep_benchmark_writes_its_row(tmp_path):
+    csv = tmp_path / "sweep.csv"
+    load("sweep").main(["--captions", "1", "--rounds", "1", "--seconds", "0.64", "--steps", "2", "--overhead-jobs",
+                        "1", "--csv", str(csv)])
+    row = pd.read_csv(csv).iloc[0]
+    assert row.jobs == 1 and row.rounds == 1 and row.speedup_vs_1_thread_min > 0
+    assert row.jobs_speedup_vs_2_threads_max > 0 and 0 < row.overhead_share < 1 and row.generation_s > 0
+    with pytest.raises(SystemExit):
+        load("sweep").main(["--captions", "9"])

@@ -138,3 +138,8 @@ def test_per_clip_values_average_to_the_set_statistics():
     a, t = rng.standard_normal((20, 8)), rng.standard_normal((20, 8))
     assert quality.clap_per_clip(a, t).mean() == pytest.approx(quality.clap_score(a, t, resamples=0).value)
     assert quality.mean_with_interval(np.full(10, 3.0)) == (3.0, 3.0, 3.0, 10)
+
+
+def test_fad_shrinks_only_when_a_set_has_no_more_clips_than_dimensions():
+    assert quality.default_shrinkage(513, 1000, 512) == 0.0
+    assert quality.default_shrinkage(512, 1000, 512) == 0.1 == quality.default_shrinkage(1000, 48, 64)
