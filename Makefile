@@ -86,17 +86,25 @@ paper-tables: $(STAMP)
 		--reference runs/heldout/reference --out data/paper_tables/$$s || exit 1; done
 	for s in tables_1_3 fast_solver table_2; do cp $(TABLES)/$$s/jobs.csv data/paper_tables/$${s}_jobs.csv; done
 
-# Issue 14's block-choice ablation on the embedded model (about 2 hours on 2 cores, after make corpus; resumes):
-# LiteFocus and same-frequency only on single blocks, levels and growing sets in the evidence's order
-# (python -m analysis.block_ablation), 24 held-out captions at 4x and 8x, jobs shared with the tables reused.
+# Issue 14's block-choice study on the embedded model (about 2.5 hours on 2 cores, after make corpus; resumes):
+# the evidence per caption (analysis.block_evidence); LiteFocus and same-frequency only on single blocks, levels and
+# growing sets in the evidence's order (analysis.block_ablation), and LiteFocus with the cross-frequency set kept at
+# its 2.56 s size (length-adaptive), 24 held-out captions at 4x and 8x, jobs shared with the tables reused; then
+# the costs, the predictors, the cost model of choose_blocks(budget=...) and its check (analysis.block_study).
+ABLATION := runs/block_ablation
 block-ablation: $(STAMP)
 	$(BIN)/python -m analysis.heldout_set --corpus runs/corpus --out runs/heldout
+	$(BIN)/python -m analysis.block_evidence --captions runs/heldout/captions.csv --first 24 \
+		--seconds 10.24 20.48 --out data/block_ablation/evidence.nc
 	$(LAUNCH) --first 24 --configurations dense $$($(BIN)/python -m analysis.block_ablation) \
-		--seconds 20.48 10.24 --steps 25 --out runs/block_ablation \
+		--seconds 20.48 10.24 --steps 25 --out $(ABLATION) \
 		$(if $(wildcard $(TABLES)/tables_1_3/sweep.json),--reuse $(TABLES)/tables_1_3)
-	$(BIN)/litefocus evaluate-sweep runs/block_ablation --reference runs/heldout/reference \
-		--out data/block_ablation/sweep
-	cp runs/block_ablation/jobs.csv data/block_ablation/sweep_jobs.csv
+	$(LAUNCH) --first 24 --configurations dense litefocus@down_blocks.1+up_blocks.2/2.56 \
+		--seconds 20.48 10.24 --steps 25 --out runs/length_adaptive --reuse $(ABLATION)
+	$(BIN)/litefocus evaluate-sweep $(ABLATION) --reference runs/heldout/reference --out data/block_ablation/sweep
+	cp $(ABLATION)/jobs.csv data/block_ablation/sweep_jobs.csv
+	$(BIN)/python -m analysis.block_study --sweep $(ABLATION) runs/length_adaptive \
+		--reference runs/heldout/reference --evidence data/block_ablation/evidence.nc --out data/block_ablation
 
 clean:
 	rm -rf $(VENV)

@@ -6,7 +6,8 @@
 """
 
 from . import metrics
-from .measure import BlockChoice, choose_blocks, measure_sparsity, sparsity_dataset
+from .block_choice import BlockChoice, choose_blocks
+from .measure import measure_sparsity, sparsity_dataset
 from .recorder import AttentionRecorder, record_attention
 
 __all__ = ["AttentionRecorder", "BlockChoice", "choose_blocks", "measure_sparsity", "metrics", "record_attention",

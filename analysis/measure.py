@@ -1,4 +1,4 @@
-"""From recorded attention to a table of evidence per module and step, and a block choice that says why."""
+"""From recorded attention to a table of evidence per module and step (``analysis.block_choice`` chooses blocks from it)."""
 
 from __future__ import annotations
 
@@ -100,65 +100,3 @@ def check_run(prompt, audio_length_in_s, num_inference_steps, steps=None) -> Non
         if outside:
             raise ValueError(f"steps {outside} are outside the run: with num_inference_steps={num_inference_steps} "
                              f"the UNet is called at steps 0 to {num_inference_steps - 1}")
-
-
-REQUIRED = ("same_frequency_ratio", "periodicity_strength", "periodicity_period", "focus_mass", "sparse_error")
-
-
-class BlockChoice(list):
-    """The chosen block names, best first, with ``table`` (the evidence per block) and ``rule`` (why)."""
-
-    def __init__(self, blocks: list[str], table: pd.DataFrame, rule: str):
-        super().__init__(blocks)
-        self.table, self.rule = table, rule
-
-    def __repr__(self) -> str:
-        return f"BlockChoice({list(self)!r})\nrule: {self.rule}\n{self.table.to_string()}"
-
-
-def choose_blocks(ds: xr.Dataset, min_ratio: float = 2.0, max_error: float | None = None,
-                  late_fraction: float = 0.5) -> BlockChoice:
-    """Rank blocks by same-frequency concentration and choose those where sparsifying is backed by evidence.
-
-    Rule: average over the block's modules, heads and the last ``late_fraction`` of the recorded steps; choose a
-    block when its same-frequency ratio (mass over the uniform 1/F) is at least ``min_ratio`` and, if
-    ``max_error`` is given, its LiteFocus output error is at most ``max_error``. Blocks are ranked by the ratio.
-    ``ds`` is what :func:`measure_sparsity` returns.
-    """
-    if not isinstance(ds, xr.Dataset):
-        raise TypeError(f"choose_blocks takes the xarray.Dataset of measure_sparsity; got {type(ds).__name__}")
-    missing = [name for name in (*REQUIRED, "block", "freq_bins") if name not in ds.variables]
-    if missing or not {"module", "step", "head"} <= set(ds.dims):
-        raise ValueError(f"choose_blocks needs measure_sparsity's dataset: dims (module, step, head), variables "
-                         f"{', '.join(REQUIRED)} and coordinates block and freq_bins on module; "
-                         f"missing {missing or 'dims'} (dims {tuple(ds.dims)})")
-    if ds.sizes["module"] == 0 or ds.sizes["step"] == 0:
-        raise ValueError("choose_blocks got an empty dataset (no module or no step recorded)")
-    if not math.isfinite(min_ratio):
-        raise ValueError(f"min_ratio must be a finite number; got {min_ratio}")
-    if not 0 < late_fraction <= 1:
-        raise ValueError(f"late_fraction must lie in (0, 1]; got {late_fraction}")
-    steps = ds.step.values
-    late = ds.sel(step=steps[steps >= np.quantile(steps, 1 - late_fraction)]) if steps.size > 1 else ds
-    rows = []
-    for block, group in late.groupby("block"):
-        means = group.mean(("module", "step", "head"))
-        rows.append(dict(
-            block=block,
-            modules=group.sizes["module"],
-            freq_bins=int(group.freq_bins.values[0]),
-            same_frequency_ratio=float(means.same_frequency_ratio),
-            periodicity_strength=float(means.periodicity_strength),
-            period_is_F=float((group.periodicity_period == group.freq_bins).mean()),
-            focus_mass=float(means.focus_mass),
-            sparse_error=float(means.sparse_error),
-        ))
-    table = pd.DataFrame(rows).sort_values("same_frequency_ratio", ascending=False).reset_index(drop=True)
-    chosen = table.same_frequency_ratio >= min_ratio
-    if max_error is not None:
-        chosen &= table.sparse_error <= max_error
-    table["chosen"] = chosen
-    rule = (f"same-frequency ratio >= {min_ratio} (mass on the own row over 1/F)"
-            + (f" and LiteFocus output error <= {max_error}" if max_error is not None else "")
-            + f", averaged over modules, heads and the last {late_fraction:.0%} of recorded steps")
-    return BlockChoice(table.block[chosen].tolist(), table, rule)

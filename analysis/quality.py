@@ -130,6 +130,17 @@ def kernel_distance(emb_a, emb_b, bandwidth: float | None = None, resamples: int
     return Estimate(value, *_interval(list(_mmd(kernels, ca, cb))), len(a))
 
 
+def kernel_distance_draws(gen, reference, gen_counts, bandwidth: float | None = None) -> np.ndarray:
+    """KAD of ``gen`` ``(n, d)`` to ``reference`` ``(m, d)`` for each row of ``gen_counts`` ``(R, n)`` (how often
+    each generated clip is drawn; the reference as it is): ``(R,)``. A row of ones is :func:`kernel_distance`'s
+    value; rows of bootstrap counts resample the generated clips, as one draw of captions does."""
+    a, b = _embeddings(gen, "gen"), _embeddings(reference, "reference")
+    counts = np.atleast_2d(np.asarray(gen_counts, dtype=np.float64))
+    if counts.shape[1] != len(a):
+        raise ValueError(f"gen_counts must have one column per generated clip ({len(a)}); got {counts.shape}")
+    return _mmd(_kernels(a, b, bandwidth), counts, np.ones((len(counts), len(b))))
+
+
 def _kernels(a: np.ndarray, b: np.ndarray, bandwidth: float | None) -> tuple[np.ndarray, ...]:
     """The Gaussian kernel matrices ``K_aa, K_bb, K_ab``, bandwidth by the median heuristic on ``b`` unless given."""
     sigma = median_bandwidth(b) if bandwidth is None else float(bandwidth)

@@ -103,8 +103,11 @@ def parse_configuration(spec: str) -> Configuration:
     """``NAME`` of ``analysis.ablations.ABLATIONS``, optionally ``@BLOCK+BLOCK...`` for other blocks (names or globs
     of ``litefocus.selection``) and ``:RATIO`` for another ratio (LiteFocus's compensation ratio r, or Token
     Merging's merge ratio): ``cross_frequency_only:0.4``, ``litefocus@up_blocks.1``,
-    ``same_frequency_only@down_blocks.1+up_blocks.2``. The spec is the configuration's name."""
-    rest, _, ratio = spec.partition(":")
+    ``same_frequency_only@down_blocks.1+up_blocks.2``; and ``/SECONDS`` for a LiteFocus ratio that shrinks with length,
+    the cross-frequency set kept at its size at SECONDS (``litefocus/2.56``: r = 0.1 at 2.56 s, 0.025 at 10.24 s;
+    ``Configuration.keys_fixed_from_s``). The spec is the configuration's name."""
+    spec_rest, _, fixed = spec.partition("/")
+    rest, _, ratio = spec_rest.partition(":")
     name, _, blocks = rest.partition("@")
     known = {c.name: c for c in ABLATIONS}
     if name not in known:
@@ -130,6 +133,15 @@ def parse_configuration(spec: str) -> Configuration:
 
             litefocus.LiteFocusOptions(ratio=value, same_frequency=config.same_frequency,
                                        cross_frequency=config.cross_frequency, union=config.union)
+    if fixed:
+        try:
+            from_s = float(fixed)
+        except ValueError:
+            from_s = float("nan")
+        if config.kind != "litefocus" or not config.cross_frequency or not from_s > 0 or from_s == float("inf"):
+            raise ValueError(f"--configurations {spec}: '/SECONDS' (a positive length, the cross-frequency set kept at "
+                             "its size there) applies to LiteFocus configurations with cross-frequency keys")
+        config = replace(config, keys_fixed_from_s=from_s)
     return config
 
 

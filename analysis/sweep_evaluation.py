@@ -246,6 +246,53 @@ def compare_configurations(out: str | os.PathLike, reference: str | os.PathLike,
     return pd.DataFrame(table)
 
 
+def clip_table(out: str | os.PathLike, reference: str | os.PathLike, evaluator) -> "xr.Dataset":
+    """Every finished job of a sweep as one clip: dims (configuration, seconds, caption, dim), variables ``clap``
+    (cosine of the clip and its caption), ``kl`` (to the reference clip of its caption; NaN without one), ``embedding``
+    (the evaluator's FAD/KAD embedding) and ``unet_seconds_per_step``; the references as ``reference_embedding``
+    (seconds, reference, dim). Enough to recompute every metric on any subset of captions without the audio (one
+    sampler and seed a sweep; missing jobs are NaN). Reads the cached embeddings (and embeds what is missing)."""
+    import xarray as xr
+
+    out = Path(out)
+    manifest, rows = read_rows(out)
+    if rows[["sampler", "steps"]].drop_duplicates().shape[0] > 1 or rows.seed.nunique() > 1:
+        raise ValueError(f"{out}: clip_table takes a sweep of one sampler and one seed")
+    folders = check_reference(rows, reference)
+    embedded = embed_jobs(out, rows, evaluator, progress=False)
+    names = [c["name"] for c in manifest["settings"]["configurations"]]
+    captions = [c["id"] for c in manifest["settings"]["captions"]]
+    seconds = sorted(rows.seconds.unique())
+    dim = len(next(iter(embedded.values()))["audio"])
+    shape = (len(names), len(seconds), len(captions))
+    clap, kl, unet = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
+    emb = np.full((*shape, dim), np.nan, dtype=np.float32)
+    references = {}
+    for s in seconds:
+        ref_names, ref = embed_reference(out, folders[s], evaluator)
+        references[s] = ref["audio"]
+        position = {n: i for i, n in enumerate(ref_names)}
+        for r in rows[rows.seconds == s].itertuples():
+            i, j, k = names.index(r.configuration), seconds.index(s), captions.index(str(r.caption_id))
+            e = embedded[r.id]
+            clap[i, j, k] = quality.clap_per_clip(e["clap_audio"][None], e["text"][None])[0]
+            if str(r.audio_id) in position:
+                kl[i, j, k] = quality.kl_per_clip(e["probabilities"][None],
+                                                  ref["probabilities"][[position[str(r.audio_id)]]])[0]
+            emb[i, j, k], unet[i, j, k] = e["audio"], r.unet_seconds_per_step
+    most = max(len(v) for v in references.values())
+    ref_emb = np.full((len(seconds), most, dim), np.nan, dtype=np.float32)
+    for j, s in enumerate(seconds):
+        ref_emb[j, : len(references[s])] = references[s]
+    dims = ("configuration", "seconds", "caption")
+    return xr.Dataset(
+        dict(clap=(dims, clap), kl=(dims, kl), unet_seconds_per_step=(dims, unet),
+             embedding=((*dims, "dim"), emb), reference_embedding=(("seconds", "reference", "dim"), ref_emb)),
+        coords=dict(configuration=names, seconds=seconds, caption=captions),
+        attrs=dict(evaluator=evaluator.name, sampler=str(rows.sampler.iloc[0]), steps=int(rows.steps.iloc[0]),
+                   seed=int(rows.seed.iloc[0]), model_fingerprint=manifest["settings"]["model_fingerprint"]))
+
+
 def write_tables(table: pd.DataFrame, path_stem: Path) -> list[Path]:
     """The table as CSV and netCDF (``(configuration, seconds, sampler, metric)`` coordinates): ``STEM.csv``,
     ``STEM.nc``, each written atomically."""

@@ -89,6 +89,18 @@ class AttentionTiming:
                              core_s=self.core_s.get(name, 0.0)))
         return pd.DataFrame(rows)
 
+    def level_shares(self) -> pd.DataFrame:
+        """One row per UNet level: tokens, freq_bins, modules, module_s, core_s (summed), forward_s, and the shares
+        of the forward time the modules (``module_share``) and their attention cores (``core_share``) took."""
+        rows = []
+        for level, group in self.table().groupby("level"):
+            rows.append(dict(
+                level=int(level), tokens=int((group.time_bins * group.freq_bins).iloc[0]),
+                freq_bins=int(group.freq_bins.iloc[0]), modules=len(group), module_s=group.module_s.sum(),
+                core_s=group.core_s.sum(), forward_s=self.forward_s, module_share=group.module_s.sum() / self.forward_s,
+                core_share=group.core_s.sum() / self.forward_s))
+        return pd.DataFrame(rows)
+
 
 def time_attention(model, blocks: BlockSelection = None) -> AttentionTiming:
     """``with time_attention(pipe_or_unet) as timing:`` (see :class:`AttentionTiming`); ``timing.forward_s`` is the

@@ -82,13 +82,7 @@ def measure_length(unet, seconds: float, repeats: int, configurations: list[Conf
             cross_frequency=config.cross_frequency, repeats=repeats, median_s=statistics.median(times[config.name]),
             speedup=speedup, speedup_min=min(speedups), speedup_max=max(speedups),
             bound_zero=total / (total - saved_zero), bound_flop=bound, of_bound_flop=speedup / bound, **machine()))
-    share_rows = []
-    for level, group in modules.groupby("level"):
-        share_rows.append(dict(
-            seconds=seconds, level=int(level), tokens=int((group.time_bins * group.freq_bins).iloc[0]),
-            freq_bins=int(group.freq_bins.iloc[0]), modules=len(group), module_s=group.module_s.sum(),
-            core_s=group.core_s.sum(), forward_s=total, module_share=group.module_s.sum() / total,
-            core_share=group.core_s.sum() / total, **machine()))
+    share_rows = [dict(seconds=seconds, **row, **machine()) for row in timing.level_shares().to_dict("records")]
     return speed_rows, share_rows
 
 

@@ -37,7 +37,14 @@ def main(argv: list[str] | None = None) -> int:
                          help="results folder (new, empty, or written by an earlier run of this command)")
     measure.add_argument("--blocks", nargs="+", default=None, help="blocks to record (default: all)")
     measure.add_argument("--queries", type=int, default=16, help="query rows kept per module and step")
-    measure.add_argument("--min-ratio", type=float, default=2.0, help="block choice: same-frequency ratio needed")
+    measure.add_argument("--min-ratio", type=float, default=2.0,
+                         help="threshold rule: the same-frequency ratio a block needs")
+    measure.add_argument("--budget", type=float, default=0.0,
+                         help="budget rule: the largest predicted quality cost allowed, in the cost model's metric "
+                              "(KAD increase over dense; default 0: predicted no worse than dense)")
+    measure.add_argument("--target-seconds", type=float, default=81.92,
+                         help="budget rule: the audio length whose speed-up is estimated (full-size AudioLDM2's "
+                              "attention share: 10.24, 20.48, 40.96 or 81.92)")
     gen.add_argument("--ratio", type=float, default=0.1, help="LiteFocus compensation ratio r, in [0, 1]")
     gen.add_argument("--blocks", nargs="+", default=None, help="blocks to sparsify (default: the paper's)")
     gen.add_argument("--union", default="exact", choices=["exact", "concat"],
@@ -76,6 +83,15 @@ def check_arguments(args) -> None:
                              f"got {args.min_ratio}")
         if args.queries < 1:
             raise ValueError(f"--queries must be at least 1; got {args.queries}")
+        if not math.isfinite(args.budget):
+            raise ValueError(f"--budget must be a finite number (a predicted cost); got {args.budget}")
+        from analysis.block_choice import CostModel, attention_shares
+
+        try:
+            attention_shares(args.target_seconds)
+        except ValueError as error:
+            raise ValueError(f"--target-seconds: {error}") from None
+        CostModel.load()
     else:
         import litefocus
 
@@ -114,6 +130,7 @@ def measure_command(args, pipe, name: str) -> int:
     ds = analysis.sparsity_dataset(rec)
     ds.attrs.update(model=name, prompt=args.prompt, audio_length_in_s=args.seconds, num_inference_steps=args.steps)
     choice = analysis.choose_blocks(ds, min_ratio=args.min_ratio)
+    budgeted = analysis.choose_blocks(ds, budget=args.budget, seconds=args.target_seconds)
     best = choice.table.block[0]
     module = next(m for m in rec.recorded if m.startswith(best + "."))
     late = rec.dataset(module).isel(step=-1).mean("head")
@@ -122,6 +139,7 @@ def measure_command(args, pipe, name: str) -> int:
         ds.to_netcdf(folder / "sparsity.nc", engine="h5netcdf")
         rec.to_datatree().to_netcdf(folder / "attention.nc", engine="h5netcdf")
         choice.table.to_csv(folder / "blocks.csv", index=False)
+        budgeted.candidates.to_csv(folder / "block_sets.csv", index=False)
 
         fig, ax = plt.subplots(figsize=(8, 2.6))
         plots.query_attention(late["rows"], query=late.sizes["query"] // 2, ax=ax, title=f"{module}, last step")
@@ -132,10 +150,14 @@ def measure_command(args, pipe, name: str) -> int:
         fig = plots.sparsity_heatmap(ds).figure
         fig.savefig(folder / "sparsity_by_block.png", dpi=110, bbox_inches="tight")
         plt.close("all")
-    print(choice.table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print(f"rule: {choice.rule}")
-    print(f"chosen blocks: {', '.join(choice) if choice else 'none'}")
-    print(f"wrote {args.out}/sparsity.nc, attention.nc, blocks.csv, 3 figures and run.json")
+    print(budgeted.table.drop(columns="chosen").to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    for title, c in (("threshold rule", choice), ("budget rule", budgeted)):
+        print(f"{title}: {c.rule}")
+        print(f"  chosen blocks: {', '.join(c) if c else 'none'}")
+    p = budgeted.prediction
+    print(f"  predicted {p['metric']} cost {p['predicted_cost']:+.3f} (budget {p['budget']:g}), estimated UNet step "
+          f"speed-up {p['speedup']:.2f}x at {p['seconds']:g} s")
+    print(f"wrote {args.out}/sparsity.nc, attention.nc, blocks.csv, block_sets.csv, 3 figures and run.json")
     return 0
 
 

@@ -54,12 +54,16 @@ def test_configurations_and_samplers_parse_with_ratios_and_steps():
     assert sw.parse_configuration("token_merging:0.3").ratio == 0.3
     other = sw.parse_configuration("same_frequency_only@up_blocks.1+mid_block:0.2")
     assert (other.blocks, other.ratio, other.cross_frequency) == (("up_blocks.1", "mid_block"), 0.2, False)
+    adaptive = sw.parse_configuration("litefocus@up_blocks.1/2.56")
+    assert (adaptive.keys_fixed_from_s, adaptive.ratio_at(2.56), adaptive.ratio_at(10.24)) == (2.56, 0.1, 0.1 / 4)
+    assert adaptive.ratio_at(1.28) == 0.1  # never above the spec's ratio
     assert sw.parse_sampler("dpmsolver++:25", 200) == sw.Sampler("dpmsolver++", 25)
     assert sw.parse_sampler("default", 200) == sw.Sampler("default", 200)
     for spec, message in [("nope", "unknown configuration 'nope'"), ("dense:0.5", "not to dense"),
                           ("litefocus:x", "must be a number"), ("litefocus:1.5", r"in \[0, 1\]"),
                           ("token_merging:1", "below 1"), ("dense@up_blocks.1", "not to dense"),
-                          ("litefocus@up_blocks.1+", "joined by '\\+'")]:
+                          ("litefocus@up_blocks.1+", "joined by '\\+'"), ("litefocus/0", "positive length"),
+                          ("same_frequency_only/2.56", "cross-frequency keys"), ("dense/2.56", "LiteFocus")]:
         with pytest.raises(ValueError, match=message):
             sw.parse_configuration(spec)
     for spec, message in [("euler", "unknown sampler 'euler'"), ("ddim:0", "at least 1"), ("ddim:x", "integer")]:

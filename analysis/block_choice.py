@@ -1,0 +1,394 @@
+"""Which blocks to sparsify: the evidence per block, what sparsifying a set of blocks costs in quality (measured by an
+ablation sweep) and buys in speed (estimated from the attention core's share of a UNet step), a cost model from the
+one to the other, and :func:`choose_blocks` under either rule.
+
+- The threshold rule (the default): every block whose same-frequency ratio is at least ``min_ratio``.
+- The budget rule (``budget=``): of all sets of blocks, the one with the largest estimated speed-up whose predicted
+  quality cost is at most the budget. A :class:`CostModel` predicts it: per block, a slope times what one evidence
+  quantity says LiteFocus loses there (:data:`LOSSES`: zero where sparsifying would be lossless), and a set costs the
+  sum of its blocks.
+
+A cost is the change a configuration makes against dense on the same captions and noise, signed so that positive is
+worse: KAD and FAD increase, KL increase, CLAP score drop (points of 100 x cosine).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy import stats
+
+from litefocus.files import write_atomic
+
+from . import quality
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+COST_MODEL = DATA / "block_ablation" / "cost_model.json"
+ATTENTION_SHARE = DATA / "benchmarks" / "attention_share.csv"  # full-size AudioLDM2, benchmarks/speed.py
+EVIDENCE = ("same_frequency_ratio", "focus_mass", "sparse_error", "entropy")
+LOSSES = {  # per evidence quantity: what LiteFocus loses in a block, 0 where its attention would be kept whole
+    "same_frequency_ratio": ("mass off the own frequency row, 1 - ratio/F",
+                             lambda t: 1 - t["same_frequency_ratio"] / t["freq_bins"]),
+    "focus_mass": ("mass outside the LiteFocus key set, 1 - focus_mass", lambda t: 1 - t["focus_mass"]),
+    "sparse_error": ("LiteFocus's relative output error", lambda t: t["sparse_error"]),
+    "entropy": ("attention entropy (nats)", lambda t: t["entropy"]),
+}
+METRICS = ("KAD", "CLAP", "KL")  # costs per draw of captions; FAD only as a point in cost_table
+REQUIRED = ("same_frequency_ratio", "periodicity_strength", "focus_mass", "sparse_error")
+
+
+# ---------------------------------------------------------------- evidence per block
+def check_evidence(ds) -> None:
+    """TypeError/ValueError naming what ``ds`` lacks to be :func:`analysis.measure_sparsity`'s dataset."""
+    if not isinstance(ds, xr.Dataset):
+        raise TypeError(f"choose_blocks takes the xarray.Dataset of measure_sparsity; got {type(ds).__name__}")
+    missing = [name for name in (*REQUIRED, "block", "freq_bins") if name not in ds.variables]
+    if missing or not {"module", "step", "head"} <= set(ds.dims):
+        raise ValueError(f"choose_blocks needs measure_sparsity's dataset: dims (module, step, head), variables "
+                         f"{', '.join(REQUIRED)} and coordinates block and freq_bins on module; "
+                         f"missing {missing or 'dims'} (dims {tuple(ds.dims)})")
+    if ds.sizes["module"] == 0 or ds.sizes["step"] == 0:
+        raise ValueError("choose_blocks got an empty dataset (no module or no step recorded)")
+
+
+def late_steps(ds: xr.Dataset, late_fraction: float = 0.5) -> xr.Dataset:
+    """The last ``late_fraction`` of the recorded steps (all of them when one step was recorded)."""
+    if not 0 < late_fraction <= 1:
+        raise ValueError(f"late_fraction must lie in (0, 1]; got {late_fraction}")
+    steps = ds.step.values
+    return ds.sel(step=steps[steps >= np.quantile(steps, 1 - late_fraction)]) if steps.size > 1 else ds
+
+
+def block_evidence(ds: xr.Dataset, late_fraction: float = 0.5) -> xr.Dataset:
+    """Per block, the mean of each evidence quantity over its modules, heads and late steps; other dims (a sweep's
+    ``caption``, ``seconds``) stay. Coordinates ``freq_bins`` and ``modules`` on ``block``."""
+    check_evidence(ds)
+    late = late_steps(ds, late_fraction)
+    names = [v for v in (*EVIDENCE, "periodicity_strength") if v in late]
+    grouped = late[names].groupby("block")
+    out = grouped.mean("module").mean(("step", "head"))
+    freq = late.freq_bins.groupby("block").first()
+    return out.assign_coords(freq_bins=("block", freq.values.astype(int)),
+                             modules=("block", late.block.to_series().value_counts()[out.block.values].values))
+
+
+def block_table(ds: xr.Dataset, late_fraction: float = 0.5) -> pd.DataFrame:
+    """One row per block, ranked by same-frequency ratio: modules, freq_bins, the share of its level's modules it
+    holds (``level_fraction``), the evidence means (also over any caption and length dims), and ``period_is_F``."""
+    per_block = block_evidence(ds, late_fraction)
+    extra = [d for d in per_block.dims if d != "block"]
+    means = per_block.mean(extra) if extra else per_block
+    table = means.to_dataframe().reset_index()
+    if "periodicity_period" in ds:
+        late = late_steps(ds, late_fraction)
+        period_is_F = (late.periodicity_period == late.freq_bins).groupby("block").mean(...)
+        table["period_is_F"] = period_is_F.sel(block=table.block.values).values
+    table["level_fraction"] = table.modules / table.groupby("freq_bins").modules.transform("sum")
+    columns = ["block", "modules", "freq_bins", "level_fraction", *[v for v in EVIDENCE if v in table],
+               "periodicity_strength", *(["period_is_F"] if "period_is_F" in table else [])]
+    return table[columns].sort_values("same_frequency_ratio", ascending=False).reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- speed
+def attention_shares(seconds: float, path: str | Path = ATTENTION_SHARE) -> pd.DataFrame:
+    """Per frequency-bin count F: the attention core's share of a UNet forward (``core_share``) at ``seconds``, from a
+    table in ``data/benchmarks/attention_share.csv``'s layout (default: full-size AudioLDM2 on this CPU)."""
+    table = pd.read_csv(path)
+    at = table[np.isclose(table.seconds, seconds)]
+    if at.empty:
+        raise ValueError(f"seconds={seconds}: {path} has the attention share at {sorted(map(float, table.seconds.unique()))} s "
+                         "only; measure another length with benchmarks/speed.py or pass shares=")
+    return at[["freq_bins", "core_share"]].reset_index(drop=True)
+
+
+def estimated_speedup(table: pd.DataFrame, blocks, shares: pd.DataFrame, ratio: float = 0.1) -> float:
+    """Amdahl's estimate of the UNet step speed-up of LiteFocus on ``blocks``: each block's attention core (its
+    ``level_fraction`` of its level's ``core_share``) shrinks to its FLOP share ``1/F + ratio``."""
+    core = dict(zip(shares.freq_bins.astype(int), shares.core_share))
+    rows = table.set_index("block").loc[list(blocks)] if len(blocks) else table.iloc[:0]
+    missing = sorted(set(rows.freq_bins.astype(int)) - set(core))
+    if missing:
+        raise ValueError(f"shares has no core_share for F = {missing} (it has F = {sorted(core)})")
+    saved = sum(core[int(r.freq_bins)] * r.level_fraction * (1 - min(1.0, 1 / r.freq_bins + ratio))
+                for r in rows.itertuples())
+    return 1 / (1 - saved)
+
+
+# ---------------------------------------------------------------- measured costs
+def blocks_of(configuration: str) -> tuple[str, ...]:
+    """The blocks of a sweep spec ``kind@A+B`` (empty for none)."""
+    rest = configuration.split(":")[0].split("/")[0]
+    return tuple(rest.partition("@")[2].split("+")) if "@" in rest else ()
+
+
+def kind_of(configuration: str) -> str:
+    return configuration.split(":")[0].split("/")[0].partition("@")[0]
+
+
+def plain(configuration: str) -> bool:
+    """Whether a sweep spec keeps its configuration's own ratio (no ``:RATIO``, no ``/SECONDS``)."""
+    return ":" not in configuration and "/" not in configuration
+
+
+def complete_captions(clips: xr.Dataset, configurations=None) -> list[str]:
+    """The captions with a clip for every configuration (default: all) at every length."""
+    sub = clips.clap if configurations is None else clips.clap.sel(configuration=list(configurations))
+    ok = sub.notnull().all(("configuration", "seconds"))
+    return [str(c) for c in clips.caption.values[ok.values]]
+
+
+def cost_draws(clips: xr.Dataset, configurations: list[str], seconds: float, metric: str, counts: np.ndarray,
+               captions: list[str], baseline: str = "dense") -> np.ndarray:
+    """``(configurations, R)``: the cost of each configuration against ``baseline`` for each row of ``counts``
+    ``(R, captions)`` (how often each caption is drawn; a row of ones is the plain value). Positive is worse."""
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}; got {metric!r}")
+    at = clips.sel(seconds=seconds, caption=captions)
+    counts = np.atleast_2d(counts).astype(np.float64)
+    if metric == "KAD":
+        reference = at.reference_embedding.values
+        reference = reference[~np.isnan(reference).any(1)]
+        sigma = quality.median_bandwidth(reference)
+        kad = lambda c: quality.kernel_distance_draws(at.embedding.sel(configuration=c).values, reference,  # noqa
+                                                      counts, sigma)
+        base = kad(baseline)
+        return np.stack([kad(c) - base for c in configurations])
+    values = at.clap if metric == "CLAP" else at.kl
+    diff = values.sel(configuration=configurations) - values.sel(configuration=baseline)
+    diff = -diff if metric == "CLAP" else diff
+    return diff.values @ counts.T / counts.sum(1)
+
+
+def caption_draws(n: int, resamples: int, seed: int = 0) -> np.ndarray:
+    """``(resamples, n)`` bootstrap counts of ``n`` captions."""
+    rng = np.random.default_rng(seed)
+    return np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(resamples)])
+
+
+def cost_table(clips: xr.Dataset, metric: str, captions: list[str] | None = None, baseline: str = "dense",
+               resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Every configuration's cost against ``baseline`` per length, with a 95 % bootstrap interval over captions
+    (resampled together for both sides): configuration, kind, blocks, seconds, cost, low, high, captions."""
+    captions = captions or complete_captions(clips)
+    names = [str(c) for c in clips.configuration.values if c != baseline]
+    draws = caption_draws(len(captions), resamples, seed)
+    rows = []
+    for s in clips.seconds.values:
+        point = cost_draws(clips, names, s, metric, np.ones((1, len(captions))), captions, baseline)[:, 0]
+        boot = cost_draws(clips, names, s, metric, draws, captions, baseline)
+        low, high = np.nanpercentile(boot, [2.5, 97.5], axis=1)
+        rows += [dict(configuration=n, kind=kind_of(n), blocks=blocks_of(n), seconds=float(s), cost=point[i],
+                      low=low[i], high=high[i], captions=len(captions)) for i, n in enumerate(names)]
+    return pd.DataFrame(rows).assign(metric=metric)
+
+
+# ---------------------------------------------------------------- does the evidence predict the cost?
+def single_blocks(clips: xr.Dataset, kind: str = "litefocus") -> dict[str, str]:
+    """``{block: configuration}`` for the configurations of ``kind`` on one block."""
+    return {blocks_of(c)[0]: c for c in map(str, clips.configuration.values)
+            if kind_of(c) == kind and len(blocks_of(c)) == 1 and plain(c)}
+
+
+def evidence_by_caption(evidence: xr.Dataset, late_fraction: float = 0.5) -> xr.Dataset:
+    """:func:`block_evidence` of a sweep's evidence (``analysis.block_evidence``): dims (block, caption, seconds)."""
+    out = block_evidence(evidence, late_fraction)
+    return out.assign_coords(caption=[str(c) for c in out.caption.values])
+
+
+def rank_correlation(clips: xr.Dataset, evidence: xr.Dataset, metric: str, variable: str,
+                     captions: list[str] | None = None, seconds=None, kind: str = "litefocus",
+                     resamples: int = 1000, seed: int = 0) -> quality.Estimate:
+    """Spearman's rank correlation, across single blocks (and lengths), between one evidence quantity (mean over
+    the captions) and the measured cost (on the same captions), with a 95 % interval from resampling captions
+    (evidence and cost drawn together)."""
+    captions = captions or complete_captions(clips)
+    seconds = list(clips.seconds.values) if seconds is None else list(np.atleast_1d(seconds))
+    singles = single_blocks(clips, kind)
+    blocks = list(singles)
+    ev = evidence_by_caption(evidence)[variable].sel(block=blocks, caption=captions)
+    counts = np.vstack([np.ones(len(captions)), caption_draws(len(captions), resamples, seed)])
+    xs, ys = [], []
+    for s in seconds:
+        x = ev.sel(seconds=s).transpose("block", "caption").values
+        xs.append(x @ counts.T / counts.sum(1))
+        ys.append(cost_draws(clips, [singles[b] for b in blocks], s, metric, counts, captions))
+    x, y = np.concatenate(xs), np.concatenate(ys)  # (points, 1 + R)
+    rho = [stats.spearmanr(x[:, r], y[:, r]).statistic for r in range(x.shape[1])]
+    low, high = np.nanpercentile(rho[1:], [2.5, 97.5])
+    return quality.Estimate(float(rho[0]), float(low), float(high), len(captions))
+
+
+@dataclass
+class CostModel:
+    """A block's predicted cost is ``slope`` times its loss by ``variable`` (:data:`LOSSES`); a set's is the sum over
+    its blocks, so that no block, and a lossless one, costs nothing. ``fitted_on`` says on what (captions, lengths,
+    configurations); ``held_out`` how it did where it was not fit."""
+
+    metric: str
+    variable: str
+    slope: float
+    fitted_on: dict = field(default_factory=dict)
+    held_out: dict = field(default_factory=dict)
+
+    def block_costs(self, table) -> pd.Series:
+        """The predicted cost of each block of a :func:`block_table` (indexed by block)."""
+        if self.variable not in LOSSES or self.variable not in table:
+            raise ValueError(f"the cost model predicts from {self.variable!r}, which the evidence table lacks "
+                             f"(a cost model uses one of {sorted(LOSSES)})")
+        return pd.Series(self.slope * np.asarray(loss(table, self.variable)), index=np.asarray(table["block"]))
+
+    def describe(self) -> str:
+        return (f"predicted {self.metric} cost per block = {self.slope:.4g} x {LOSSES[self.variable][0]} (from "
+                f"{self.variable}), summed over the set")
+
+    def save(self, path: str | Path = COST_MODEL) -> Path:
+        return write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(asdict(self), indent=2) + "\n"))
+
+    @classmethod
+    def load(cls, path: str | Path = COST_MODEL) -> CostModel:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no cost model; fit one with python -m analysis.block_choice")
+        return cls(**json.loads(path.read_text()))
+
+
+def loss(table, variable: str):
+    """The loss by ``variable`` of each block of ``table`` (a :func:`block_table` or a per-block dataset)."""
+    return LOSSES[variable][1](table)
+
+
+def fit_cost_model(clips: xr.Dataset, evidence: xr.Dataset, metric: str, variable: str, captions: list[str],
+                   seconds, kind: str = "litefocus") -> CostModel:
+    """Least squares through the origin of the single-block costs on ``captions`` at ``seconds`` against the
+    blocks' loss by ``variable`` (mean evidence over the captions)."""
+    seconds = list(np.atleast_1d(seconds))
+    singles = single_blocks(clips, kind)
+    ev = evidence_by_caption(evidence).sel(block=list(singles), caption=captions)
+    x = np.concatenate([loss(ev.sel(seconds=s).mean("caption"), variable).values for s in seconds])
+    y = np.concatenate([cost_draws(clips, list(singles.values()), s, metric, np.ones((1, len(captions))),
+                                   captions)[:, 0] for s in seconds])
+    slope = float(x @ y / (x @ x))
+    return CostModel(metric, variable, slope, fitted_on=dict(
+        captions=list(captions), seconds=[float(s) for s in seconds], configurations=list(singles.values())))
+
+
+def predicted_set_costs(model: CostModel, clips: xr.Dataset, evidence: xr.Dataset, captions: list[str],
+                        seconds: float, kind: str = "litefocus") -> pd.Series:
+    """The model's cost of every configuration of ``kind`` in the sweep, from the evidence on ``captions`` at
+    ``seconds`` (indexed by configuration)."""
+    ev = evidence_by_caption(evidence).sel(caption=captions, seconds=seconds).mean("caption")
+    per_block = model.block_costs(ev.to_dataframe().reset_index())
+    names = [str(c) for c in clips.configuration.values if kind_of(str(c)) == kind and plain(str(c))]
+    return pd.Series([per_block[list(blocks_of(n))].sum() for n in names], index=names)
+
+
+def held_out_check(clips: xr.Dataset, evidence: xr.Dataset, metric: str, variable: str, fit: tuple, test: tuple,
+                   kind: str = "litefocus", resamples: int = 1000, seed: int = 0) -> dict:
+    """Fit on ``fit = (captions, seconds)``, predict every set of ``kind`` on ``test = (captions, seconds)``: the
+    rank correlation of predicted and measured cost over single blocks and over all sets, and the mean absolute
+    error over all sets, each with a 95 % interval from resampling the test captions."""
+    model = fit_cost_model(clips, evidence, metric, variable, list(fit[0]), fit[1], kind)
+    captions, s = list(test[0]), float(test[1])
+    predicted = predicted_set_costs(model, clips, evidence, captions, s, kind)
+    counts = np.vstack([np.ones(len(captions)), caption_draws(len(captions), resamples, seed)])
+    measured = cost_draws(clips, list(predicted.index), s, metric, counts, captions)
+    single = np.array([len(blocks_of(n)) == 1 for n in predicted.index])
+    p = predicted.values
+
+    def summary(values):
+        low, high = np.nanpercentile(values[1:], [2.5, 97.5])
+        return dict(value=float(values[0]), low=float(low), high=float(high))
+
+    return dict(
+        model=asdict(model) | dict(fitted_on=dict(captions=len(fit[0]), seconds=model.fitted_on["seconds"])),
+        test=dict(captions=len(captions), seconds=s, sets=len(p)),
+        rho_single=summary(np.array([stats.spearmanr(p[single], m[single]).statistic for m in measured.T])),
+        rho_sets=summary(np.array([stats.spearmanr(p, m).statistic for m in measured.T])),
+        mae_sets=summary(np.abs(measured - p[:, None]).mean(0)),
+        predicted=dict(zip(predicted.index, map(float, p))), measured=dict(zip(predicted.index, measured[:, 0])))
+
+
+# ---------------------------------------------------------------- the choice
+class BlockChoice(list):
+    """The chosen block names, with ``table`` (the evidence per block, and the prediction where a budget was
+    given), ``rule`` (why, in words) and ``prediction`` (the chosen set's predicted cost and estimated speed-up;
+    empty under the threshold rule); ``candidates`` lists every set the budget rule weighed."""
+
+    def __init__(self, blocks: list[str], table: pd.DataFrame, rule: str, prediction: dict | None = None,
+                 candidates: pd.DataFrame | None = None):
+        super().__init__(blocks)
+        self.table, self.rule = table, rule
+        self.prediction = prediction or {}
+        self.candidates = candidates
+
+    def __repr__(self) -> str:
+        return f"BlockChoice({list(self)!r})\nrule: {self.rule}\n{self.table.to_string()}"
+
+
+def choose_blocks(ds: xr.Dataset, min_ratio: float = 2.0, max_error: float | None = None,
+                  late_fraction: float = 0.5, *, budget: float | None = None, seconds: float = 81.92,
+                  cost_model: CostModel | str | Path | None = None, shares: pd.DataFrame | None = None,
+                  ratio: float = 0.1, candidates=None) -> BlockChoice:
+    """Choose blocks to sparsify from ``ds``, what :func:`analysis.measure_sparsity` returns (evidence averaged over
+    each block's modules, heads and the last ``late_fraction`` of recorded steps).
+
+    Without ``budget``, the threshold rule: blocks whose same-frequency ratio (mass on the own row over 1/F) is at
+    least ``min_ratio`` and, with ``max_error``, whose LiteFocus output error is at most that; ranked by the ratio.
+
+    With ``budget``, the budget rule: the set of blocks (of ``candidates``, default every subset) with the largest
+    estimated speed-up at ``seconds`` (:func:`estimated_speedup`, LiteFocus at ``ratio``, ``shares`` default
+    full-size AudioLDM2's from :func:`attention_shares`) whose predicted cost (``cost_model``, default the one fitted
+    on MiniLDM 2's ablation in ``data/block_ablation/cost_model.json``) is at most ``budget``; dense (no block)
+    when nothing fits. ``min_ratio`` and ``max_error`` are then not used.
+    """
+    check_evidence(ds)
+    if not math.isfinite(min_ratio):
+        raise ValueError(f"min_ratio must be a finite number; got {min_ratio}")
+    table = block_table(ds, late_fraction)
+    span = f"averaged over modules, heads and the last {late_fraction:.0%} of recorded steps"
+    if budget is None:
+        chosen = table.same_frequency_ratio >= min_ratio
+        if max_error is not None:
+            chosen &= table.sparse_error <= max_error
+        table["chosen"] = chosen
+        rule = (f"same-frequency ratio >= {min_ratio} (mass on the own row over 1/F)"
+                + (f" and LiteFocus output error <= {max_error}" if max_error is not None else "") + f", {span}")
+        return BlockChoice(table.block[chosen].tolist(), table, rule)
+
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not math.isfinite(budget):
+        raise ValueError(f"budget must be a finite number (the largest predicted cost allowed); got {budget!r}")
+    model = cost_model if isinstance(cost_model, CostModel) else CostModel.load(cost_model or COST_MODEL)
+    shares = attention_shares(seconds) if shares is None else shares
+    costs = model.block_costs(table)
+    table["predicted_cost"] = costs.values
+    if candidates is None:
+        if len(table) > 16:
+            raise ValueError(f"{len(table)} blocks: too many to weigh every subset; pass candidates=")
+        candidates = [c for k in range(len(table) + 1) for c in itertools.combinations(table.block, k)]
+    known = set(table.block)
+    rows = []
+    for blocks in map(tuple, candidates):
+        if not set(blocks) <= known:
+            raise ValueError(f"candidate {blocks} names blocks without evidence: {sorted(set(blocks) - known)}")
+        rows.append(dict(blocks=blocks, predicted_cost=float(costs[list(blocks)].sum()),
+                         speedup=estimated_speedup(table, blocks, shares, ratio)))
+    weighed = pd.DataFrame(rows)
+    weighed["within_budget"] = weighed.predicted_cost <= budget
+    fits = weighed[weighed.within_budget]
+    best = fits.sort_values(["speedup", "predicted_cost"], ascending=[False, True]).iloc[0] if len(fits) else None
+    chosen = list(best.blocks) if best is not None else []
+    table["chosen"] = table.block.isin(chosen)
+    rule = (f"the largest estimated speed-up at {seconds:g} s (LiteFocus r = {ratio}, attention core share per F "
+            f"shrunk to 1/F + r) among {len(weighed)} sets whose predicted {model.metric} cost is at most {budget:g}; "
+            f"{model.describe()}; evidence {span}")
+    prediction = dict(metric=model.metric, budget=budget, seconds=seconds,
+                      predicted_cost=float(best.predicted_cost) if best is not None else 0.0,
+                      speedup=float(best.speedup) if best is not None else 1.0)
+    return BlockChoice(chosen, table, rule, prediction, weighed)

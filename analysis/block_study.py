@@ -1,0 +1,215 @@
+"""The block-choice study on the block ablation's sweep (``python -m analysis.block_study``, ``make block-ablation``):
+what each set of blocks costs and buys, whether the evidence predicts the cost on captions and lengths the fit did
+not see, the cost model ``choose_blocks(budget=...)`` uses, and a check of that rule against measured costs.
+
+    python -m analysis.block_study --sweep runs/block_ablation --reference runs/heldout/reference \\
+        --evidence data/block_ablation/evidence.nc --out data/block_ablation
+
+Writes to OUT: ``clips.nc`` (every clip's CLAP, KL, embedding and UNet time: all that follows is computed from it,
+so ``--sweep`` may be left out once it exists), ``costs.csv`` (per configuration and length: KAD, CLAP and KL cost
+against dense with 95 % intervals over captions, measured MiniLDM speed-up, estimated AudioLDM2 speed-ups),
+``predictors.csv`` (per metric and evidence quantity: rank correlation with the cost, and held-out prediction),
+``cost_model.json`` and ``budget_check.csv``. Captions are split in two halves (the sweep's caption order is a
+seeded random one): the first fits, the second tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from litefocus.files import write_atomic
+
+from . import block_choice as bc
+
+TARGET_SECONDS = (40.96, 81.92)  # full-size AudioLDM2 lengths for the estimated speed-up
+TRAINING_S = dict(minildm=2.56, audioldm2=10.24)  # a length-adaptive ratio keeps its set at the same multiple
+MINILDM_SHARE = "minildm_attention_share.csv"
+
+
+def measured_speedup(clips: xr.Dataset, captions: list[str], baseline: str = "dense") -> pd.DataFrame:
+    """Per configuration and length: the median over captions of dense's UNet seconds per step over the
+    configuration's (each caption's two jobs ran one after the other), with the min and max over captions."""
+    unet = clips.unet_seconds_per_step.sel(caption=captions)
+    ratio = unet.sel(configuration=baseline) / unet
+    return pd.DataFrame(dict(
+        unet_speedup=ratio.median("caption").to_series(), unet_speedup_min=ratio.min("caption").to_series(),
+        unet_speedup_max=ratio.max("caption").to_series())).reset_index()
+
+
+def minildm_shares(seconds: list[float], steps: int = 3) -> pd.DataFrame:
+    """MiniLDM 2's attention core share per level at each length (``analysis.timing`` over a short generation)."""
+    import torch
+
+    from minildm import load_minildm
+
+    from .timing import time_attention
+
+    pipe = load_minildm()
+    rows = []
+    for s in seconds:
+        pipe("a dog barking", audio_length_in_s=s, num_inference_steps=1)  # warm-up
+        with time_attention(pipe) as timing:
+            pipe("a dog barking", audio_length_in_s=s, num_inference_steps=steps,
+                 generator=torch.Generator().manual_seed(0))
+        rows += [dict(seconds=s, **r, threads=torch.get_num_threads()) for r in timing.level_shares().to_dict("records")]
+    return pd.DataFrame(rows)
+
+
+def audioldm2_ratio(configuration: str, seconds: float) -> float:
+    """The LiteFocus ratio a configuration of the ablation would have on AudioLDM2 at ``seconds``: 0 for
+    same-frequency only; r; or, for ``/S`` (set kept at its size at S s of MiniLDM audio), the ratio with the set
+    kept at the same multiple of AudioLDM2's training length."""
+    from .sweep import parse_configuration
+
+    config = parse_configuration(configuration)
+    ratio = config.ratio if config.cross_frequency else 0.0
+    if config.keys_fixed_from_s is None:
+        return ratio
+    multiple = config.keys_fixed_from_s / TRAINING_S["minildm"]
+    return replace(config, keys_fixed_from_s=multiple * TRAINING_S["audioldm2"]).ratio_at(seconds)
+
+
+def cost_frame(clips: xr.Dataset, evidence_table: pd.DataFrame, captions: list[str], resamples: int) -> pd.DataFrame:
+    """costs.csv: one row per configuration and length."""
+    frames = [bc.cost_table(clips, m, captions, resamples=resamples).set_index(["configuration", "seconds"])
+              for m in bc.METRICS]
+    table = frames[0][["kind", "blocks", "captions"]].copy()
+    for metric, frame in zip(bc.METRICS, frames):
+        table[[f"{metric}_cost", f"{metric}_low", f"{metric}_high"]] = frame[["cost", "low", "high"]].values
+    table = table.reset_index().merge(measured_speedup(clips, captions), on=["configuration", "seconds"])
+    for target in TARGET_SECONDS:
+        shares = bc.attention_shares(target)
+        table[f"audioldm2_speedup_{target:g}s"] = [
+            bc.estimated_speedup(evidence_table, blocks, shares, audioldm2_ratio(name, target))
+            for name, blocks in zip(table.configuration, table.blocks)]
+    table["blocks"] = table.blocks.map("+".join)
+    return table
+
+
+def predictor_frame(clips, evidence, fit: list[str], test: list[str], resamples: int) -> pd.DataFrame:
+    """predictors.csv: per metric and evidence quantity, the rank correlation across single blocks (both lengths,
+    all captions) and the held-out check in both directions (fit on one length's first-half captions, test on the
+    other length's second half)."""
+    seconds = [float(s) for s in clips.seconds.values]
+    everyone = fit + test
+    rows = []
+    for metric in bc.METRICS:
+        for variable in bc.EVIDENCE:
+            rho = bc.rank_correlation(clips, evidence, metric, variable, everyone, resamples=resamples)
+            row = dict(metric=metric, variable=variable, rho=rho.value, rho_low=rho.low, rho_high=rho.high)
+            for a, b in ((seconds[0], seconds[1]), (seconds[1], seconds[0])):
+                check = bc.held_out_check(clips, evidence, metric, variable, (fit, a), (test, b), resamples=resamples)
+                tag = f"fit{a:g}_test{b:g}"
+                for key in ("rho_single", "rho_sets", "mae_sets"):
+                    row |= {f"{tag}_{key}": check[key]["value"], f"{tag}_{key}_low": check[key]["low"],
+                            f"{tag}_{key}_high": check[key]["high"]}
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    table["held_out_rho_sets"] = table.filter(regex=r"^fit.*_rho_sets$").mean(1)
+    return table
+
+
+def budget_check(clips, evidence, model: bc.CostModel, test: list[str], shares: pd.DataFrame,
+                 budgets: list[float], resamples: int) -> pd.DataFrame:
+    """budget_check.csv: at each length and budget, the set the budget rule picks among the measured LiteFocus sets
+    (evidence of the test captions, MiniLDM's attention share at that length) and its measured cost on the test
+    captions, with a 95 % interval."""
+    names = [str(c) for c in clips.configuration.values
+             if bc.kind_of(str(c)) == "litefocus" and bc.blocks_of(str(c)) and bc.plain(str(c))]
+    by_blocks = {bc.blocks_of(n): n for n in names}
+    rows = []
+    for s in clips.seconds.values:
+        ds = evidence.sel(seconds=s, caption=test).mean("caption")
+        for budget in budgets:
+            choice = bc.choose_blocks(ds, budget=budget, cost_model=model, seconds=float(s), ratio=0.1,
+                                      shares=shares[np.isclose(shares.seconds, s)], candidates=[(), *by_blocks])
+            order = [b for b in choice.table.block if b in choice]
+            name = next((n for blocks, n in by_blocks.items() if set(blocks) == set(order)), "dense")
+            row = dict(seconds=float(s), budget=budget, chosen=name, predicted=choice.prediction["predicted_cost"],
+                       estimated_minildm_speedup=choice.prediction["speedup"])
+            if name != "dense":
+                counts = np.vstack([np.ones(len(test)), bc.caption_draws(len(test), resamples)])
+                measured = bc.cost_draws(clips, [name], s, model.metric, counts, test)[0]
+                low, high = np.nanpercentile(measured[1:], [2.5, 97.5])
+                row |= dict(measured=measured[0], measured_low=low, measured_high=high,
+                            within_budget=bool(measured[0] <= budget))
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_csv(table: pd.DataFrame, path: Path) -> Path:
+    return write_atomic(path, lambda tmp: table.to_csv(tmp, index=False))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sweep", type=Path, nargs="+", default=None,
+                        help="the ablation's sweep folders (to (re)build clips.nc; a configuration found in two is "
+                             "taken from the first)")
+    parser.add_argument("--reference", type=Path, default=None, help="its reference folder (with --sweep)")
+    parser.add_argument("--evidence", type=Path, required=True, help="python -m analysis.block_evidence's file")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--metric", default="KAD", choices=bc.METRICS, help="the cost model's metric")
+    parser.add_argument("--budgets", type=float, nargs="+", default=None,
+                        help="budgets to check (default: quantiles of the measured single-block costs)")
+    parser.add_argument("--resamples", type=int, default=1000)
+    args = parser.parse_args(argv)
+    if args.sweep and not args.reference:
+        parser.error("--sweep needs --reference (the held-out reference folder)")
+    if not args.evidence.is_file():
+        parser.error(f"--evidence {args.evidence}: no such file (python -m analysis.block_evidence writes it)")
+    clips_path = args.out / "clips.nc"
+    if args.sweep:
+        from .evaluator import Evaluator
+        from .sweep_evaluation import clip_table
+
+        evaluator = Evaluator.offline()  # the evaluator of evaluate-sweep
+        tables = [clip_table(folder, args.reference, evaluator) for folder in args.sweep]
+        clips = tables[0]
+        for more in tables[1:]:
+            new = [c for c in more.configuration.values if c not in set(clips.configuration.values)]
+            clips = xr.merge([clips, more.sel(configuration=new).drop_vars("reference_embedding")], join="outer", compat="no_conflicts",
+                             combine_attrs="override")
+        write_atomic(clips_path, lambda tmp: clips.to_netcdf(tmp, engine="h5netcdf"))
+    elif not clips_path.is_file():
+        parser.error(f"{clips_path} does not exist: give --sweep and --reference once")
+    clips = xr.load_dataset(clips_path, engine="h5netcdf")
+    evidence = xr.load_dataset(args.evidence, engine="h5netcdf")
+    evidence = evidence.assign_coords(caption=[str(c) for c in evidence.caption.values])
+    captions = [c for c in bc.complete_captions(clips) if c in set(evidence.caption.values)]
+    fit, test = captions[: len(captions) // 2], captions[len(captions) // 2:]
+    print(f"{len(captions)} captions with every clip and their evidence: fit on {len(fit)}, test on {len(test)}")
+
+    evidence_table = bc.block_table(evidence.sel(caption=captions))
+    costs = cost_frame(clips, evidence_table, captions, args.resamples)
+    write_csv(costs, args.out / "costs.csv")
+    predictors = predictor_frame(clips, evidence, fit, test, args.resamples)
+    write_csv(predictors, args.out / "predictors.csv")
+    print(predictors[["metric", "variable", "rho", "rho_low", "rho_high", "held_out_rho_sets"]].to_string(
+        index=False, float_format=lambda v: f"{v:.2f}"))
+
+    best = predictors[predictors.metric == args.metric].sort_values("held_out_rho_sets", ascending=False).iloc[0]
+    model = bc.fit_cost_model(clips, evidence, args.metric, best.variable, fit, list(clips.seconds.values))
+    model.held_out = {k: float(v) for k, v in best.items() if k not in ("metric", "variable")}
+    model.save(args.out / "cost_model.json")
+    print(model.describe())
+
+    shares_path = args.out / MINILDM_SHARE
+    if not shares_path.is_file():
+        write_csv(minildm_shares([float(s) for s in clips.seconds.values]), shares_path)
+    shares = pd.read_csv(shares_path)
+    single = costs[costs.kind.eq("litefocus") & ~costs.blocks.str.contains(r"\+")][f"{args.metric}_cost"]
+    budgets = args.budgets or sorted({0.0, *np.round(np.quantile(single, [0.25, 0.5, 0.75, 1.0]), 3)})
+    check = budget_check(clips, evidence, model, test, shares, budgets, args.resamples)
+    write_csv(check, args.out / "budget_check.csv")
+    print(check.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+if __name__ == "__main__":
+    main()

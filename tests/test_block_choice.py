@@ -1,0 +1,136 @@
+"""Block choice under a quality budget, the cost of a set of blocks and whether evidence predicts it: planted cases."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+import analysis
+from analysis import block_choice as bc
+from analysis import quality
+
+BLOCKS = {"A": (8, 2), "B": (4, 1), "C": (2, 1)}  # block: (F, modules)
+SHARES = pd.DataFrame(dict(freq_bins=[8, 4, 2], core_share=[0.5, 0.1, 0.02]))
+
+
+def planted_evidence(sparse_error: dict, captions=None, seconds=None, seed=0) -> xr.Dataset:
+    """measure_sparsity's layout, every module of a block holding ``sparse_error[block]``; with captions and
+    seconds, 2.5 times that at the second length, plus small noise. The other quantities are fixed."""
+    modules = [(f"{b}.{i}.attn1", b, f) for b, (f, n) in BLOCKS.items() for i in range(n)]
+    extra = {} if captions is None else dict(caption=captions, seconds=seconds)
+    shape = (*(len(v) for v in extra.values()), len(modules), 3, 2)
+    rng = np.random.default_rng(seed)
+    error = np.broadcast_to(np.array([sparse_error[b] for _, b, _ in modules])[:, None, None], shape[-3:])
+    if extra:
+        error = error * np.array([1.0, 2.5])[None, :, None, None, None] + 0.001 * rng.standard_normal(shape)
+    dims = (*extra, "module", "step", "head")
+    data = dict(sparse_error=error, same_frequency_ratio=2 - error, focus_mass=np.full(shape, 0.5),
+                entropy=np.full(shape, 3.0), periodicity_strength=np.full(shape, 0.9),
+                periodicity_period=np.full(shape, 8.0))
+    return xr.Dataset({k: (dims, v) for k, v in data.items()}, coords=dict(
+        module=[m for m, _, _ in modules], block=("module", [b for _, b, _ in modules]),
+        freq_bins=("module", [f for _, _, f in modules]), step=[0, 1, 2], head=[0, 1], **extra))
+
+
+def test_budget_rule_picks_the_fastest_set_within_the_budget():
+    ds = planted_evidence({"A": 0.4, "B": 0.3, "C": 0.05})
+    model = bc.CostModel("KAD", "sparse_error", slope=1.0)
+    choice = analysis.choose_blocks(ds, budget=0.5, cost_model=model, shares=SHARES, ratio=0.1)
+    # {A, B} would be faster but costs 0.7; {A, C} costs 0.45 and saves 0.5 (1 - 1/8 - 0.1) + 0.02 (1 - 1/2 - 0.1)
+    assert sorted(choice) == ["A", "C"]
+    assert choice.prediction["predicted_cost"] == pytest.approx(0.45)
+    assert choice.prediction["speedup"] == pytest.approx(1 / (1 - 0.5 * 0.775 - 0.02 * 0.4))
+    assert "at most 0.5" in choice.rule and "sparse_error" in choice.rule
+    assert len(choice.candidates) == 8 and choice.table.set_index("block").predicted_cost["B"] == pytest.approx(0.3)
+    assert list(analysis.choose_blocks(ds, budget=-1.0, cost_model=model, shares=SHARES)) == []  # nothing fits
+    assert sorted(analysis.choose_blocks(ds, budget=1.0, cost_model=model, shares=SHARES)) == ["A", "B", "C"]
+    only = analysis.choose_blocks(ds, budget=0.5, cost_model=model, shares=SHARES, candidates=[("B",), ("C",)])
+    assert list(only) == ["B"]
+    # the threshold rule is still the default: same_frequency_ratio = 2 - error >= 1.8 holds for C only
+    assert list(analysis.choose_blocks(ds, min_ratio=1.8)) == ["C"]
+
+
+def test_budget_rule_names_bad_input():
+    ds = planted_evidence({"A": 0.4, "B": 0.3, "C": 0.05})
+    model = bc.CostModel("KAD", "sparse_error", 1.0)
+    with pytest.raises(ValueError, match="budget must be a finite number"):
+        analysis.choose_blocks(ds, budget=float("nan"), cost_model=model, shares=SHARES)
+    with pytest.raises(ValueError, match=r"at \[10.24, 20.48, 40.96, 81.92\] s only"):
+        analysis.choose_blocks(ds, budget=0.5, cost_model=model, seconds=30.0)
+    with pytest.raises(ValueError, match="without evidence"):
+        analysis.choose_blocks(ds, budget=0.5, cost_model=model, shares=SHARES, candidates=[("D",)])
+    with pytest.raises(ValueError, match="predicts from 'nope'"):
+        analysis.choose_blocks(ds, budget=0.5, cost_model=bc.CostModel("KAD", "nope", 1.0), shares=SHARES)
+    with pytest.raises(FileNotFoundError, match="no cost model"):
+        analysis.choose_blocks(ds, budget=0.5, cost_model="/nonexistent.json", shares=SHARES)
+
+
+def test_estimated_speedup_is_the_benchmarks_flop_bound():
+    """LiteFocus on the whole F = 8 level of full-size AudioLDM2 at 81.92 s: the bound benchmarks/speed.py printed."""
+    measured = pd.read_csv(bc.DATA / "benchmarks" / "speed.csv")
+    row = measured[(measured.seconds == 81.92) & (measured.configuration == "litefocus")].iloc[0]
+    table = pd.DataFrame(dict(block=["down_blocks.1", "up_blocks.2"], freq_bins=[8, 8], level_fraction=[0.4, 0.6]))
+    estimate = bc.estimated_speedup(table, ["down_blocks.1", "up_blocks.2"], bc.attention_shares(81.92), 0.1)
+    assert estimate == pytest.approx(row.bound_flop, rel=1e-9)
+    assert bc.estimated_speedup(table, [], bc.attention_shares(81.92)) == 1.0
+
+
+# ---------------------------------------------------------------- measured costs and their prediction
+CAPTIONS = [str(i) for i in range(1, 13)]
+TRUE_COST = {"A": 3.0, "B": 1.0, "C": 2.0}
+
+
+def planted_clips(seed=0) -> xr.Dataset:
+    """A sweep's clip table: dense and LiteFocus on each block and on A+B; the CLAP drop and KL rise of a set are the
+    sum of its blocks' costs (plus noise), 2.5 times as large at the second length; embeddings drawn at random."""
+    names = ["dense", "litefocus@A", "litefocus@B", "litefocus@C", "litefocus@A+B"]
+    cost = np.array([0.0, 3.0, 1.0, 2.0, 4.0])[:, None, None] * np.array([1.0, 2.5])[None, :, None]
+    rng = np.random.default_rng(seed)
+    shape = (len(names), 2, len(CAPTIONS))
+    clap = 30 - cost + 0.05 * rng.standard_normal(shape)
+    kl = 1 + 0.1 * cost + 0.005 * rng.standard_normal(shape)
+    emb = rng.standard_normal((*shape, 4)).astype(np.float32)
+    dims = ("configuration", "seconds", "caption")
+    return xr.Dataset(dict(clap=(dims, clap), kl=(dims, kl), embedding=((*dims, "dim"), emb),
+                           reference_embedding=(("seconds", "reference", "dim"),
+                                                rng.standard_normal((2, 20, 4)).astype(np.float32))),
+                      coords=dict(configuration=names, seconds=[10.24, 20.48], caption=CAPTIONS))
+
+
+def test_costs_are_paired_differences_signed_worse_positive():
+    clips = planted_clips()
+    table = bc.cost_table(clips, "CLAP", resamples=200).set_index(["configuration", "seconds"])
+    for name, expected in [("litefocus@A", 3.0), ("litefocus@B", 1.0), ("litefocus@A+B", 4.0)]:
+        row = table.loc[(name, 10.24)]
+        assert row.cost == pytest.approx(expected, abs=0.1) and row.low < row.cost < row.high
+    assert table.loc[("litefocus@A+B", 20.48)].blocks == ("A", "B")
+    kl = bc.cost_table(clips, "KL", resamples=50).set_index(["configuration", "seconds"])
+    assert kl.loc[("litefocus@C", 20.48)].cost == pytest.approx(0.5, abs=0.01)
+    # KAD: the same number as the paired difference of analysis.quality
+    at = clips.sel(seconds=10.24)
+    kad = bc.cost_draws(clips, ["litefocus@A"], 10.24, "KAD", np.ones((1, 12)), CAPTIONS)[0, 0]
+    expected = quality.paired_difference("KAD", at.embedding.sel(configuration="litefocus@A").values,
+                                         at.embedding.sel(configuration="dense").values,
+                                         at.reference_embedding.values, resamples=2).value
+    assert kad == pytest.approx(expected)
+
+
+def test_evidence_that_tracks_the_cost_correlates_and_predicts_held_out_captions():
+    clips = planted_clips()
+    evidence = planted_evidence({b: c / 10 for b, c in TRUE_COST.items()}, CAPTIONS, [10.24, 20.48])
+    rho = bc.rank_correlation(clips, evidence, "CLAP", "sparse_error", resamples=200)
+    assert rho.value == pytest.approx(1.0) and rho.low > 0.5
+    assert bc.rank_correlation(clips, evidence, "CLAP", "same_frequency_ratio", resamples=50).value \
+        == pytest.approx(-1.0)
+    model = bc.fit_cost_model(clips, evidence, "CLAP", "sparse_error", CAPTIONS[:6], 10.24)
+    assert model.slope == pytest.approx(10, rel=0.05)
+    assert "x LiteFocus's relative output error (from sparse_error)" in model.describe()
+    check = bc.held_out_check(clips, evidence, "CLAP", "sparse_error", (CAPTIONS[:6], 10.24), (CAPTIONS[6:], 20.48),
+                              resamples=100)
+    assert check["rho_single"]["value"] == pytest.approx(1.0) and check["mae_sets"]["value"] < 0.2
+    assert check["predicted"]["litefocus@A+B"] == pytest.approx(10.0, abs=0.2)  # additive over blocks, at 20.48 s
+
+
+def test_cost_model_round_trips(tmp_path):
+    model = bc.CostModel("KAD", "sparse_error", 2.0, fitted_on=dict(captions=["1"]))
+    assert bc.CostModel.load(model.save(tmp_path / "m.json")) == model
