@@ -174,8 +174,8 @@ def main(argv: list[str] | None = None) -> None:
         clips = tables[0]
         for more in tables[1:]:
             new = [c for c in more.configuration.values if c not in set(clips.configuration.values)]
-            clips = xr.merge([clips, more.sel(configuration=new).drop_vars("reference_embedding")], join="outer", compat="no_conflicts",
-                             combine_attrs="override")
+            clips = xr.merge([clips, more.sel(configuration=new).drop_vars("reference_embedding")], join="outer",
+                             compat="no_conflicts", combine_attrs="override")
         write_atomic(clips_path, lambda tmp: clips.to_netcdf(tmp, engine="h5netcdf"))
     elif not clips_path.is_file():
         parser.error(f"{clips_path} does not exist: give --sweep and --reference once")

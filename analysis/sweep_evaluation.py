@@ -261,7 +261,9 @@ def clip_table(out: str | os.PathLike, reference: str | os.PathLike, evaluator) 
     folders = check_reference(rows, reference)
     embedded = embed_jobs(out, rows, evaluator, progress=False)
     names = [c["name"] for c in manifest["settings"]["configurations"]]
-    captions = [c["id"] for c in manifest["settings"]["captions"]]
+    present = {str(c) for c in rows.caption_id}
+    known = [str(c["id"]) for c in manifest["settings"]["captions"] if isinstance(c, dict)]  # the sweep's order
+    captions = [c for c in known if c in present] + sorted(present - set(known), key=lambda c: (len(c), c))
     seconds = sorted(rows.seconds.unique())
     dim = len(next(iter(embedded.values()))["audio"])
     shape = (len(names), len(seconds), len(captions))

@@ -49,10 +49,14 @@ def test_measure_command_writes_dataset_figures_and_table(tmp_path, capsys):
     assert code == 0
     assert {p.name for p in tmp_path.iterdir()} == {"sparsity.nc", "attention.nc", "blocks.csv",
                                                    "query_attention.png", "offset_profiles.png",
-                                                   "sparsity_by_block.png", "run.json"}
+                                                   "sparsity_by_block.png", "block_sets.csv", "run.json"}
     table = pd.read_csv(tmp_path / "blocks.csv")
     assert list(table.block) == ["down_blocks.1"]
-    assert "chosen blocks:" in capsys.readouterr().out
+    sets = pd.read_csv(tmp_path / "block_sets.csv")
+    assert len(sets) == 2 and sets.within_budget.dtype == bool  # dense and down_blocks.1 weighed
+    out = capsys.readouterr().out
+    assert "threshold rule: same-frequency ratio >= 2.0" in out and "budget rule: the largest estimated speed-up" in out
+    assert "estimated UNet step speed-up" in out
     tree = xr.open_datatree(tmp_path / "attention.nc", engine="h5netcdf")
     assert tree["down_blocks/1/attentions/0/transformer_blocks/0/attn1"].attrs["freq_bins"] == 8
 

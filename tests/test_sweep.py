@@ -315,6 +315,24 @@ def test_evaluate_sweep_matches_the_metrics_on_its_cached_embeddings(minildm_swe
         pytest.approx(kad)
 
 
+def test_clip_table_holds_what_the_sweep_metrics_are_made_of(minildm_sweep):
+    """Costs recomputed from the clip table (block_choice) equal evaluate-sweep's paired comparisons."""
+    from analysis import block_choice as bc
+    from analysis import sweep_evaluation as se
+    from analysis.evaluator import Evaluator
+
+    evaluator = Evaluator.offline()
+    out, reference = minildm_sweep / "sweep", minildm_sweep / "reference"
+    clips = se.clip_table(out, reference, evaluator)
+    assert dict(clips.sizes) == dict(configuration=2, seconds=1, caption=3, dim=evaluator.audio_dim, reference=4)
+    assert clips.unet_seconds_per_step.notnull().all() and clips.kl.notnull().all()
+    comparisons = se.compare_configurations(out, reference, evaluator, resamples=20).set_index("metric")
+    captions = ["0", "1", "2"]
+    for metric, sign in (("KAD", 1), ("CLAP", -1), ("KL", 1)):  # a cost is positive when worse: a CLAP drop
+        cost = bc.cost_draws(clips, ["litefocus"], 0.64, metric, np.ones((1, 3)), captions)[0, 0]
+        assert cost == pytest.approx(sign * comparisons.difference[metric])
+
+
 def test_evaluate_sweep_checks_its_folders_before_loading_a_model(minildm_sweep, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["evaluate-sweep", str(minildm_sweep / "sweep"), "--reference", str(tmp_path / "empty")]) == 2
