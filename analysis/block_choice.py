@@ -103,7 +103,8 @@ def attention_shares(seconds: float, path: str | Path = ATTENTION_SHARE) -> pd.D
     table = pd.read_csv(path)
     at = table[np.isclose(table.seconds, seconds)]
     if at.empty:
-        raise ValueError(f"seconds={seconds}: {path} has the attention share at {sorted(map(float, table.seconds.unique()))} s "
+        lengths = sorted(map(float, table.seconds.unique()))
+        raise ValueError(f"seconds={seconds}: {path} has the attention share at {lengths} s "
                          "only; measure another length with benchmarks/speed.py or pass shares=")
     return at[["freq_bins", "core_share"]].reset_index(drop=True)
 
@@ -204,7 +205,7 @@ def evidence_by_caption(evidence: xr.Dataset, late_fraction: float = 0.5) -> xr.
 
 def rank_correlation(clips: xr.Dataset, evidence: xr.Dataset, metric: str, variable: str,
                      captions: list[str] | None = None, seconds=None, kind: str = "litefocus",
-                     resamples: int = 1000, seed: int = 0) -> quality.Estimate:
+                     resamples: int = 1000, seed: int = 0, late_fraction: float = 0.5) -> quality.Estimate:
     """Spearman's rank correlation, across single blocks (and lengths), between one evidence quantity (mean over
     the captions) and the measured cost (on the same captions), with a 95 % interval from resampling captions
     (evidence and cost drawn together)."""
@@ -212,7 +213,7 @@ def rank_correlation(clips: xr.Dataset, evidence: xr.Dataset, metric: str, varia
     seconds = list(clips.seconds.values) if seconds is None else list(np.atleast_1d(seconds))
     singles = single_blocks(clips, kind)
     blocks = list(singles)
-    ev = evidence_by_caption(evidence)[variable].sel(block=blocks, caption=captions)
+    ev = evidence_by_caption(evidence, late_fraction)[variable].sel(block=blocks, caption=captions)
     counts = np.vstack([np.ones(len(captions)), caption_draws(len(captions), resamples, seed)])
     xs, ys = [], []
     for s in seconds:
@@ -234,6 +235,7 @@ class CostModel:
     metric: str
     variable: str
     slope: float
+    late_fraction: float = 0.5  # the evidence is averaged over this last fraction of the recorded steps
     fitted_on: dict = field(default_factory=dict)
     held_out: dict = field(default_factory=dict)
 
@@ -265,17 +267,17 @@ def loss(table, variable: str):
 
 
 def fit_cost_model(clips: xr.Dataset, evidence: xr.Dataset, metric: str, variable: str, captions: list[str],
-                   seconds, kind: str = "litefocus") -> CostModel:
+                   seconds, kind: str = "litefocus", late_fraction: float = 0.5) -> CostModel:
     """Least squares through the origin of the single-block costs on ``captions`` at ``seconds`` against the
     blocks' loss by ``variable`` (mean evidence over the captions)."""
     seconds = list(np.atleast_1d(seconds))
     singles = single_blocks(clips, kind)
-    ev = evidence_by_caption(evidence).sel(block=list(singles), caption=captions)
+    ev = evidence_by_caption(evidence, late_fraction).sel(block=list(singles), caption=captions)
     x = np.concatenate([loss(ev.sel(seconds=s).mean("caption"), variable).values for s in seconds])
     y = np.concatenate([cost_draws(clips, list(singles.values()), s, metric, np.ones((1, len(captions))),
                                    captions)[:, 0] for s in seconds])
     slope = float(x @ y / (x @ x))
-    return CostModel(metric, variable, slope, fitted_on=dict(
+    return CostModel(metric, variable, slope, late_fraction, fitted_on=dict(
         captions=list(captions), seconds=[float(s) for s in seconds], configurations=list(singles.values())))
 
 
@@ -283,18 +285,18 @@ def predicted_set_costs(model: CostModel, clips: xr.Dataset, evidence: xr.Datase
                         seconds: float, kind: str = "litefocus") -> pd.Series:
     """The model's cost of every configuration of ``kind`` in the sweep, from the evidence on ``captions`` at
     ``seconds`` (indexed by configuration)."""
-    ev = evidence_by_caption(evidence).sel(caption=captions, seconds=seconds).mean("caption")
+    ev = evidence_by_caption(evidence, model.late_fraction).sel(caption=captions, seconds=seconds).mean("caption")
     per_block = model.block_costs(ev.to_dataframe().reset_index())
     names = [str(c) for c in clips.configuration.values if kind_of(str(c)) == kind and plain(str(c))]
     return pd.Series([per_block[list(blocks_of(n))].sum() for n in names], index=names)
 
 
 def held_out_check(clips: xr.Dataset, evidence: xr.Dataset, metric: str, variable: str, fit: tuple, test: tuple,
-                   kind: str = "litefocus", resamples: int = 1000, seed: int = 0) -> dict:
+                   kind: str = "litefocus", resamples: int = 1000, seed: int = 0, late_fraction: float = 0.5) -> dict:
     """Fit on ``fit = (captions, seconds)``, predict every set of ``kind`` on ``test = (captions, seconds)``: the
     rank correlation of predicted and measured cost over single blocks and over all sets, and the mean absolute
     error over all sets, each with a 95 % interval from resampling the test captions."""
-    model = fit_cost_model(clips, evidence, metric, variable, list(fit[0]), fit[1], kind)
+    model = fit_cost_model(clips, evidence, metric, variable, list(fit[0]), fit[1], kind, late_fraction)
     captions, s = list(test[0]), float(test[1])
     predicted = predicted_set_costs(model, clips, evidence, captions, s, kind)
     counts = np.vstack([np.ones(len(captions)), caption_draws(len(captions), resamples, seed)])
@@ -333,11 +335,12 @@ class BlockChoice(list):
 
 
 def choose_blocks(ds: xr.Dataset, min_ratio: float = 2.0, max_error: float | None = None,
-                  late_fraction: float = 0.5, *, budget: float | None = None, seconds: float = 81.92,
+                  late_fraction: float | None = None, *, budget: float | None = None, seconds: float = 81.92,
                   cost_model: CostModel | str | Path | None = None, shares: pd.DataFrame | None = None,
                   ratio: float = 0.1, candidates=None) -> BlockChoice:
     """Choose blocks to sparsify from ``ds``, what :func:`analysis.measure_sparsity` returns (evidence averaged over
-    each block's modules, heads and the last ``late_fraction`` of recorded steps).
+    each block's modules, heads and the last ``late_fraction`` of recorded steps: default half, or as the cost model
+    was fitted under the budget rule).
 
     Without ``budget``, the threshold rule: blocks whose same-frequency ratio (mass on the own row over 1/F) is at
     least ``min_ratio`` and, with ``max_error``, whose LiteFocus output error is at most that; ranked by the ratio.
@@ -351,9 +354,10 @@ def choose_blocks(ds: xr.Dataset, min_ratio: float = 2.0, max_error: float | Non
     check_evidence(ds)
     if not math.isfinite(min_ratio):
         raise ValueError(f"min_ratio must be a finite number; got {min_ratio}")
-    table = block_table(ds, late_fraction)
-    span = f"averaged over modules, heads and the last {late_fraction:.0%} of recorded steps"
     if budget is None:
+        late_fraction = 0.5 if late_fraction is None else late_fraction
+        table = block_table(ds, late_fraction)
+        span = f"averaged over modules, heads and the last {late_fraction:.0%} of recorded steps"
         chosen = table.same_frequency_ratio >= min_ratio
         if max_error is not None:
             chosen &= table.sparse_error <= max_error
@@ -365,6 +369,9 @@ def choose_blocks(ds: xr.Dataset, min_ratio: float = 2.0, max_error: float | Non
     if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not math.isfinite(budget):
         raise ValueError(f"budget must be a finite number (the largest predicted cost allowed); got {budget!r}")
     model = cost_model if isinstance(cost_model, CostModel) else CostModel.load(cost_model or COST_MODEL)
+    late_fraction = model.late_fraction if late_fraction is None else late_fraction
+    table = block_table(ds, late_fraction)
+    span = f"averaged over modules, heads and the last {late_fraction:.0%} of recorded steps"
     shares = attention_shares(seconds) if shares is None else shares
     costs = model.block_costs(table)
     table["predicted_cost"] = costs.values

@@ -6,7 +6,8 @@ the noise of the sweep's dense job (``python -m analysis.block_evidence``), gath
 
 The result has dims (caption, seconds, module, step, head) and the variables of
 :func:`analysis.measure.sparsity_dataset`; ``analysis.block_choice`` reduces it to one row per block. Each caption and
-length is written to ``OUT.parts/`` (not committed) as it finishes, so a stopped run resumes; the parts are gathered at the end.
+length is written to ``OUT.parts/`` (not committed) as it finishes, so a stopped run resumes; the parts are
+gathered at the end.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ seeded random one): the first fits, the second tests.
 from __future__ import annotations
 
 import argparse
+import itertools
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from litefocus.files import write_atomic
 from . import block_choice as bc
 
 TARGET_SECONDS = (40.96, 81.92)  # full-size AudioLDM2 lengths for the estimated speed-up
+LATE_FRACTIONS = (0.5, 1.0)  # evidence over the last half of the recorded steps, or over all of them
 TRAINING_S = dict(minildm=2.56, audioldm2=10.24)  # a length-adaptive ratio keeps its set at the same multiple
 MINILDM_SHARE = "minildm_attention_share.csv"
 
@@ -57,7 +59,8 @@ def minildm_shares(seconds: list[float], steps: int = 3) -> pd.DataFrame:
         with time_attention(pipe) as timing:
             pipe("a dog barking", audio_length_in_s=s, num_inference_steps=steps,
                  generator=torch.Generator().manual_seed(0))
-        rows += [dict(seconds=s, **r, threads=torch.get_num_threads()) for r in timing.level_shares().to_dict("records")]
+        levels = timing.level_shares().to_dict("records")
+        rows += [dict(seconds=s, **r, threads=torch.get_num_threads()) for r in levels]
     return pd.DataFrame(rows)
 
 
@@ -93,26 +96,27 @@ def cost_frame(clips: xr.Dataset, evidence_table: pd.DataFrame, captions: list[s
 
 
 def predictor_frame(clips, evidence, fit: list[str], test: list[str], resamples: int) -> pd.DataFrame:
-    """predictors.csv: per metric and evidence quantity, the rank correlation across single blocks (both lengths,
-    all captions) and the held-out check in both directions (fit on one length's first-half captions, test on the
-    other length's second half)."""
+    """predictors.csv: per metric, evidence quantity and span of steps (the last half, or all recorded steps), the
+    rank correlation across single blocks (both lengths, all captions) and the held-out check in both directions
+    (fit on one length's first-half captions, test on the other length's second half)."""
     seconds = [float(s) for s in clips.seconds.values]
     everyone = fit + test
     rows = []
-    for metric in bc.METRICS:
-        for variable in bc.EVIDENCE:
-            rho = bc.rank_correlation(clips, evidence, metric, variable, everyone, resamples=resamples)
-            row = dict(metric=metric, variable=variable, rho=rho.value, rho_low=rho.low, rho_high=rho.high)
-            for a, b in ((seconds[0], seconds[1]), (seconds[1], seconds[0])):
-                check = bc.held_out_check(clips, evidence, metric, variable, (fit, a), (test, b), resamples=resamples)
-                tag = f"fit{a:g}_test{b:g}"
-                for key in ("rho_single", "rho_sets", "mae_sets"):
-                    row |= {f"{tag}_{key}": check[key]["value"], f"{tag}_{key}_low": check[key]["low"],
-                            f"{tag}_{key}_high": check[key]["high"]}
-            rows.append(row)
-    table = pd.DataFrame(rows)
-    table["held_out_rho_sets"] = table.filter(regex=r"^fit.*_rho_sets$").mean(1)
-    return table
+    for metric, variable, late in itertools.product(bc.METRICS, bc.EVIDENCE, LATE_FRACTIONS):
+        rho = bc.rank_correlation(clips, evidence, metric, variable, everyone, resamples=resamples, late_fraction=late)
+        row = dict(metric=metric, variable=variable, late_fraction=late, rho=rho.value, rho_low=rho.low,
+                   rho_high=rho.high)
+        for a, b in ((seconds[0], seconds[1]), (seconds[1], seconds[0])):
+            check = bc.held_out_check(clips, evidence, metric, variable, (fit, a), (test, b), resamples=resamples,
+                                      late_fraction=late)
+            tag = f"fit{a:g}_test{b:g}"
+            for key in ("rho_single", "rho_sets", "mae_sets"):
+                row |= {f"{tag}_{key}": check[key]["value"], f"{tag}_{key}_low": check[key]["low"],
+                        f"{tag}_{key}_high": check[key]["high"]}
+        both = [v for k, v in row.items() if k.startswith("fit") and k.endswith("_rho_sets")]
+        row["held_out_rho_sets"] = float(np.mean(both))
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def budget_check(clips, evidence, model: bc.CostModel, test: list[str], shares: pd.DataFrame,
@@ -191,12 +195,13 @@ def main(argv: list[str] | None = None) -> None:
     write_csv(costs, args.out / "costs.csv")
     predictors = predictor_frame(clips, evidence, fit, test, args.resamples)
     write_csv(predictors, args.out / "predictors.csv")
-    print(predictors[["metric", "variable", "rho", "rho_low", "rho_high", "held_out_rho_sets"]].to_string(
-        index=False, float_format=lambda v: f"{v:.2f}"))
+    columns = ["metric", "variable", "late_fraction", "rho", "rho_low", "rho_high", "held_out_rho_sets"]
+    print(predictors[columns].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
 
     best = predictors[predictors.metric == args.metric].sort_values("held_out_rho_sets", ascending=False).iloc[0]
-    model = bc.fit_cost_model(clips, evidence, args.metric, best.variable, fit, list(clips.seconds.values))
-    model.held_out = {k: float(v) for k, v in best.items() if k not in ("metric", "variable")}
+    model = bc.fit_cost_model(clips, evidence, args.metric, best.variable, fit, list(clips.seconds.values),
+                              late_fraction=float(best.late_fraction))
+    model.held_out = {k: float(v) for k, v in best.items() if k not in ("metric", "variable", "late_fraction")}
     model.save(args.out / "cost_model.json")
     print(model.describe())
 
