@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from litefocus.files import read_json, write_atomic
 
@@ -246,14 +247,12 @@ def compare_configurations(out: str | os.PathLike, reference: str | os.PathLike,
     return pd.DataFrame(table)
 
 
-def clip_table(out: str | os.PathLike, reference: str | os.PathLike, evaluator) -> "xr.Dataset":
+def clip_table(out: str | os.PathLike, reference: str | os.PathLike, evaluator) -> xr.Dataset:
     """Every finished job of a sweep as one clip: dims (configuration, seconds, caption, dim), variables ``clap``
     (cosine of the clip and its caption), ``kl`` (to the reference clip of its caption; NaN without one), ``embedding``
     (the evaluator's FAD/KAD embedding) and ``unet_seconds_per_step``; the references as ``reference_embedding``
     (seconds, reference, dim). Enough to recompute every metric on any subset of captions without the audio (one
     sampler and seed a sweep; missing jobs are NaN). Reads the cached embeddings (and embeds what is missing)."""
-    import xarray as xr
-
     out = Path(out)
     manifest, rows = read_rows(out)
     if rows[["sampler", "steps"]].drop_duplicates().shape[0] > 1 or rows.seed.nunique() > 1:

@@ -5,7 +5,6 @@ on one process or under ``accelerate launch -m litefocus_cli sweep ...`` on seve
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 from dataclasses import asdict

@@ -1,7 +1,6 @@
 """Sweeps: captions, job ids, interleaved shares, resuming, byte-identical audio on one or two processes."""
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
