@@ -59,7 +59,9 @@ def gather(paths: list[Path]) -> xr.Dataset:
         part = xr.load_dataset(path, engine="h5netcdf")
         bins = part.time_bins.reset_coords(drop=True).expand_dims(caption=part.caption, seconds=part.seconds)
         parts.append(part.drop_vars("time_bins").assign(time_bins=bins))
-    return xr.combine_by_coords(parts, coords="minimal", compat="override", combine_attrs="drop_conflicts")
+    ds = xr.combine_by_coords(parts, coords="minimal", compat="override", combine_attrs="drop_conflicts")
+    order = list(dict.fromkeys(str(c) for part in parts for c in part.caption.values))
+    return ds.sel(caption=order)  # the captions' order, not the sorted one
 
 
 def main(argv: list[str] | None = None) -> None:
