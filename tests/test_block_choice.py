@@ -134,3 +134,21 @@ def test_evidence_that_tracks_the_cost_correlates_and_predicts_held_out_captions
 def test_cost_model_round_trips(tmp_path):
     model = bc.CostModel("KAD", "sparse_error", 2.0, fitted_on=dict(captions=["1"]))
     assert bc.CostModel.load(model.save(tmp_path / "m.json")) == model
+
+
+def test_study_speedups_and_length_adaptive_ratios():
+    from analysis import block_study
+
+    clips = planted_clips()
+    unet = np.ones((5, 2, 12))
+    unet[1] = 0.5  # litefocus@A: twice as fast on every caption
+    unet[2, :, :6], unet[2, :, 6:] = 0.8, 0.4  # litefocus@B: 1.25x on half the captions, 2.5x on the other
+    clips["unet_seconds_per_step"] = (("configuration", "seconds", "caption"), unet)
+    speed = block_study.measured_speedup(clips, CAPTIONS).set_index(["configuration", "seconds"])
+    assert speed.unet_speedup[("litefocus@A", 10.24)] == pytest.approx(2.0)
+    assert speed.loc[("litefocus@B", 20.48)].tolist() == pytest.approx([(1.25 + 2.5) / 2, 1.25, 2.5])
+    # MiniLDM's /2.56 (the set kept at 1x its training length) is AudioLDM2's /10.24
+    assert block_study.audioldm2_ratio("litefocus@down_blocks.1/2.56", 81.92) == pytest.approx(0.0125)
+    assert block_study.audioldm2_ratio("litefocus@down_blocks.1/5.12", 81.92) == pytest.approx(0.025)
+    assert block_study.audioldm2_ratio("same_frequency_only@up_blocks.1", 40.96) == 0.0
+    assert block_study.audioldm2_ratio("litefocus@up_blocks.1", 40.96) == 0.1
