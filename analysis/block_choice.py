@@ -39,8 +39,12 @@ LOSSES = {  # per evidence quantity: what LiteFocus loses in a block, 0 where it
     "focus_mass": ("mass outside the LiteFocus key set, 1 - focus_mass", lambda t: 1 - t["focus_mass"]),
     "sparse_error": ("LiteFocus's relative output error", lambda t: t["sparse_error"]),
     "entropy": ("attention entropy (nats)", lambda t: t["entropy"]),
+    # the baseline without attention: how much a block drops, its self-attention modules x the key share dropped
+    "dropped_keys": ("modules x (1 - 1/F), no attention measured", lambda t: t["dropped_keys"]),
 }
-METRICS = ("KAD", "CLAP", "KL")  # costs per draw of captions; FAD only as a point in cost_table
+PREDICTORS = (*EVIDENCE, "dropped_keys")
+METRICS = ("KAD", "CLAP", "KL")  # costs per draw of captions (FAD: evaluate-sweep's paired comparisons)
+DEFAULT_METRIC = "KAD"
 REQUIRED = ("same_frequency_ratio", "periodicity_strength", "focus_mass", "sparse_error")
 
 
@@ -74,9 +78,10 @@ def block_evidence(ds: xr.Dataset, late_fraction: float = 0.5) -> xr.Dataset:
     names = [v for v in (*EVIDENCE, "periodicity_strength") if v in late]
     grouped = late[names].groupby("block")
     out = grouped.mean("module").mean(("step", "head"))
-    freq = late.freq_bins.groupby("block").first()
-    return out.assign_coords(freq_bins=("block", freq.values.astype(int)),
-                             modules=("block", late.block.to_series().value_counts()[out.block.values].values))
+    freq = late.freq_bins.groupby("block").first().values.astype(int)
+    modules = late.block.to_series().value_counts()[out.block.values].values
+    out["dropped_keys"] = xr.DataArray(modules * (1 - 1 / freq), dims="block").broadcast_like(out[names[0]])
+    return out.assign_coords(freq_bins=("block", freq), modules=("block", modules))
 
 
 def block_table(ds: xr.Dataset, late_fraction: float = 0.5) -> pd.DataFrame:
@@ -91,7 +96,7 @@ def block_table(ds: xr.Dataset, late_fraction: float = 0.5) -> pd.DataFrame:
         period_is_F = (late.periodicity_period == late.freq_bins).groupby("block").mean(...)
         table["period_is_F"] = period_is_F.sel(block=table.block.values).values
     table["level_fraction"] = table.modules / table.groupby("freq_bins").modules.transform("sum")
-    columns = ["block", "modules", "freq_bins", "level_fraction", *[v for v in EVIDENCE if v in table],
+    columns = ["block", "modules", "freq_bins", "level_fraction", *[v for v in PREDICTORS if v in table],
                "periodicity_strength", *(["period_is_F"] if "period_is_F" in table else [])]
     return table[columns].sort_values("same_frequency_ratio", ascending=False).reset_index(drop=True)
 
@@ -247,18 +252,26 @@ class CostModel:
         return pd.Series(self.slope * np.asarray(loss(table, self.variable)), index=np.asarray(table["block"]))
 
     def describe(self) -> str:
+        held_out = self.held_out.get("held_out_rho_sets")
         return (f"predicted {self.metric} cost per block = {self.slope:.4g} x {LOSSES[self.variable][0]} (from "
-                f"{self.variable}), summed over the set")
+                f"{self.variable}), summed over the set"
+                + (f" (rank correlation with the measured cost of held-out sets: {held_out:.2f})"
+                   if held_out is not None else ""))
 
-    def save(self, path: str | Path = COST_MODEL) -> Path:
-        return write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(asdict(self), indent=2) + "\n"))
 
-    @classmethod
-    def load(cls, path: str | Path = COST_MODEL) -> CostModel:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no cost model; fit one with python -m analysis.block_choice")
-        return cls(**json.loads(path.read_text()))
+
+def save_cost_models(models: dict[str, CostModel], path: str | Path = COST_MODEL) -> Path:
+    """``{metric: model}`` as one JSON file."""
+    text = json.dumps({metric: asdict(m) for metric, m in models.items()}, indent=2) + "\n"
+    return write_atomic(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def load_cost_models(path: str | Path = COST_MODEL) -> dict[str, CostModel]:
+    """The ``{metric: model}`` of :func:`save_cost_models` (default: the models fitted on MiniLDM 2's ablation)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no cost model; fit them with python -m analysis.block_study")
+    return {metric: CostModel(**m) for metric, m in json.loads(path.read_text()).items()}
 
 
 def loss(table, variable: str):
@@ -334,22 +347,47 @@ class BlockChoice(list):
         return f"BlockChoice({list(self)!r})\nrule: {self.rule}\n{self.table.to_string()}"
 
 
+def _cost_models(cost_model) -> dict[str, CostModel]:
+    if isinstance(cost_model, CostModel):
+        return {cost_model.metric: cost_model}
+    if isinstance(cost_model, dict):
+        return cost_model
+    return load_cost_models(cost_model or COST_MODEL)
+
+
+def _budgets(budget, models: dict[str, CostModel]) -> dict[str, float]:
+    """``{metric: budget}``, each metric with a model and each budget a finite number."""
+    if not isinstance(budget, dict):
+        budget = {next(iter(models)) if len(models) == 1 else DEFAULT_METRIC: budget}
+    if not budget:
+        raise ValueError("budget is empty: give {metric: largest predicted cost}")
+    for metric, value in budget.items():
+        if metric not in models:
+            raise ValueError(f"budget names {metric!r}, for which there is no cost model (models: {sorted(models)})")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"budget must be a finite number (the largest predicted cost allowed); got "
+                             f"{metric}={value!r}")
+    return {m: float(v) for m, v in budget.items()}
+
+
 def choose_blocks(ds: xr.Dataset, min_ratio: float = 2.0, max_error: float | None = None,
-                  late_fraction: float | None = None, *, budget: float | None = None, seconds: float = 81.92,
-                  cost_model: CostModel | str | Path | None = None, shares: pd.DataFrame | None = None,
-                  ratio: float = 0.1, candidates=None) -> BlockChoice:
+                  late_fraction: float | None = None, *, budget: float | dict[str, float] | None = None,
+                  seconds: float = 81.92, cost_model: CostModel | dict[str, CostModel] | str | Path | None = None,
+                  shares: pd.DataFrame | None = None, ratio: float = 0.1, candidates=None) -> BlockChoice:
     """Choose blocks to sparsify from ``ds``, what :func:`analysis.measure_sparsity` returns (evidence averaged over
-    each block's modules, heads and the last ``late_fraction`` of recorded steps: default half, or as the cost model
-    was fitted under the budget rule).
+    each block's modules, heads and the last ``late_fraction`` of recorded steps, default half; a cost model
+    averages it as it was fitted).
 
     Without ``budget``, the threshold rule: blocks whose same-frequency ratio (mass on the own row over 1/F) is at
     least ``min_ratio`` and, with ``max_error``, whose LiteFocus output error is at most that; ranked by the ratio.
 
     With ``budget``, the budget rule: the set of blocks (of ``candidates``, default every subset) with the largest
     estimated speed-up at ``seconds`` (:func:`estimated_speedup`, LiteFocus at ``ratio``, ``shares`` default
-    full-size AudioLDM2's from :func:`attention_shares`) whose predicted cost (``cost_model``, default the one fitted
-    on MiniLDM 2's ablation in ``data/block_ablation/cost_model.json``) is at most ``budget``; dense (no block)
-    when nothing fits. ``min_ratio`` and ``max_error`` are then not used.
+    full-size AudioLDM2's from :func:`attention_shares`) whose predicted costs are within the budget; dense (no
+    block) when nothing fits. ``budget``: ``{metric: largest predicted cost}`` (``{"KAD": 0, "CLAP": 0.5}``), or one
+    number for the KAD cost (or the one model's metric). ``cost_model``: a model, ``{metric: model}``, or a file of
+    :func:`save_cost_models` (default: the models fitted on MiniLDM 2's ablation, ``data/block_ablation``).
+    ``min_ratio`` and ``max_error`` are then not used.
     """
     check_evidence(ds)
     if not math.isfinite(min_ratio):
@@ -366,15 +404,17 @@ def choose_blocks(ds: xr.Dataset, min_ratio: float = 2.0, max_error: float | Non
                 + (f" and LiteFocus output error <= {max_error}" if max_error is not None else "") + f", {span}")
         return BlockChoice(table.block[chosen].tolist(), table, rule)
 
-    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not math.isfinite(budget):
-        raise ValueError(f"budget must be a finite number (the largest predicted cost allowed); got {budget!r}")
-    model = cost_model if isinstance(cost_model, CostModel) else CostModel.load(cost_model or COST_MODEL)
-    late_fraction = model.late_fraction if late_fraction is None else late_fraction
+    models = _cost_models(cost_model)
+    budgets = _budgets(budget, models)
+    late_fraction = 0.5 if late_fraction is None else late_fraction
     table = block_table(ds, late_fraction)
-    span = f"averaged over modules, heads and the last {late_fraction:.0%} of recorded steps"
+    costs = {}
+    for metric in budgets:  # each model on the evidence averaged as it was fitted
+        model = models[metric]
+        fitted = table if model.late_fraction == late_fraction else block_table(ds, model.late_fraction)
+        costs[metric] = model.block_costs(fitted)
+        table[f"predicted_{metric}"] = costs[metric][table.block].values
     shares = attention_shares(seconds) if shares is None else shares
-    costs = model.block_costs(table)
-    table["predicted_cost"] = costs.values
     if candidates is None:
         if len(table) > 16:
             raise ValueError(f"{len(table)} blocks: too many to weigh every subset; pass candidates=")
@@ -384,18 +424,19 @@ def choose_blocks(ds: xr.Dataset, min_ratio: float = 2.0, max_error: float | Non
     for blocks in map(tuple, candidates):
         if not set(blocks) <= known:
             raise ValueError(f"candidate {blocks} names blocks without evidence: {sorted(set(blocks) - known)}")
-        rows.append(dict(blocks=blocks, predicted_cost=float(costs[list(blocks)].sum()),
+        rows.append(dict(blocks=blocks, **{f"predicted_{m}": float(c[list(blocks)].sum()) for m, c in costs.items()},
                          speedup=estimated_speedup(table, blocks, shares, ratio)))
     weighed = pd.DataFrame(rows)
-    weighed["within_budget"] = weighed.predicted_cost <= budget
+    weighed["within_budget"] = np.logical_and.reduce([weighed[f"predicted_{m}"] <= b for m, b in budgets.items()])
     fits = weighed[weighed.within_budget]
-    best = fits.sort_values(["speedup", "predicted_cost"], ascending=[False, True]).iloc[0] if len(fits) else None
+    best = fits.sort_values("speedup", ascending=False, kind="stable").iloc[0] if len(fits) else None
     chosen = list(best.blocks) if best is not None else []
     table["chosen"] = table.block.isin(chosen)
+    limits = " and ".join(f"predicted {m} cost at most {b:g}" for m, b in budgets.items())
     rule = (f"the largest estimated speed-up at {seconds:g} s (LiteFocus r = {ratio}, attention core share per F "
-            f"shrunk to 1/F + r) among {len(weighed)} sets whose predicted {model.metric} cost is at most {budget:g}; "
-            f"{model.describe()}; evidence {span}")
-    prediction = dict(metric=model.metric, budget=budget, seconds=seconds,
-                      predicted_cost=float(best.predicted_cost) if best is not None else 0.0,
-                      speedup=float(best.speedup) if best is not None else 1.0)
+            f"shrunk to 1/F + r) among {len(weighed)} sets with {limits}; "
+            + "; ".join(models[m].describe() for m in budgets)
+            + f"; evidence averaged over modules, heads and the last {late_fraction:.0%} of recorded steps")
+    prediction = dict(budget=budgets, seconds=seconds, speedup=float(best.speedup) if best is not None else 1.0,
+                      predicted={m: float(best[f"predicted_{m}"]) if best is not None else 0.0 for m in budgets})
     return BlockChoice(chosen, table, rule, prediction, weighed)

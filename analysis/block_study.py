@@ -9,7 +9,8 @@ Writes to OUT: ``clips.nc`` (every clip's CLAP, KL, embedding and UNet time: all
 so ``--sweep`` may be left out once it exists), ``costs.csv`` (per configuration and length: KAD, CLAP and KL cost
 against dense with 95 % intervals over captions, measured MiniLDM speed-up, estimated AudioLDM2 speed-ups),
 ``predictors.csv`` (per metric and evidence quantity: rank correlation with the cost, and held-out prediction),
-``cost_model.json`` and ``budget_check.csv``. Captions are split in two halves (the sweep's caption order is a
+``cost_model.json`` (per metric, the model of the predictor that ranked the held-out sets best) and
+``budget_check.csv``. Captions are split in two halves (the sweep's caption order is a
 seeded random one): the first fits, the second tests.
 """
 
@@ -29,6 +30,7 @@ from litefocus.files import write_atomic
 from . import block_choice as bc
 
 TARGET_SECONDS = (40.96, 81.92)  # full-size AudioLDM2 lengths for the estimated speed-up
+KINDS = ("litefocus", "same_frequency_only")  # the cost models are LiteFocus's (r = 0.1)
 LATE_FRACTIONS = (0.5, 1.0)  # evidence over the last half of the recorded steps, or over all of them
 TRAINING_S = dict(minildm=2.56, audioldm2=10.24)  # a length-adaptive ratio keeps its set at the same multiple
 MINILDM_SHARE = "minildm_attention_share.csv"
@@ -96,19 +98,23 @@ def cost_frame(clips: xr.Dataset, evidence_table: pd.DataFrame, captions: list[s
 
 
 def predictor_frame(clips, evidence, fit: list[str], test: list[str], resamples: int) -> pd.DataFrame:
-    """predictors.csv: per metric, evidence quantity and span of steps (the last half, or all recorded steps), the
-    rank correlation across single blocks (both lengths, all captions) and the held-out check in both directions
-    (fit on one length's first-half captions, test on the other length's second half)."""
+    """predictors.csv: per kind of focus (LiteFocus, same-frequency only), metric, evidence quantity and span of
+    steps (the last half, or all recorded steps), the rank correlation across single blocks (both lengths, all
+    captions) and the held-out check in both directions (fit on one length's first-half captions, test on the other
+    length's second half)."""
     seconds = [float(s) for s in clips.seconds.values]
     everyone = fit + test
     rows = []
-    for metric, variable, late in itertools.product(bc.METRICS, bc.EVIDENCE, LATE_FRACTIONS):
-        rho = bc.rank_correlation(clips, evidence, metric, variable, everyone, resamples=resamples, late_fraction=late)
-        row = dict(metric=metric, variable=variable, late_fraction=late, rho=rho.value, rho_low=rho.low,
+    for kind, metric, variable, late in itertools.product(KINDS, bc.METRICS, bc.PREDICTORS, LATE_FRACTIONS):
+        if variable == "dropped_keys" and late != LATE_FRACTIONS[0]:
+            continue  # no attention in it: the same at any span
+        rho = bc.rank_correlation(clips, evidence, metric, variable, everyone, kind=kind, resamples=resamples,
+                                  late_fraction=late)
+        row = dict(kind=kind, metric=metric, variable=variable, late_fraction=late, rho=rho.value, rho_low=rho.low,
                    rho_high=rho.high)
         for a, b in ((seconds[0], seconds[1]), (seconds[1], seconds[0])):
-            check = bc.held_out_check(clips, evidence, metric, variable, (fit, a), (test, b), resamples=resamples,
-                                      late_fraction=late)
+            check = bc.held_out_check(clips, evidence, metric, variable, (fit, a), (test, b), kind=kind,
+                                      resamples=resamples, late_fraction=late)
             tag = f"fit{a:g}_test{b:g}"
             for key in ("rho_single", "rho_sets", "mae_sets"):
                 row |= {f"{tag}_{key}": check[key]["value"], f"{tag}_{key}_low": check[key]["low"],
@@ -119,32 +125,44 @@ def predictor_frame(clips, evidence, fit: list[str], test: list[str], resamples:
     return pd.DataFrame(rows)
 
 
-def budget_check(clips, evidence, model: bc.CostModel, test: list[str], shares: pd.DataFrame,
-                 budgets: list[float], resamples: int) -> pd.DataFrame:
+def budget_check(clips, evidence, models: dict[str, bc.CostModel], test: list[str], shares: pd.DataFrame,
+                 budgets: list[dict[str, float]], resamples: int) -> pd.DataFrame:
     """budget_check.csv: at each length and budget, the set the budget rule picks among the measured LiteFocus sets
-    (evidence of the test captions, MiniLDM's attention share at that length) and its measured cost on the test
-    captions, with a 95 % interval."""
+    (evidence of the test captions, MiniLDM's attention share at that length), and per budgeted metric its
+    predicted and measured cost on the test captions (95 % interval) and whether the measured cost is within."""
     names = [str(c) for c in clips.configuration.values
              if bc.kind_of(str(c)) == "litefocus" and bc.blocks_of(str(c)) and bc.plain(str(c))]
-    by_blocks = {bc.blocks_of(n): n for n in names}
+    by_blocks = {frozenset(bc.blocks_of(n)): n for n in names}
+    counts = np.vstack([np.ones(len(test)), bc.caption_draws(len(test), resamples)])
     rows = []
     for s in clips.seconds.values:
         ds = evidence.sel(seconds=s, caption=test).mean("caption")
         for budget in budgets:
-            choice = bc.choose_blocks(ds, budget=budget, cost_model=model, seconds=float(s), ratio=0.1,
-                                      shares=shares[np.isclose(shares.seconds, s)], candidates=[(), *by_blocks])
-            order = [b for b in choice.table.block if b in choice]
-            name = next((n for blocks, n in by_blocks.items() if set(blocks) == set(order)), "dense")
-            row = dict(seconds=float(s), budget=budget, chosen=name, predicted=choice.prediction["predicted_cost"],
+            choice = bc.choose_blocks(ds, budget=budget, cost_model=models, seconds=float(s), ratio=0.1,
+                                      shares=shares[np.isclose(shares.seconds, s)],
+                                      candidates=[(), *map(tuple, by_blocks)])
+            name = by_blocks.get(frozenset(choice), "dense")
+            row = dict(seconds=float(s), budget=" ".join(f"{m}<={v:g}" for m, v in budget.items()), chosen=name,
                        estimated_minildm_speedup=choice.prediction["speedup"])
-            if name != "dense":
-                counts = np.vstack([np.ones(len(test)), bc.caption_draws(len(test), resamples)])
-                measured = bc.cost_draws(clips, [name], s, model.metric, counts, test)[0]
+            within = []
+            for metric, value in budget.items():
+                measured = (bc.cost_draws(clips, [name], s, metric, counts, test)[0] if name != "dense"
+                            else np.zeros(len(counts)))
                 low, high = np.nanpercentile(measured[1:], [2.5, 97.5])
-                row |= dict(measured=measured[0], measured_low=low, measured_high=high,
-                            within_budget=bool(measured[0] <= budget))
-            rows.append(row)
+                within.append(measured[0] <= value)
+                row |= {f"{metric}_predicted": choice.prediction["predicted"][metric], f"{metric}_measured": measured[0],
+                        f"{metric}_low": low, f"{metric}_high": high}
+            rows.append(row | dict(within_budget=bool(all(within))))
     return pd.DataFrame(rows)
+
+
+def default_budgets(costs: pd.DataFrame) -> list[dict[str, float]]:
+    """Per metric alone: 0 and the quartiles of the positive costs of the LiteFocus sets (both lengths); then all
+    metrics at 0 and at those medians."""
+    sets = costs[costs.kind.eq("litefocus") & costs.configuration.map(bc.plain)]
+    quartiles = {m: np.round(np.quantile(sets[f"{m}_cost"].clip(lower=0), [0.25, 0.5, 0.75]), 4) for m in bc.METRICS}
+    budgets = [{m: float(v)} for m in bc.METRICS for v in sorted({0.0, *quartiles[m]})]
+    return budgets + [{m: 0.0 for m in bc.METRICS}, {m: float(quartiles[m][1]) for m in bc.METRICS}]
 
 
 def write_csv(table: pd.DataFrame, path: Path) -> Path:
@@ -159,9 +177,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reference", type=Path, default=None, help="its reference folder (with --sweep)")
     parser.add_argument("--evidence", type=Path, required=True, help="python -m analysis.block_evidence's file")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--metric", default="KAD", choices=bc.METRICS, help="the cost model's metric")
-    parser.add_argument("--budgets", type=float, nargs="+", default=None,
-                        help="budgets to check (default: quantiles of the measured single-block costs)")
     parser.add_argument("--resamples", type=int, default=1000)
     args = parser.parse_args(argv)
     if args.sweep and not args.reference:
@@ -195,23 +210,25 @@ def main(argv: list[str] | None = None) -> None:
     write_csv(costs, args.out / "costs.csv")
     predictors = predictor_frame(clips, evidence, fit, test, args.resamples)
     write_csv(predictors, args.out / "predictors.csv")
-    columns = ["metric", "variable", "late_fraction", "rho", "rho_low", "rho_high", "held_out_rho_sets"]
+    columns = ["kind", "metric", "variable", "late_fraction", "rho", "rho_low", "rho_high", "held_out_rho_sets"]
     print(predictors[columns].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
 
-    best = predictors[predictors.metric == args.metric].sort_values("held_out_rho_sets", ascending=False).iloc[0]
-    model = bc.fit_cost_model(clips, evidence, args.metric, best.variable, fit, list(clips.seconds.values),
-                              late_fraction=float(best.late_fraction))
-    model.held_out = {k: float(v) for k, v in best.items() if k not in ("metric", "variable", "late_fraction")}
-    model.save(args.out / "cost_model.json")
-    print(model.describe())
+    models = {}
+    for metric in bc.METRICS:  # per metric, the predictor that ranked the held-out sets best
+        mine = predictors[(predictors.kind == "litefocus") & (predictors.metric == metric)]
+        best = mine.sort_values("held_out_rho_sets", ascending=False).iloc[0]
+        models[metric] = bc.fit_cost_model(clips, evidence, metric, best.variable, fit, list(clips.seconds.values),
+                                           late_fraction=float(best.late_fraction))
+        models[metric].held_out = {k: float(v) for k, v in best.items()
+                                   if k not in ("kind", "metric", "variable", "late_fraction")}
+        print(models[metric].describe())
+    bc.save_cost_models(models, args.out / "cost_model.json")
 
     shares_path = args.out / MINILDM_SHARE
     if not shares_path.is_file():
         write_csv(minildm_shares([float(s) for s in clips.seconds.values]), shares_path)
     shares = pd.read_csv(shares_path)
-    single = costs[costs.kind.eq("litefocus") & ~costs.blocks.str.contains(r"\+")][f"{args.metric}_cost"]
-    budgets = args.budgets or sorted({0.0, *np.round(np.quantile(single, [0.25, 0.5, 0.75, 1.0]), 3)})
-    check = budget_check(clips, evidence, model, test, shares, budgets, args.resamples)
+    check = budget_check(clips, evidence, models, test, shares, default_budgets(costs), args.resamples)
     write_csv(check, args.out / "budget_check.csv")
     print(check.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 

@@ -39,9 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     measure.add_argument("--queries", type=int, default=16, help="query rows kept per module and step")
     measure.add_argument("--min-ratio", type=float, default=2.0,
                          help="threshold rule: the same-frequency ratio a block needs")
-    measure.add_argument("--budget", type=float, default=0.0,
-                         help="budget rule: the largest predicted quality cost allowed, in the cost model's metric "
-                              "(KAD increase over dense; default 0: predicted no worse than dense)")
+    measure.add_argument("--budget", nargs="+", default=["KAD=0", "CLAP=0"], metavar="METRIC=COST",
+                         help="budget rule: the largest predicted cost allowed per metric, against dense (KAD and KL "
+                              "increase, CLAP-score drop; default KAD=0 CLAP=0: predicted no worse than dense)")
     measure.add_argument("--target-seconds", type=float, default=81.92,
                          help="budget rule: the audio length whose speed-up is estimated (full-size AudioLDM2's "
                               "attention share: 10.24, 20.48, 40.96 or 81.92)")
@@ -69,6 +69,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def parse_budget(values: list[str], metrics) -> dict[str, float]:
+    """``["KAD=0", "CLAP=0.5"]`` -> ``{"KAD": 0.0, "CLAP": 0.5}``; an error names the bad entry."""
+    budget = {}
+    for value in values:
+        metric, _, number = value.partition("=")
+        try:
+            cost = float(number)
+        except ValueError:
+            cost = float("nan")
+        if metric not in metrics or not math.isfinite(cost):
+            raise ValueError(f"--budget {value}: give METRIC=COST with METRIC one of {', '.join(metrics)} and a "
+                             "finite cost")
+        budget[metric] = cost
+    return budget
+
+
 def check_arguments(args) -> None:
     """Every argument that can be checked without the model, before anything is loaded or computed."""
     if not (math.isfinite(args.seconds) and args.seconds > 0):
@@ -83,15 +99,15 @@ def check_arguments(args) -> None:
                              f"got {args.min_ratio}")
         if args.queries < 1:
             raise ValueError(f"--queries must be at least 1; got {args.queries}")
-        if not math.isfinite(args.budget):
-            raise ValueError(f"--budget must be a finite number (a predicted cost); got {args.budget}")
-        from analysis.block_choice import CostModel, attention_shares
+        from analysis.block_choice import METRICS, attention_shares, load_cost_models
+
+        args.budget = parse_budget(args.budget, METRICS)
 
         try:
             attention_shares(args.target_seconds)
         except ValueError as error:
             raise ValueError(f"--target-seconds: {error}") from None
-        CostModel.load()
+        load_cost_models()
     else:
         import litefocus
 
@@ -155,8 +171,8 @@ def measure_command(args, pipe, name: str) -> int:
         print(f"{title}: {c.rule}")
         print(f"  chosen blocks: {', '.join(c) if c else 'none'}")
     p = budgeted.prediction
-    print(f"  predicted {p['metric']} cost {p['predicted_cost']:+.3f} (budget {p['budget']:g}), estimated UNet step "
-          f"speed-up {p['speedup']:.2f}x at {p['seconds']:g} s")
+    costs = ", ".join(f"{m} {p['predicted'][m]:+.3f} (budget {b:g})" for m, b in p["budget"].items())
+    print(f"  predicted cost {costs}; estimated UNet step speed-up {p['speedup']:.2f}x at {p['seconds']:g} s")
     print(f"wrote {args.out}/sparsity.nc, attention.nc, blocks.csv, block_sets.csv, 3 figures and run.json")
     return 0
 

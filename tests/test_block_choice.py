@@ -38,10 +38,10 @@ def test_budget_rule_picks_the_fastest_set_within_the_budget():
     choice = analysis.choose_blocks(ds, budget=0.5, cost_model=model, shares=SHARES, ratio=0.1)
     # {A, B} would be faster but costs 0.7; {A, C} costs 0.45 and saves 0.5 (1 - 1/8 - 0.1) + 0.02 (1 - 1/2 - 0.1)
     assert sorted(choice) == ["A", "C"]
-    assert choice.prediction["predicted_cost"] == pytest.approx(0.45)
+    assert choice.prediction["predicted"] == dict(KAD=pytest.approx(0.45))
     assert choice.prediction["speedup"] == pytest.approx(1 / (1 - 0.5 * 0.775 - 0.02 * 0.4))
     assert "at most 0.5" in choice.rule and "sparse_error" in choice.rule
-    assert len(choice.candidates) == 8 and choice.table.set_index("block").predicted_cost["B"] == pytest.approx(0.3)
+    assert len(choice.candidates) == 8 and choice.table.set_index("block").predicted_KAD["B"] == pytest.approx(0.3)
     assert list(analysis.choose_blocks(ds, budget=-1.0, cost_model=model, shares=SHARES)) == []  # nothing fits
     assert sorted(analysis.choose_blocks(ds, budget=1.0, cost_model=model, shares=SHARES)) == ["A", "B", "C"]
     only = analysis.choose_blocks(ds, budget=0.5, cost_model=model, shares=SHARES, candidates=[("B",), ("C",)])
@@ -63,6 +63,8 @@ def test_budget_rule_names_bad_input():
         analysis.choose_blocks(ds, budget=0.5, cost_model=bc.CostModel("KAD", "nope", 1.0), shares=SHARES)
     with pytest.raises(FileNotFoundError, match="no cost model"):
         analysis.choose_blocks(ds, budget=0.5, cost_model="/nonexistent.json", shares=SHARES)
+    with pytest.raises(ValueError, match="budget names 'CLAP', for which there is no cost model"):
+        analysis.choose_blocks(ds, budget={"CLAP": 1.0}, cost_model=model, shares=SHARES)
 
 
 def test_estimated_speedup_is_the_benchmarks_flop_bound():
@@ -131,9 +133,16 @@ def test_evidence_that_tracks_the_cost_correlates_and_predicts_held_out_captions
     assert check["predicted"]["litefocus@A+B"] == pytest.approx(10.0, abs=0.2)  # additive over blocks, at 20.48 s
 
 
-def test_cost_model_round_trips(tmp_path):
-    model = bc.CostModel("KAD", "sparse_error", 2.0, fitted_on=dict(captions=["1"]))
-    assert bc.CostModel.load(model.save(tmp_path / "m.json")) == model
+def test_budgets_on_several_metrics_must_all_hold(tmp_path):
+    """KAD says every block is free; a CLAP model that finds A costly keeps A out."""
+    ds = planted_evidence({"A": 0.4, "B": 0.3, "C": 0.05})
+    models = {"KAD": bc.CostModel("KAD", "sparse_error", -1.0),
+              "CLAP": bc.CostModel("CLAP", "dropped_keys", 1.0, late_fraction=1.0)}  # A: 2 x 7/8, B: 3/4, C: 1/2
+    assert sorted(analysis.choose_blocks(ds, budget=0.0, cost_model=models, shares=SHARES)) == ["A", "B", "C"]
+    both = analysis.choose_blocks(ds, budget={"KAD": 0.0, "CLAP": 1.5}, cost_model=models, shares=SHARES)
+    assert sorted(both) == ["B", "C"] and both.prediction["predicted"]["CLAP"] == pytest.approx(1.25)
+    assert "predicted KAD cost at most 0 and predicted CLAP cost at most 1.5" in both.rule
+    assert bc.load_cost_models(bc.save_cost_models(models, tmp_path / "m.json")) == models
 
 
 def test_study_speedups_and_length_adaptive_ratios():

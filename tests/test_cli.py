@@ -63,7 +63,8 @@ def test_default_pipeline_waits_for_a_model_that_samples(tmp_path, monkeypatch):
     (["--steps", "0"], "--steps must be at least 1"),
     (["--min-ratio", "nan"], "--min-ratio must be a finite number"),
     (["--queries", "0"], "--queries must be at least 1"),
-    (["--budget", "inf"], "--budget must be a finite number"),
+    (["--budget", "KAD=inf"], "--budget KAD=inf: give METRIC=COST with METRIC one of KAD, CLAP, KL"),
+    (["--budget", "FAD=0"], "--budget FAD=0: give METRIC=COST"),
     (["--target-seconds", "30"], r"--target-seconds: seconds=30.0: .* has the attention share at \[10.24, 20.48"),
 ])
 def test_measure_bad_arguments_fail_before_loading(tmp_path, capsys, monkeypatch, arguments, message):
