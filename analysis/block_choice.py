@@ -43,6 +43,7 @@ LOSSES = {  # per evidence quantity: what LiteFocus loses in a block, 0 where it
     "dropped_keys": ("modules x (1 - 1/F), no attention measured", lambda t: t["dropped_keys"]),
 }
 PREDICTORS = (*EVIDENCE, "dropped_keys")
+MEASURED = "measured_single_blocks"  # held_out_check's predictor without evidence: the ablation's own costs
 METRICS = ("KAD", "CLAP", "KL")  # costs per draw of captions (FAD: evaluate-sweep's paired comparisons)
 DEFAULT_METRIC = "KAD"
 REQUIRED = ("same_frequency_ratio", "periodicity_strength", "focus_mass", "sparse_error")
@@ -308,10 +309,21 @@ def held_out_check(clips: xr.Dataset, evidence: xr.Dataset, metric: str, variabl
                    kind: str = "litefocus", resamples: int = 1000, seed: int = 0, late_fraction: float = 0.5) -> dict:
     """Fit on ``fit = (captions, seconds)``, predict every set of ``kind`` on ``test = (captions, seconds)``: the
     rank correlation of predicted and measured cost over single blocks and over all sets, and the mean absolute
-    error over all sets, each with a 95 % interval from resampling the test captions."""
-    model = fit_cost_model(clips, evidence, metric, variable, list(fit[0]), fit[1], kind, late_fraction)
+    error over all sets, each with a 95 % interval from resampling the test captions. ``variable`` :data:`MEASURED`
+    predicts from the single blocks' costs measured on the fit captions and length instead (no evidence: how well
+    the ablation itself carries over, the ceiling of any predictor of this form)."""
     captions, s = list(test[0]), float(test[1])
-    predicted = predicted_set_costs(model, clips, evidence, captions, s, kind)
+    if variable == MEASURED:
+        singles = single_blocks(clips, kind)
+        ones = np.ones((1, len(fit[0])))
+        per_block = pd.Series(np.mean([cost_draws(clips, list(singles.values()), f, metric, ones, list(fit[0]))[:, 0]
+                                       for f in np.atleast_1d(fit[1])], 0), index=list(singles))
+        names = [str(c) for c in clips.configuration.values if kind_of(str(c)) == kind and plain(str(c))]
+        predicted = pd.Series([per_block[list(blocks_of(n))].sum() for n in names], index=names)
+        model = CostModel(metric, MEASURED, 1.0, late_fraction, fitted_on=dict(seconds=list(np.atleast_1d(fit[1]))))
+    else:
+        model = fit_cost_model(clips, evidence, metric, variable, list(fit[0]), fit[1], kind, late_fraction)
+        predicted = predicted_set_costs(model, clips, evidence, captions, s, kind)
     counts = np.vstack([np.ones(len(captions)), caption_draws(len(captions), resamples, seed)])
     measured = cost_draws(clips, list(predicted.index), s, metric, counts, captions)
     single = np.array([len(blocks_of(n)) == 1 for n in predicted.index])

@@ -105,13 +105,15 @@ def predictor_frame(clips, evidence, fit: list[str], test: list[str], resamples:
     seconds = [float(s) for s in clips.seconds.values]
     everyone = fit + test
     rows = []
-    for kind, metric, variable, late in itertools.product(KINDS, bc.METRICS, bc.PREDICTORS, LATE_FRACTIONS):
-        if variable == "dropped_keys" and late != LATE_FRACTIONS[0]:
+    for kind, metric, variable, late in itertools.product(KINDS, bc.METRICS, (*bc.PREDICTORS, bc.MEASURED),
+                                                          LATE_FRACTIONS):
+        if variable in ("dropped_keys", bc.MEASURED) and late != LATE_FRACTIONS[0]:
             continue  # no attention in it: the same at any span
-        rho = bc.rank_correlation(clips, evidence, metric, variable, everyone, kind=kind, resamples=resamples,
-                                  late_fraction=late)
-        row = dict(kind=kind, metric=metric, variable=variable, late_fraction=late, rho=rho.value, rho_low=rho.low,
-                   rho_high=rho.high)
+        row = dict(kind=kind, metric=metric, variable=variable, late_fraction=late)
+        if variable != bc.MEASURED:
+            rho = bc.rank_correlation(clips, evidence, metric, variable, everyone, kind=kind, resamples=resamples,
+                                      late_fraction=late)
+            row |= dict(rho=rho.value, rho_low=rho.low, rho_high=rho.high)
         for a, b in ((seconds[0], seconds[1]), (seconds[1], seconds[0])):
             check = bc.held_out_check(clips, evidence, metric, variable, (fit, a), (test, b), kind=kind,
                                       resamples=resamples, late_fraction=late)
@@ -215,7 +217,8 @@ def main(argv: list[str] | None = None) -> None:
 
     models = {}
     for metric in bc.METRICS:  # per metric, the predictor that ranked the held-out sets best
-        mine = predictors[(predictors.kind == "litefocus") & (predictors.metric == metric)]
+        mine = predictors[(predictors.kind == "litefocus") & (predictors.metric == metric)
+                          & (predictors.variable != bc.MEASURED)]
         best = mine.sort_values("held_out_rho_sets", ascending=False).iloc[0]
         models[metric] = bc.fit_cost_model(clips, evidence, metric, best.variable, fit, list(clips.seconds.values),
                                            late_fraction=float(best.late_fraction))

@@ -161,3 +161,11 @@ def test_study_speedups_and_length_adaptive_ratios():
     assert block_study.audioldm2_ratio("litefocus@down_blocks.1/5.12", 81.92) == pytest.approx(0.025)
     assert block_study.audioldm2_ratio("same_frequency_only@up_blocks.1", 40.96) == 0.0
     assert block_study.audioldm2_ratio("litefocus@up_blocks.1", 40.96) == 0.1
+
+
+def test_the_measured_costs_of_single_blocks_predict_their_sets_when_costs_add_up():
+    clips = planted_clips()
+    check = bc.held_out_check(clips, None, "CLAP", bc.MEASURED, (CAPTIONS[:6], 10.24), (CAPTIONS[6:], 10.24),
+                              resamples=50)
+    assert check["predicted"]["litefocus@A+B"] == pytest.approx(4.0, abs=0.1)
+    assert check["rho_sets"]["value"] == pytest.approx(1.0) and check["mae_sets"]["value"] < 0.1
