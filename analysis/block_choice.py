@@ -254,8 +254,9 @@ class CostModel:
 
     def describe(self) -> str:
         held_out = self.held_out.get("held_out_rho_sets")
+        span = "all" if self.late_fraction == 1 else f"the last {self.late_fraction:.0%} of the"
         return (f"predicted {self.metric} cost per block = {self.slope:.4g} x {LOSSES[self.variable][0]} (from "
-                f"{self.variable}), summed over the set"
+                f"{self.variable} over {span} recorded steps), summed over the set"
                 + (f" (rank correlation with the measured cost of held-out sets: {held_out:.2f})"
                    if held_out is not None else ""))
 
@@ -448,7 +449,8 @@ def choose_blocks(ds: xr.Dataset, min_ratio: float = 2.0, max_error: float | Non
     rule = (f"the largest estimated speed-up at {seconds:g} s (LiteFocus r = {ratio}, attention core share per F "
             f"shrunk to 1/F + r) among {len(weighed)} sets with {limits}; "
             + "; ".join(models[m].describe() for m in budgets)
-            + f"; evidence averaged over modules, heads and the last {late_fraction:.0%} of recorded steps")
+            + f"; the table's evidence averaged over modules, heads and the last {late_fraction:.0%} of recorded "
+            "steps")
     prediction = dict(budget=budgets, seconds=seconds, speedup=float(best.speedup) if best is not None else 1.0,
                       predicted={m: float(best[f"predicted_{m}"]) if best is not None else 0.0 for m in budgets})
     return BlockChoice(chosen, table, rule, prediction, weighed)
