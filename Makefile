@@ -86,7 +86,7 @@ paper-tables: $(STAMP)
 		--reference runs/heldout/reference --out data/paper_tables/$$s || exit 1; done
 	for s in tables_1_3 fast_solver table_2; do cp $(TABLES)/$$s/jobs.csv data/paper_tables/$${s}_jobs.csv; done
 
-# Issue 14's block-choice study on the embedded model (about 2.5 hours on 2 cores, after make corpus; resumes):
+# Issue 14's block-choice study on the embedded model (about 3 hours on 2 cores, after make corpus; resumes):
 # the evidence per caption (analysis.block_evidence); LiteFocus and same-frequency only on single blocks, levels and
 # growing sets in the evidence's order (analysis.block_ablation), and LiteFocus with the cross-frequency set kept at
 # its 2.56 s size (length-adaptive), 24 held-out captions at 4x and 8x, jobs shared with the tables reused; then
