@@ -438,11 +438,14 @@ def run_sweep(pipe, sweep: Sweep, process_index: int = 0, num_processes: int = 1
     """Run this process's share of the pending jobs; return how many it ran. ``reuse``: sweep folders whose finished
     jobs of this sweep are copied first (:meth:`Sweep.adopt`).
 
-    ``barrier()`` waits for every process (accelerate's ``wait_for_everyone``): all processes list the pending jobs
-    between two barriers, so that they split the same list, before any of them writes a job.
+    ``barrier()`` waits for every process (accelerate's ``wait_for_everyone``): none writes before every process has
+    checked the folder (:meth:`Sweep.check_out`, before this call: a process still checking a new folder would
+    otherwise find it half-written and refuse it), and all list the pending jobs between two barriers, so that they
+    split the same list, before any of them writes a job.
     """
     from tqdm.auto import tqdm
 
+    barrier()
     if process_index == 0:
         sweep.write_manifest()
         for other in reuse:

@@ -126,7 +126,8 @@ def test_evidence_that_tracks_the_cost_correlates_and_predicts_held_out_captions
         == pytest.approx(-1.0)
     model = bc.fit_cost_model(clips, evidence, "CLAP", "sparse_error", CAPTIONS[:6], 10.24)
     assert model.slope == pytest.approx(10, rel=0.05)
-    assert "x LiteFocus's relative output error (from sparse_error)" in model.describe()
+    assert "x LiteFocus's relative output error (from sparse_error over the last 50% of the recorded steps)" \
+        in model.describe()
     check = bc.held_out_check(clips, evidence, "CLAP", "sparse_error", (CAPTIONS[:6], 10.24), (CAPTIONS[6:], 20.48),
                               resamples=100)
     assert check["rho_single"]["value"] == pytest.approx(1.0) and check["mae_sets"]["value"] < 0.2

@@ -123,7 +123,13 @@ def tiny_sweep(out: Path, pipe, seeds=(0,), captions=2) -> sw.Sweep:
 def test_a_sweep_resumes_where_it_stopped_and_refuses_other_settings(tmp_path, tiny_pipe):
     sweep = tiny_sweep(tmp_path / "s", tiny_pipe)
     sweep.check_out()
-    assert sw.run_sweep(tiny_pipe, sweep, progress=False) == 12
+    seen = []  # the first barrier comes before anything is written: other processes may still be checking the folder
+
+    def barrier():
+        seen.append(sorted(p.name for p in (tmp_path / "s").iterdir()) if (tmp_path / "s").exists() else [])
+
+    assert sw.run_sweep(tiny_pipe, sweep, progress=False, barrier=barrier) == 12
+    assert seen[0] == [] and len(seen) == 3
     rows = sweep.rows()
     assert len(rows) == 12 and set(rows.id) == set(sweep.ids) and (rows.unet_calls == 2).all()
     assert (rows.unet_seconds_per_step > 0).all() and (rows.job_seconds >= rows.pipeline_seconds).all()
