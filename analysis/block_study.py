@@ -152,7 +152,8 @@ def budget_check(clips, evidence, models: dict[str, bc.CostModel], test: list[st
                             else np.zeros(len(counts)))
                 low, high = np.nanpercentile(measured[1:], [2.5, 97.5])
                 within.append(measured[0] <= value)
-                row |= {f"{metric}_predicted": choice.prediction["predicted"][metric], f"{metric}_measured": measured[0],
+                row |= {f"{metric}_predicted": choice.prediction["predicted"][metric],
+                        f"{metric}_measured": measured[0],
                         f"{metric}_low": low, f"{metric}_high": high}
             rows.append(row | dict(within_budget=bool(all(within))))
     return pd.DataFrame(rows)

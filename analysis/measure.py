@@ -1,4 +1,5 @@
-"""From recorded attention to a table of evidence per module and step (``analysis.block_choice`` chooses blocks from it)."""
+"""From recorded attention to a table of evidence per module and step (``analysis.block_choice`` chooses blocks
+from it)."""
 
 from __future__ import annotations
 
