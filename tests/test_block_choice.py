@@ -170,3 +170,17 @@ def test_the_measured_costs_of_single_blocks_predict_their_sets_when_costs_add_u
                               resamples=50)
     assert check["predicted"]["litefocus@A+B"] == pytest.approx(4.0, abs=0.1)
     assert check["rho_sets"]["value"] == pytest.approx(1.0) and check["mae_sets"]["value"] < 0.1
+
+
+def test_audioldm2_speed_estimates_use_its_own_module_counts():
+    from analysis import block_study
+
+    names = ["down_blocks.1", "down_blocks.2", "down_blocks.3", "mid_block", "up_blocks.0", "up_blocks.1",
+             "up_blocks.2"]
+    minildm = pd.DataFrame(dict(block=names, freq_bins=[8, 4, 2, 2, 2, 4, 8], modules=[3, 3, 3, 3, 6, 6, 6],
+                                level_fraction=[1 / 3, 1 / 3, 0.25, 0.25, 0.5, 2 / 3, 2 / 3]))
+    table = block_study.audioldm2_blocks(minildm).set_index("block")
+    assert table.modules.to_dict() == {"down_blocks.1": 8, "down_blocks.2": 8, "down_blocks.3": 8, "mid_block": 4,
+                                       "up_blocks.0": 12, "up_blocks.1": 12, "up_blocks.2": 12}
+    assert table.level_fraction["down_blocks.1"] == pytest.approx(0.4) and table.freq_bins["up_blocks.2"] == 8
+    assert table.level_fraction["mid_block"] == pytest.approx(4 / 24)
