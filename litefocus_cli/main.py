@@ -103,7 +103,6 @@ def check_arguments(args) -> None:
         from analysis.block_choice import METRICS, attention_shares, load_cost_models
 
         args.budget = parse_budget(args.budget, METRICS)
-
         try:
             attention_shares(args.target_seconds)
         except ValueError as error:
