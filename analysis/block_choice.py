@@ -28,6 +28,7 @@ from scipy import stats
 from litefocus.files import write_atomic
 
 from . import quality
+from .sweep import split_spec
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 COST_MODEL = DATA / "block_ablation" / "cost_model.json"
@@ -130,18 +131,19 @@ def estimated_speedup(table: pd.DataFrame, blocks, shares: pd.DataFrame, ratio: 
 
 # ---------------------------------------------------------------- measured costs
 def blocks_of(configuration: str) -> tuple[str, ...]:
-    """The blocks of a sweep spec ``kind@A+B`` (empty for none)."""
-    rest = configuration.split(":")[0].split("/")[0]
-    return tuple(rest.partition("@")[2].split("+")) if "@" in rest else ()
+    """The blocks of a sweep spec ``kind@A+B`` (empty for none; ``analysis.sweep.split_spec``)."""
+    return split_spec(configuration).blocks
 
 
 def kind_of(configuration: str) -> str:
-    return configuration.split(":")[0].split("/")[0].partition("@")[0]
+    """The configuration a sweep spec starts from: ``litefocus`` for ``litefocus@up_blocks.1:0.2``."""
+    return split_spec(configuration).name
 
 
 def plain(configuration: str) -> bool:
     """Whether a sweep spec keeps its configuration's own ratio (no ``:RATIO``, no ``/SECONDS``)."""
-    return ":" not in configuration and "/" not in configuration
+    spec = split_spec(configuration)
+    return not (spec.ratio or spec.fixed_from)
 
 
 def complete_captions(clips: xr.Dataset, configurations=None) -> list[str]:

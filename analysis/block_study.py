@@ -85,13 +85,12 @@ def audioldm2_blocks(evidence_table: pd.DataFrame) -> pd.DataFrame:
     modules per block, counted on a UNet built on the meta device), for its speed estimates: the same blocks and F
     as MiniLDM 2, other module counts (down 8, up 12, mid 4 against 3, 6 and 3)."""
     import torch
-    from diffusers import AudioLDM2UNet2DConditionModel
 
-    from litefocus.models import AUDIOLDM2_UNET_CONFIG
+    from litefocus.models import audioldm2_unet
     from litefocus.selection import block_of, level_of, self_attention_modules
 
-    with torch.device("meta"):
-        unet = AudioLDM2UNet2DConditionModel(**AUDIOLDM2_UNET_CONFIG)
+    with torch.device("meta"):  # the modules without their weights
+        unet = audioldm2_unet()
     names = self_attention_modules(unet)
     counts = pd.DataFrame(dict(block=[block_of(n) for n in names], level=[level_of(n, unet) for n in names]))
     counts = counts.groupby(["block", "level"]).size().rename("modules").reset_index()

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -99,6 +100,23 @@ def _read_audiocaps(path: Path, text: str) -> list[Caption]:
 
 
 # ---------------------------------------------------------------- configurations and samplers
+class Spec(NamedTuple):
+    """The parts of a configuration spec ``NAME[@BLOCK+BLOCK][:RATIO][/SECONDS]``, as written (unchecked)."""
+
+    name: str
+    blocks: tuple[str, ...]
+    ratio: str
+    fixed_from: str
+
+
+def split_spec(spec: str) -> Spec:
+    """The parts of ``spec`` (see :func:`parse_configuration`, which checks them)."""
+    rest, _, fixed_from = spec.partition("/")
+    rest, _, ratio = rest.partition(":")
+    name, _, blocks = rest.partition("@")
+    return Spec(name, tuple(blocks.split("+")) if blocks else (), ratio, fixed_from)
+
+
 def parse_configuration(spec: str) -> Configuration:
     """``NAME`` of ``analysis.ablations.ABLATIONS``, optionally ``@BLOCK+BLOCK...`` for other blocks (names or globs
     of ``litefocus.selection``) and ``:RATIO`` for another ratio (LiteFocus's compensation ratio r, or Token
@@ -106,19 +124,17 @@ def parse_configuration(spec: str) -> Configuration:
     ``same_frequency_only@down_blocks.1+up_blocks.2``; and ``/SECONDS`` for a LiteFocus ratio that shrinks with length,
     the cross-frequency set kept at its size at SECONDS (``litefocus/2.56``: r = 0.1 at 2.56 s, 0.025 at 10.24 s;
     ``Configuration.keys_fixed_from_s``). The spec is the configuration's name."""
-    spec_rest, _, fixed = spec.partition("/")
-    rest, _, ratio = spec_rest.partition(":")
-    name, _, blocks = rest.partition("@")
+    name, blocks, ratio, fixed = split_spec(spec)
     known = {c.name: c for c in ABLATIONS}
     if name not in known:
         raise ValueError(f"--configurations: unknown configuration {name!r}; choose from {sorted(known)}, "
                          "optionally with @BLOCK+BLOCK and :RATIO")
     config = replace(known[name], name=spec)
     if blocks:
-        if config.kind == "dense" or not all(blocks.split("+")):
+        if config.kind == "dense" or not all(blocks):
             raise ValueError(f"--configurations {spec}: '@' takes block names joined by '+' (down_blocks.1+up_blocks.2)"
                              " and applies to LiteFocus and Token Merging configurations, not to dense")
-        config = replace(config, blocks=tuple(blocks.split("+")))
+        config = replace(config, blocks=blocks)
     if ratio:
         try:
             value = float(ratio)

@@ -415,3 +415,9 @@ def torch_tensor(audio):
     import torch
 
     return torch.from_numpy(np.asarray(audio, dtype=np.float32))[None]
+
+
+def test_a_spec_splits_into_its_parts():
+    assert sw.split_spec("litefocus@down_blocks.1+up_blocks.2:0.2/2.56") == sw.Spec(
+        "litefocus", ("down_blocks.1", "up_blocks.2"), "0.2", "2.56")
+    assert sw.split_spec("dense") == sw.Spec("dense", (), "", "")
