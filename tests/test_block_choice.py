@@ -13,10 +13,10 @@ BLOCKS = {"A": (8, 2), "B": (4, 1), "C": (2, 1)}  # block: (F, modules)
 SHARES = pd.DataFrame(dict(freq_bins=[8, 4, 2], core_share=[0.5, 0.1, 0.02]))
 
 
-def planted_evidence(sparse_error: dict, captions=None, seconds=None, seed=0) -> xr.Dataset:
+def planted_evidence(sparse_error: dict, captions=None, seconds=None, seed=0, blocks=BLOCKS) -> xr.Dataset:
     """measure_sparsity's layout, every module of a block holding ``sparse_error[block]``; with captions and
     seconds, 2.5 times that at the second length, plus small noise. The other quantities are fixed."""
-    modules = [(f"{b}.{i}.attn1", b, f) for b, (f, n) in BLOCKS.items() for i in range(n)]
+    modules = [(f"{b}.{i}.attn1", b, f) for b, (f, n) in blocks.items() for i in range(n)]
     extra = {} if captions is None else dict(caption=captions, seconds=seconds)
     shape = (*(len(v) for v in extra.values()), len(modules), 3, 2)
     rng = np.random.default_rng(seed)
@@ -184,3 +184,50 @@ def test_audioldm2_speed_estimates_use_its_own_module_counts():
                                        "up_blocks.0": 12, "up_blocks.1": 12, "up_blocks.2": 12}
     assert table.level_fraction["down_blocks.1"] == pytest.approx(0.4) and table.freq_bins["up_blocks.2"] == 8
     assert table.level_fraction["mid_block"] == pytest.approx(4 / 24)
+
+
+def test_block_study_end_to_end_on_planted_costs(tmp_path):
+    """python -m analysis.block_study on a planted ablation (blocks named as in AudioLDM2): its costs are the planted
+    ones, the evidence that tracks them wins the held-out check, and every budget pick keeps its budget."""
+    from analysis import block_study
+
+    blocks = {"down_blocks.1": (8, 3), "up_blocks.2": (8, 6), "mid_block": (2, 3)}
+    cost = {"down_blocks.1": 1.0, "up_blocks.2": 4.0, "mid_block": 0.5}  # CLAP drop, and KL x 100
+    sets = [("down_blocks.1",), ("up_blocks.2",), ("mid_block",), ("down_blocks.1", "up_blocks.2")]
+    names = ["dense"] + [f"{k}@{'+'.join(b)}" for k in ("litefocus", "same_frequency_only") for b in sets]
+    captions = [str(i) for i in range(1, 9)]
+    rng = np.random.default_rng(0)
+    truth = np.array([0.0] + [sum(cost[b] for b in s) * (2 if k == "same_frequency_only" else 1)
+                              for k in ("litefocus", "same_frequency_only") for s in sets])
+    shape = (len(names), 2, len(captions))
+    dims = ("configuration", "seconds", "caption")
+    clips = xr.Dataset(dict(
+        clap=(dims, 30 - truth[:, None, None] + 0.01 * rng.standard_normal(shape)),
+        kl=(dims, 1 + truth[:, None, None] / 100 + 1e-4 * rng.standard_normal(shape)),
+        unet_seconds_per_step=(dims, 1 / (1 + 0.1 * truth[:, None, None]) * np.ones(shape)),
+        embedding=((*dims, "dim"), rng.standard_normal((*shape, 4)).astype(np.float32)),
+        reference_embedding=(("seconds", "reference", "dim"), rng.standard_normal((2, 10, 4)).astype(np.float32))),
+        coords=dict(configuration=names, seconds=[10.24, 20.48], caption=captions))
+    clips.to_netcdf(tmp_path / "clips.nc", engine="h5netcdf")
+    evidence = planted_evidence({b: c / 10 for b, c in cost.items()}, captions, [10.24, 20.48], blocks=blocks)
+    evidence.to_netcdf(tmp_path / "evidence.nc", engine="h5netcdf")
+    pd.DataFrame(dict(seconds=[10.24, 10.24, 20.48, 20.48], freq_bins=[8, 2, 8, 2],
+                      core_share=[0.3, 0.01, 0.5, 0.01])).to_csv(tmp_path / block_study.MINILDM_SHARE, index=False)
+
+    block_study.main(["--evidence", str(tmp_path / "evidence.nc"), "--out", str(tmp_path), "--resamples", "30"])
+
+    costs = pd.read_csv(tmp_path / "costs.csv", keep_default_na=False).set_index(["configuration", "seconds"])
+    assert costs.CLAP_cost[("litefocus@down_blocks.1+up_blocks.2", 10.24)] == pytest.approx(5.0, abs=0.05)
+    assert costs.KL_cost[("same_frequency_only@up_blocks.2", 20.48)] == pytest.approx(0.08, abs=0.001)
+    assert costs.unet_speedup[("litefocus@up_blocks.2", 20.48)] == pytest.approx(1.4)
+    paper = costs.loc[("litefocus@down_blocks.1+up_blocks.2", 20.48), "audioldm2_speedup_81.92s"]
+    assert paper == pytest.approx(pd.read_csv(bc.DATA / "benchmarks" / "speed.csv").query(
+        "seconds == 81.92 and configuration == 'litefocus'").bound_flop.iloc[0])  # the whole F = 8 level
+    predictors = pd.read_csv(tmp_path / "predictors.csv")
+    ceiling = predictors.query("kind == 'litefocus' and metric == 'CLAP' and variable == @bc.MEASURED")
+    assert ceiling.held_out_rho_sets.iloc[0] == pytest.approx(1.0)
+    models = bc.load_cost_models(tmp_path / "cost_model.json")
+    assert set(models) == set(bc.METRICS) and models["CLAP"].held_out["held_out_rho_sets"] > 0.9
+    check = pd.read_csv(tmp_path / "budget_check.csv")
+    planted = check[~check.budget.str.contains("KAD")]  # the embeddings, and so KAD, are noise here
+    assert planted.within_budget.all() and (planted.chosen != "dense").any()
