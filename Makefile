@@ -53,14 +53,14 @@ corpus: $(STAMP)
 minildm: corpus
 	$(BIN)/python -m minildm.train --corpus runs/corpus --work runs/minildm2 --out runs/minildm2/model \
 		--steps 4000 --minutes 78 --batch 24 --threads 2
-	$(BIN)/python -m analysis.minildm_evaluation --path runs/minildm2/model --corpus runs/corpus
-	$(BIN)/python -m analysis.minildm_diagnosis --path runs/minildm2/model --corpus runs/corpus
+	$(BIN)/python -m studies.minildm.evaluation --path runs/minildm2/model --corpus runs/corpus
+	$(BIN)/python -m studies.minildm.diagnosis --path runs/minildm2/model --corpus runs/corpus
 
 # The offline quality evaluator (a small CLAP and a label classifier) on the same corpus, and its validation
 # (retrieval, split-half floor, degradation curves). Lands in runs/evaluator/model; move it to data/evaluator.
 evaluator: corpus
-	$(BIN)/python -m analysis.evaluator_training --corpus runs/corpus --out runs/evaluator/model
-	$(BIN)/python -m analysis.evaluator_validation --path runs/evaluator/model --corpus runs/corpus
+	$(BIN)/python -m studies.evaluator.training --corpus runs/corpus --out runs/evaluator/model
+	$(BIN)/python -m studies.evaluator.validation --path runs/evaluator/model --corpus runs/corpus
 
 # The paper's Tables 1-3 on the embedded model (86 minutes here on 2 cores, after make corpus): the held-out
 # captions and their round-tripped references, three sweeps on two processes (Tables 1 and 3 with the authors'
@@ -71,7 +71,7 @@ LAUNCH := $(BIN)/accelerate launch --multi_gpu --num_processes 2 --num_machines 
 	--dynamo_backend no -m litefocus_cli sweep --model default --captions runs/heldout/captions.csv --threads 1
 TABLES := runs/paper_tables
 paper-tables: $(STAMP)
-	$(BIN)/python -m analysis.heldout_set --corpus runs/corpus --out runs/heldout
+	$(BIN)/python -m studies.heldout_set --corpus runs/corpus --out runs/heldout
 	$(LAUNCH) --configurations dense litefocus token_merging same_frequency_only litefocus_concat \
 		--seconds 20.48 10.24 5.12 2.56 --steps 25 --out $(TABLES)/tables_1_3
 	$(LAUNCH) --configurations dense litefocus --samplers dpmsolver++:10 \
@@ -87,23 +87,23 @@ paper-tables: $(STAMP)
 	for s in tables_1_3 fast_solver table_2; do cp $(TABLES)/$$s/jobs.csv data/paper_tables/$${s}_jobs.csv; done
 
 # Issue 14's block-choice study on the embedded model (about 3 hours on 2 cores, after make corpus; resumes):
-# the evidence per caption (analysis.block_evidence); LiteFocus and same-frequency only on single blocks, levels and
-# growing sets in the evidence's order (analysis.block_ablation), and LiteFocus with the cross-frequency set kept at
+# the evidence per caption (studies.block_ablation.evidence); LiteFocus and same-frequency only on single blocks, levels and
+# growing sets in the evidence's order (studies.block_ablation.configurations), and LiteFocus with the cross-frequency set kept at
 # its 2.56 s size (length-adaptive), 24 held-out captions at 4x and 8x, jobs shared with the tables reused; then
-# the costs, the predictors, the cost model of choose_blocks(budget=...) and its check (analysis.block_study).
+# the costs, the predictors, the cost model of choose_blocks(budget=...) and its check (studies.block_ablation.study).
 ABLATION := runs/block_ablation
 block-ablation: $(STAMP)
-	$(BIN)/python -m analysis.heldout_set --corpus runs/corpus --out runs/heldout
-	$(BIN)/python -m analysis.block_evidence --captions runs/heldout/captions.csv --first 24 \
+	$(BIN)/python -m studies.heldout_set --corpus runs/corpus --out runs/heldout
+	$(BIN)/python -m studies.block_ablation.evidence --captions runs/heldout/captions.csv --first 24 \
 		--seconds 10.24 20.48 --out data/block_ablation/evidence.nc
-	$(LAUNCH) --first 24 --configurations dense $$($(BIN)/python -m analysis.block_ablation) \
+	$(LAUNCH) --first 24 --configurations dense $$($(BIN)/python -m studies.block_ablation.configurations) \
 		--seconds 20.48 10.24 --steps 25 --out $(ABLATION) \
 		$(if $(wildcard $(TABLES)/tables_1_3/sweep.json),--reuse $(TABLES)/tables_1_3)
 	$(LAUNCH) --first 24 --configurations dense litefocus@down_blocks.1+up_blocks.2/2.56 \
 		--seconds 20.48 10.24 --steps 25 --out runs/length_adaptive --reuse $(ABLATION)
 	$(BIN)/litefocus evaluate-sweep $(ABLATION) --reference runs/heldout/reference --out data/block_ablation/sweep
 	cp $(ABLATION)/jobs.csv data/block_ablation/sweep_jobs.csv
-	$(BIN)/python -m analysis.block_study --sweep $(ABLATION) runs/length_adaptive \
+	$(BIN)/python -m studies.block_ablation.study --sweep $(ABLATION) runs/length_adaptive \
 		--reference runs/heldout/reference --evidence data/block_ablation/evidence.nc --out data/block_ablation
 
 clean:

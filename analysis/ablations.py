@@ -2,7 +2,7 @@
 
 A :class:`Configuration` says how to run a UNet (dense, LiteFocus on some blocks with some focus set, or Token
 Merging); ``ABLATIONS`` lists the ones this project measures for speed (``benchmarks/speed.py``) and fidelity
-(``python -m analysis.fidelity``). :func:`generate_under` runs a pipeline once per configuration from the same seed,
+(``python -m studies.minildm.fidelity``). :func:`generate_under` runs a pipeline once per configuration from the same seed,
 and :func:`relative_error` compares each output with the dense one.
 """
 

@@ -26,13 +26,13 @@ import xarray as xr
 from scipy import stats
 
 from litefocus.files import write_atomic
+from litefocus.shipped import require, shipped_path
 
 from . import quality
 from .sweep import split_spec
 
-DATA = Path(__file__).resolve().parent.parent / "data"
-COST_MODEL = DATA / "block_ablation" / "cost_model.json"
-ATTENTION_SHARE = DATA / "benchmarks" / "attention_share.csv"  # full-size AudioLDM2, benchmarks/speed.py
+COST_MODEL = shipped_path("block_ablation", "cost_model.json")
+ATTENTION_SHARE = shipped_path("benchmarks", "attention_share.csv")  # full-size AudioLDM2, benchmarks/speed.py
 EVIDENCE = ("same_frequency_ratio", "focus_mass", "sparse_error", "entropy")
 LOSSES = {  # per evidence quantity: what LiteFocus loses in a block, 0 where its attention would be kept whole
     "same_frequency_ratio": ("mass off the own frequency row, 1 - ratio/F",
@@ -107,7 +107,7 @@ def block_table(ds: xr.Dataset, late_fraction: float = 0.5) -> pd.DataFrame:
 def attention_shares(seconds: float, path: str | Path = ATTENTION_SHARE) -> pd.DataFrame:
     """Per frequency-bin count F: the attention core's share of a UNet forward (``core_share``) at ``seconds``, from a
     table in ``data/benchmarks/attention_share.csv``'s layout (default: full-size AudioLDM2 on this CPU)."""
-    table = pd.read_csv(path)
+    table = pd.read_csv(require(path, "attention-share table", "python benchmarks/speed.py"))
     at = table[np.isclose(table.seconds, seconds)]
     if at.empty:
         lengths = sorted(map(float, table.seconds.unique()))
@@ -206,7 +206,8 @@ def single_blocks(clips: xr.Dataset, kind: str = "litefocus") -> dict[str, str]:
 
 
 def evidence_by_caption(evidence: xr.Dataset, late_fraction: float = 0.5) -> xr.Dataset:
-    """:func:`block_evidence` of a sweep's evidence (``analysis.block_evidence``): dims (block, caption, seconds)."""
+    """:func:`block_evidence` of a sweep's evidence (``python -m studies.block_ablation.evidence``): dims (block,
+    caption, seconds)."""
     out = block_evidence(evidence, late_fraction)
     return out.assign_coords(caption=[str(c) for c in out.caption.values])
 
@@ -272,9 +273,7 @@ def save_cost_models(models: dict[str, CostModel], path: str | Path = COST_MODEL
 
 def load_cost_models(path: str | Path = COST_MODEL) -> dict[str, CostModel]:
     """The ``{metric: model}`` of :func:`save_cost_models` (default: the models fitted on MiniLDM 2's ablation)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no cost model; fit them with python -m analysis.block_study")
+    path = require(path, "cost model", "`make block-ablation` (python -m studies.block_ablation.study)")
     return {metric: CostModel(**m) for metric, m in json.loads(path.read_text()).items()}
 
 

@@ -7,7 +7,7 @@ One class, two sources of weights, one code path (transformers' ``ClapModel`` ei
   for audio and text embeddings; class probabilities from PANNs CNN14 (``pip install panns-inference``, the model
   audioldm_eval uses for FD and KL; its 2048-d embedding then serves FAD and KAD) or from transformers' AST
   (``MIT/ast-finetuned-audioset-10-10-0.4593``).
-- ``Evaluator.offline()``: the evaluator trained here (``data/evaluator``, ``python -m analysis.evaluator_training``):
+- ``Evaluator.offline()``: the evaluator trained here (``data/evaluator``, ``python -m studies.evaluator.training``):
   a small ``ClapModel`` trained contrastively on the MiniLDM 2 corpus, with a linear classifier of the corpus'
   labels on its audio embedding.
 
@@ -26,7 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-OFFLINE_PATH = Path(__file__).resolve().parent.parent / "data" / "evaluator"
+from litefocus.shipped import require, shipped_path
+
+OFFLINE_PATH = shipped_path("evaluator")
 TEMPORAL_PROFILE = "temporal_profile.json"
 PROFILE_LAGS = (1, 2, 4, 8, 16, 32, 64)  # frames of 10 ms
 PROFILE_QUANTILES = (0.5, 0.9, 0.99, 1.0)
@@ -205,8 +207,8 @@ class Evaluator:
         from transformers import ClapModel, ClapProcessor
 
         path = Path(path)
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"no evaluator at {path}: train one with `python -m analysis.evaluator_training`")
+        require(path / "config.json", "offline evaluator (config.json)",
+                "`make evaluator` (python -m studies.evaluator.training)")
         clap = ClapModel.from_pretrained(path)
         processor = ClapProcessor.from_pretrained(path)
         classes = json.loads((path / "classes.json").read_text())

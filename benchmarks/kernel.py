@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fullsize import status_kib  # noqa: E402
 
 from litefocus import cross_key_count, draw_cross_indices  # noqa: E402
-from litefocus.kernel import _exact_attention_masked, focus_attention  # noqa: E402
+from litefocus.kernel import exact_attention_masked, focus_attention  # noqa: E402
 
 
 def explicit_softmax_attention(query, key, value, *, freq_bins, cross_indices):
@@ -95,7 +95,7 @@ def main() -> None:
     implementations = {
         "dense_sdpa": lambda: F.scaled_dot_product_attention(q, k, v),
         "litefocus": lambda: focus_attention(q, k, v, f, cross),
-        "litefocus_masked": lambda: _exact_attention_masked(q, k, v, f, cross, None),
+        "litefocus_masked": lambda: exact_attention_masked(q, k, v, f, cross, None),
         "litefocus_concat": lambda: focus_attention(q, k, v, f, cross, union="concat"),
         "same_frequency_only": lambda: focus_attention(q, k, v, f, None),
         "cross_frequency_only": lambda: focus_attention(q, k, v, f, cross, same_frequency=False),

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 def cross_key_count(num_tokens: int, ratio: float) -> int:
     """``floor(ratio * N)``, the size of the cross-frequency compensation set (eq. 6)."""
-    _check_ratio(ratio)
+    check_ratio(ratio)
     # The epsilon keeps e.g. 0.1 * 8190 = 818.99999 from flooring to 818.
     return int(math.floor(ratio * num_tokens + 1e-9))
 
@@ -202,7 +202,7 @@ def _exact_attention(query, key, value, freq_bins, cross, scale):
     shapes, so the masked form (static shapes) runs there instead.
     """
     if torch.compiler.is_compiling():
-        return _exact_attention_masked(query, key, value, freq_bins, cross, scale)
+        return exact_attention_masked(query, key, value, freq_bins, cross, scale)
     batch, heads, num_tokens, dim = query.shape
     steps = num_tokens // freq_bins
     q_rows, k_rows, v_rows = (_rows(x, freq_bins).view(batch, freq_bins, heads, steps, dim)
@@ -217,7 +217,7 @@ def _exact_attention(query, key, value, freq_bins, cross, scale):
     return _merge_rows(out.view(batch * freq_bins, heads, steps, dim), batch, freq_bins)
 
 
-def _exact_attention_masked(query, key, value, freq_bins, cross, scale):
+def exact_attention_masked(query, key, value, freq_bins, cross, scale):
     """The exact union in one batched call: a mask drops, for each row, the random keys that lie in that row.
 
     mask: (b*f, 1, 1, T + R), True = attend.
@@ -241,7 +241,7 @@ def _merge_rows(out: torch.Tensor, batch: int, freq_bins: int) -> torch.Tensor:
     )
 
 
-def _check_ratio(ratio: float) -> None:
+def check_ratio(ratio: float) -> None:
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 <= ratio <= 1.0:
         raise ValueError(f"ratio must lie in [0, 1] (a number: the share of all keys drawn at random); got {ratio!r}")
 
@@ -286,7 +286,7 @@ def _check_inputs(query, key, value, freq_bins, same_frequency, cross_frequency,
 
 
 def _resolve_cross_indices(num_tokens, ratio, cross_frequency, cross_indices, generator, device, union):
-    _check_ratio(ratio)
+    check_ratio(ratio)
     if not cross_frequency:
         if cross_indices is not None:
             raise ValueError("cross_indices were given with cross_frequency=False; drop one of the two")

@@ -29,6 +29,8 @@ AUDIOLDM2_UNET_CONFIG = dict(
 
 _MEL_BINS = 64
 _SAMPLING_RATE = 16000
+AUDIOLDM2_TRAINING_SECONDS = 10.24
+"""The clip length AudioLDM2 was trained on (s): the paper's 1x."""
 _HOP = 160  # 10 ms mel frames at 16 kHz: 10.24 s -> 1024 frames -> latent T = 256
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .kernel import _check_ratio, check_union
+from .kernel import check_ratio, check_union
 from .keys import check_seed
 
 PAPER_BLOCKS = ("down_blocks.1", "up_blocks.2")
@@ -29,7 +29,7 @@ class LiteFocusOptions:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_ratio(self.ratio)
+        check_ratio(self.ratio)
         check_union(self.union)
         check_seed(self.seed)
         for name in ("same_frequency", "cross_frequency"):

@@ -8,7 +8,7 @@ import csv
 from pathlib import Path
 
 EVALUATOR_HELP = ("'offline' (default: the evaluator trained here, data/evaluator), a folder of one trained with "
-                  "python -m analysis.evaluator_training, or 'public' (CLAP laion/clap-htsat-unfused and PANNs "
+                  "python -m studies.evaluator.training, or 'public' (CLAP laion/clap-htsat-unfused and PANNs "
                   "CNN14; needs their weights, see analysis.evaluator)")
 
 

@@ -3,7 +3,8 @@ distribution packages (``minildm.corpus``; the first MiniLDM on synthetic scenes
 patterns and quality can be studied offline on trained weights."""
 
 from .codec import MelCodec
-from .pipeline import DEFAULT_PATH, MiniLDMPipeline, load_minildm
+from .pipeline import DEFAULT_PATH, TRAINING_SECONDS, MiniLDMPipeline, default_pipeline, load_minildm
 from .text import CaptionEncoder
 
-__all__ = ["DEFAULT_PATH", "CaptionEncoder", "MelCodec", "MiniLDMPipeline", "load_minildm"]
+__all__ = ["DEFAULT_PATH", "TRAINING_SECONDS", "CaptionEncoder", "MelCodec", "MiniLDMPipeline", "default_pipeline",
+           "load_minildm"]

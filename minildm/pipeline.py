@@ -11,11 +11,15 @@ from diffusers import AudioLDM2UNet2DConditionModel, DDIMScheduler, DiffusionPip
 from diffusers.pipelines.pipeline_utils import AudioPipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+from litefocus.shipped import require, shipped_path
+
 from .codec import MelCodec
 from .text import CaptionEncoder
 
-DEFAULT_PATH = Path(__file__).resolve().parent.parent / "data" / "minildm"
-"""Where the shipped weights live (``save_pretrained`` layout, safetensors)."""
+DEFAULT_PATH = shipped_path("minildm")
+"""Where the shipped weights live (``save_pretrained`` layout, safetensors; see :mod:`litefocus.shipped`)."""
+TRAINING_SECONDS = 2.56
+"""The clip length MiniLDM was trained on (s); AudioLDM2's is 10.24 s."""
 
 
 class MiniLDMPipeline(DiffusionPipeline):
@@ -110,11 +114,30 @@ class MiniLDMPipeline(DiffusionPipeline):
 def load_minildm(path: str | Path = DEFAULT_PATH, **kwargs) -> MiniLDMPipeline:
     """The shipped MiniLDM, offline (``MiniLDMPipeline.from_pretrained(path)``)."""
     path = Path(path)
-    if not (path / "model_index.json").is_file():
-        raise FileNotFoundError(
-            f"no MiniLDM weights at {path}: train them with `python -m minildm.train` (about two hours on 2 cores) "
-            "or check out the repository's data/ folder"
-        )
+    require(path / "model_index.json", "MiniLDM weights (model_index.json)",
+            "`make minildm` (python -m minildm.train, about two hours on 2 cores)")
     pipe = MiniLDMPipeline.from_pretrained(path, **kwargs)
     pipe.set_progress_bar_config(disable=None)
     return pipe
+
+
+def default_pipeline(seed: int = 0, path: str | Path | None = None):
+    """The embedded default model and its name, ``(pipe, name)``: what ``litefocus --model default`` and the notebooks
+    run.
+
+    The trained MiniLDM in ``path`` (default :data:`DEFAULT_PATH`) when its evaluation.json says
+    ``"samples_from_noise": true`` (``python -m studies.minildm.evaluation`` decides it from caption following of
+    generated clips: measuring attention during generation only means something if generation works); otherwise the
+    tiny random-weight pipeline (name ``"tiny"``), whose attention has no pattern. No weights at ``path`` at all (a
+    wheel installs none) is a FileNotFoundError that says where they are expected.
+    """
+    from litefocus.files import read_json
+    from litefocus.models import tiny_audioldm2_pipeline
+
+    path = Path(DEFAULT_PATH if path is None else path)
+    require(path / "model_index.json", "embedded default model (MiniLDM weights, model_index.json)",
+            "`make minildm`, or run with --model tiny (random weights)")
+    evaluation = path / "evaluation.json"
+    if evaluation.is_file() and read_json(evaluation).get("samples_from_noise", False):
+        return load_minildm(path), "minildm"
+    return tiny_audioldm2_pipeline(seed), "tiny"

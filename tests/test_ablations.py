@@ -101,7 +101,7 @@ def test_caption_classifiers_learn_a_planted_band_and_survive_save_and_load(tmp_
 
 
 def test_fidelity_table_on_minildm_resumes_from_its_cache(tmp_path):
-    from analysis import fidelity
+    from studies.minildm import fidelity
 
     argv = ["--seconds", "0.64", "--prompts", "2", "--steps", "2", "--threads", "1", "--configurations",
             "litefocus", "litefocus_all_levels_fixed_keys", "--cache", str(tmp_path / "cache"),
@@ -124,7 +124,7 @@ def test_fidelity_table_on_minildm_resumes_from_its_cache(tmp_path):
 
 
 def test_fidelity_cache_is_keyed_on_weights_and_every_setting():
-    from analysis.fidelity import cache_key
+    from studies.minildm.fidelity import cache_key
     from minildm.train import build
 
     from litefocus.models import weights_fingerprint

@@ -1,6 +1,6 @@
 """The ablation's block sets from planted evidence."""
 
-from analysis.block_ablation import block_sets, specs
+from studies.block_ablation.configurations import block_sets, specs
 
 
 def test_block_sets_are_singles_levels_and_growing_sets_each_once():

@@ -8,6 +8,7 @@ import xarray as xr
 import analysis
 from analysis import block_choice as bc
 from analysis import quality
+from litefocus.shipped import shipped_path
 
 BLOCKS = {"A": (8, 2), "B": (4, 1), "C": (2, 1)}  # block: (F, modules)
 SHARES = pd.DataFrame(dict(freq_bins=[8, 4, 2], core_share=[0.5, 0.1, 0.02]))
@@ -69,7 +70,7 @@ def test_budget_rule_names_bad_input():
 
 def test_estimated_speedup_is_the_benchmarks_flop_bound():
     """LiteFocus on the whole F = 8 level of full-size AudioLDM2 at 81.92 s: the bound benchmarks/speed.py printed."""
-    measured = pd.read_csv(bc.DATA / "benchmarks" / "speed.csv")
+    measured = pd.read_csv(shipped_path("benchmarks", "speed.csv"))
     row = measured[(measured.seconds == 81.92) & (measured.configuration == "litefocus")].iloc[0]
     table = pd.DataFrame(dict(block=["down_blocks.1", "up_blocks.2"], freq_bins=[8, 8], level_fraction=[0.4, 0.6]))
     estimate = bc.estimated_speedup(table, ["down_blocks.1", "up_blocks.2"], bc.attention_shares(81.92), 0.1)
@@ -147,7 +148,7 @@ def test_budgets_on_several_metrics_must_all_hold(tmp_path):
 
 
 def test_study_speedups_and_length_adaptive_ratios():
-    from analysis import block_study
+    from studies.block_ablation import study as block_study
 
     clips = planted_clips()
     unet = np.ones((5, 2, 12))
@@ -173,7 +174,7 @@ def test_the_measured_costs_of_single_blocks_predict_their_sets_when_costs_add_u
 
 
 def test_audioldm2_speed_estimates_use_its_own_module_counts():
-    from analysis import block_study
+    from studies.block_ablation import study as block_study
 
     names = ["down_blocks.1", "down_blocks.2", "down_blocks.3", "mid_block", "up_blocks.0", "up_blocks.1",
              "up_blocks.2"]
@@ -187,9 +188,9 @@ def test_audioldm2_speed_estimates_use_its_own_module_counts():
 
 
 def test_block_study_end_to_end_on_planted_costs(tmp_path):
-    """python -m analysis.block_study on a planted ablation (blocks named as in AudioLDM2): its costs are the planted
+    """studies.block_ablation.study on a planted ablation (blocks named as in AudioLDM2): its costs are the planted
     ones, the evidence that tracks them wins the held-out check, and every budget pick keeps its budget."""
-    from analysis import block_study
+    from studies.block_ablation import study as block_study
 
     blocks = {"down_blocks.1": (8, 3), "up_blocks.2": (8, 6), "mid_block": (2, 3)}
     cost = {"down_blocks.1": 1.0, "up_blocks.2": 4.0, "mid_block": 0.5}  # CLAP drop, and KL x 100
@@ -221,7 +222,7 @@ def test_block_study_end_to_end_on_planted_costs(tmp_path):
     assert costs.KL_cost[("same_frequency_only@up_blocks.2", 20.48)] == pytest.approx(0.08, abs=0.001)
     assert costs.unet_speedup[("litefocus@up_blocks.2", 20.48)] == pytest.approx(1.4)
     paper = costs.loc[("litefocus@down_blocks.1+up_blocks.2", 20.48), "audioldm2_speedup_81.92s"]
-    assert paper == pytest.approx(pd.read_csv(bc.DATA / "benchmarks" / "speed.csv").query(
+    assert paper == pytest.approx(pd.read_csv(shipped_path("benchmarks", "speed.csv")).query(
         "seconds == 81.92 and configuration == 'litefocus'").bound_flop.iloc[0])  # the whole F = 8 level
     predictors = pd.read_csv(tmp_path / "predictors.csv")
     ceiling = predictors.query("kind == 'litefocus' and metric == 'CLAP' and variable == @bc.MEASURED")

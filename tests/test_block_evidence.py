@@ -4,7 +4,7 @@ import numpy as np
 import xarray as xr
 
 import analysis
-from analysis import block_evidence
+from studies.block_ablation import evidence as block_evidence
 from analysis.sweep import Caption
 
 

@@ -43,16 +43,17 @@ def test_sampling_rate_comes_from_the_pipeline():
 def test_default_pipeline_waits_for_a_model_that_samples(tmp_path, monkeypatch):
     import json
 
-    import minildm
-    from litefocus_cli import models
+    from minildm import default_pipeline
 
-    monkeypatch.setattr(minildm, "DEFAULT_PATH", tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"no embedded default model .* at .*model_index.json.*LITEFOCUS_DATA"):
+        default_pipeline(path=tmp_path)
+    (tmp_path / "model_index.json").write_text("{}")
     (tmp_path / "evaluation.json").write_text(json.dumps({"samples_from_noise": False}))
-    _, name = models.default_pipeline()
+    _, name = default_pipeline(path=tmp_path)
     assert name == "tiny"
     (tmp_path / "evaluation.json").write_text('{"samples_from_noi')  # truncated
     with pytest.raises(ValueError, match="evaluation.json is not valid JSON"):
-        models.default_pipeline()
+        default_pipeline(path=tmp_path)
 
 
 @pytest.mark.parametrize("arguments, message", [

@@ -12,7 +12,7 @@ import torch
 
 from analysis import quality
 from analysis.evaluator import LABEL_HEAD, Evaluator, LabelHead, check_audio
-from analysis.evaluator_training import build
+from studies.evaluator.training import build
 from litefocus.files import write_json
 
 RATE = 16000
@@ -159,7 +159,7 @@ def test_litefocus_evaluate_on_folders(tmp_path, evaluator_path, capsys):
 def test_training_two_steps_on_a_corpus_made_here(tmp_path):
     import soundfile
 
-    from analysis import evaluator_training
+    from studies.evaluator import training as evaluator_training
     from minildm.corpus import Source
 
     corpus = tmp_path / "corpus"
@@ -182,12 +182,12 @@ def test_training_two_steps_on_a_corpus_made_here(tmp_path):
     assert loaded.embed(tones(2, 2.56), RATE).probabilities.shape == (2, 2)
     with pytest.raises(SystemExit):  # never writes into an existing folder
         evaluator_training.main(argv)
-    with pytest.raises(FileNotFoundError, match="evaluator_training"):
+    with pytest.raises(FileNotFoundError, match="studies.evaluator.training"):
         Evaluator.offline(tmp_path / "missing")
 
 
 def test_time_shuffled_negatives_hold_the_same_frames_in_another_order():
-    from analysis.evaluator_training import shuffle_time
+    from studies.evaluator.training import shuffle_time
 
     features = torch.randn(3, 1, 1001, 64)
     shuffled = shuffle_time(features, np.random.default_rng(0))
@@ -198,7 +198,7 @@ def test_time_shuffled_negatives_hold_the_same_frames_in_another_order():
 
 
 def test_derangements_move_every_segment():
-    from analysis.evaluator_validation import derangement
+    from studies.evaluator.validation import derangement
 
     rng = np.random.default_rng(0)
     for count in (2, 3, 7):
@@ -212,7 +212,7 @@ def test_temporal_profile_sees_order_and_joins_the_embedding(evaluator_path, tmp
     import shutil
 
     from analysis.evaluator import TEMPORAL_PROFILE, fit_temporal_profile, temporal_profile
-    from analysis.evaluator_validation import degrade
+    from studies.evaluator.validation import degrade
 
     t = np.arange(int(2.56 * RATE)) / RATE
     glide = np.sin(2 * np.pi * (200 + 400 * t) * t)  # a slow upward glide: smooth frame to frame
@@ -238,7 +238,7 @@ def test_temporal_profile_sees_order_and_joins_the_embedding(evaluator_path, tmp
 
 
 def test_degradations_do_what_they_say_and_halves_share_no_source():
-    from analysis.evaluator_validation import degrade, one_per_source, split_by_source
+    from studies.evaluator.validation import degrade, one_per_source, split_by_source
 
     clips = tones(2, 2.0, seed=8)
     noisy = degrade(clips, "noise (SNR dB)", 10, seed=0)

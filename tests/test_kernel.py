@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from litefocus import cross_key_count, draw_cross_indices, focus_mask, litefocus_attention, reference_attention
-from litefocus.kernel import UNIONS, _exact_attention_masked
+from litefocus.kernel import UNIONS, exact_attention_masked
 
 
 def qkv(batch, heads, tokens, head_dim, seed=0, dtype=torch.float32):
@@ -166,7 +166,7 @@ def test_masked_form_of_the_exact_union_equals_the_reference():
     """The form that runs under torch.compile (static shapes) computes the same exact union."""
     q, k, v = qkv(2, 2, 9 * 8, 8)
     cross = draw_cross_indices(9 * 8, 0.2, torch.Generator().manual_seed(7))
-    out = _exact_attention_masked(q, k, v, 8, cross, None)
+    out = exact_attention_masked(q, k, v, 8, cross, None)
     torch.testing.assert_close(out, reference_attention(q, k, v, freq_bins=8, cross_indices=cross), atol=1e-5,
                                rtol=1e-5)
 

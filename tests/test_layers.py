@@ -1,5 +1,11 @@
-"""Layers import only downward: litefocus (the method) < minildm (models trained here) < analysis (measurement and
-evaluation) < litefocus_cli (the command line). Every import statement counts, also those inside functions."""
+"""Layers import only downward:
+
+    litefocus (the method)
+      < minildm (models trained here), analysis (measurement and evaluation; imports nothing of minildm)
+      < studies (the scripts behind data/)
+      < litefocus_cli (the command line)
+
+Every import statement counts, also those inside functions. And no module imports another module's private name."""
 
 import ast
 from pathlib import Path
@@ -7,7 +13,18 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-LAYERS = ["litefocus", "minildm", "analysis", "litefocus_cli"]
+ALLOWED = {
+    "litefocus": set(),
+    "minildm": {"litefocus"},
+    "analysis": {"litefocus"},
+    "studies": {"litefocus", "minildm", "analysis"},
+    "litefocus_cli": {"litefocus", "minildm", "analysis", "studies"},
+}
+CHECKED = ["litefocus", "minildm", "analysis", "studies", "litefocus_cli", "benchmarks", "tests"]
+
+
+def import_nodes(path: Path):
+    return [n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, (ast.Import, ast.ImportFrom))]
 
 
 def imported_packages(package: str) -> dict[str, set[str]]:
@@ -15,21 +32,21 @@ def imported_packages(package: str) -> dict[str, set[str]]:
     found = {}
     for path in sorted((ROOT / package).rglob("*.py")):
         names = set()
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in import_nodes(path):
             if isinstance(node, ast.Import):
                 names |= {alias.name.split(".")[0] for alias in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            elif node.level == 0 and node.module:
                 names.add(node.module.split(".")[0])
         found[str(path.relative_to(ROOT))] = names
     return found
 
 
-@pytest.mark.parametrize("position", range(len(LAYERS)), ids=LAYERS)
-def test_each_layer_imports_only_layers_below_it(position):
-    above = set(LAYERS[position + 1:])
-    upward = {module: sorted(names & above) for module, names in imported_packages(LAYERS[position]).items()
-              if names & above}
-    assert upward == {}, f"{LAYERS[position]} imports from layers above it: {upward}"
+@pytest.mark.parametrize("package", list(ALLOWED))
+def test_each_layer_imports_only_layers_below_it(package):
+    forbidden = set(ALLOWED) - ALLOWED[package] - {package}
+    upward = {module: sorted(names & forbidden) for module, names in imported_packages(package).items()
+              if names & forbidden}
+    assert upward == {}, f"{package} imports what it may not ({sorted(forbidden)}): {upward}"
 
 
 def test_the_scan_sees_imports_inside_functions():
@@ -38,3 +55,20 @@ def test_the_scan_sees_imports_inside_functions():
     seen = {n.names[0].name for n in ast.walk(tree) if isinstance(n, ast.Import)}
     seen |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert seen == {"analysis", "minildm"}
+
+
+def test_no_module_imports_a_private_name_of_another():
+    private = []
+    for folder in CHECKED:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for node in import_nodes(path):
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    private += [f"{path.relative_to(ROOT)}: from {'.' * node.level}{node.module} import {a.name}"
+                                for a in node.names if a.name.startswith("_") and a.name != "__version__"]
+    assert private == []
+
+
+def test_the_studies_stay_out_of_the_wheel():
+    text = (ROOT / "pyproject.toml").read_text()
+    include = next(line for line in text.splitlines() if line.startswith("include = "))
+    assert "studies" not in ast.literal_eval(include.split("=", 1)[1].split("#")[0].strip())

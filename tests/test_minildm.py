@@ -145,7 +145,7 @@ def test_training_default_out_is_not_the_shipped_model():
 
 
 def test_band_identity_is_the_share_of_variance_between_mel_bins():
-    from analysis.minildm_evaluation import band_identity
+    from studies.minildm.evaluation import band_identity
 
     assert band_identity(torch.arange(8.0).repeat(2, 5, 1)) == pytest.approx(1.0)  # each bin one value
     assert band_identity(torch.tensor([[[1.0, -1.0], [-1.0, 1.0]]])) == pytest.approx(0.0)  # equal bin means

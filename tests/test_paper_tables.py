@@ -2,7 +2,7 @@
 
 from types import SimpleNamespace
 
-from analysis import paper_tables as pt
+from studies.paper_tables import tables as pt
 
 
 def interval(low, high):

@@ -374,7 +374,7 @@ def test_heldout_set_writes_captions_and_round_tripped_references(tmp_path):
 
     import soundfile
 
-    from analysis.heldout_set import write_heldout_set
+    from studies.heldout_set import write_heldout_set
     from minildm import load_minildm
 
     corpus = tmp_path / "corpus"

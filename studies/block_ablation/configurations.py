@@ -1,5 +1,5 @@
 """The block-choice ablation's configurations: which blocks to sparsify, as sweep specs
-(``python -m analysis.block_ablation`` prints them; ``make block-ablation`` runs them).
+(``python -m studies.block_ablation.configurations`` prints them; ``make block-ablation`` runs them).
 
 From the evidence measured on a model (per block: the same-frequency ratio of ``analysis.measure``), the sets are:
 LiteFocus on each single block; on each UNet level (the blocks that share a frequency-bin count F); and on growing
@@ -18,7 +18,7 @@ from minildm.pipeline import DEFAULT_PATH
 
 
 def evidence(path: Path = DEFAULT_PATH / "evaluation.json", key: str = "same_frequency_ratio") -> dict[str, dict]:
-    """Per block, the attention measurements of a trained MiniLDM (``analysis.minildm_evaluation`` writes them):
+    """Per block, the attention measurements of a trained MiniLDM (``studies.minildm.evaluation`` writes them):
     ``{block: {"freq_bins", "same_frequency_ratio", ...}}``."""
     blocks = json.loads(Path(path).read_text())["attention"]["trained"]
     missing = [b for b, row in blocks.items() if key not in row]

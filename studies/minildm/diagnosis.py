@@ -1,4 +1,4 @@
-"""Why a MiniLDM cannot (or can) sample, and its attention on real inputs: ``python -m analysis.minildm_diagnosis``.
+"""Why a MiniLDM cannot (or can) sample, and its attention on real inputs: ``python -m studies.minildm.diagnosis``.
 
 1. Denoising error by timestep against the trivial predictor ``eps = x_t / sqrt(1 - alpha_bar)``, on real 10.24 s
    held-out clips of the corpus (a model worse than trivial at high noise cannot start a trajectory from pure noise).
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     pipe = load_minildm(args.path)
     pipe.set_progress_bar_config(disable=True)
     alphas = pipe.scheduler.alphas_cumprod
-    from .minildm_evaluation import heldout_choice
+    from .evaluation import heldout_choice
 
     audio, rows = read_clips(args.corpus, "heldout", 10.24)
     chosen = heldout_choice(rows, args.clips, seed=2)

@@ -1,5 +1,5 @@
 """The embedded model's evaluation set: held-out captions in AudioCaps' CSV layout, and their reference audio at each
-length through the same codec round trip as generated audio (``python -m analysis.heldout_set``).
+length through the same codec round trip as generated audio (``python -m studies.heldout_set``).
 
 One caption per held-out source of the MiniLDM 2 corpus that has a 20.48 s clip (the sources MiniLDM never saw), in
 a seeded random order (so that ``--first N`` of a sweep is a random sample): ``audiocap_id`` numbers them,
@@ -22,7 +22,7 @@ import torch
 
 from litefocus.files import write_atomic, write_json
 
-from .sweep_evaluation import length_folder
+from analysis.sweep_evaluation import length_folder
 
 SAMPLING_RATE = 16000
 

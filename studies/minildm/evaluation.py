@@ -1,5 +1,5 @@
 """Evaluate a MiniLDM trained on the corpus and write what its card cites:
-``python -m analysis.minildm_evaluation --path runs/minildm2/model --corpus runs/corpus``.
+``python -m studies.minildm.evaluation --path runs/minildm2/model --corpus runs/corpus``.
 
 1. Caption following: linear classifiers of the corpus' category and label (``minildm.classifiers``) fitted on
    real train clips and corrupted copies, checked on held-out real clips (2.56 and 10.24 s: the ceiling), then
@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> None:
     print("band identity (eta squared)", results["band_identity"], flush=True)
     results["caption_following"] = caption_following(pipe, args.corpus, args.steps, args.prompts, args.path)
     following = results["caption_following"]["generated_1x"]["category"]
-    # what makes it the embedded default (litefocus_cli.models.default_pipeline): generated clips are recognisably what
+    # what makes it the embedded default (minildm.default_pipeline): generated clips are recognisably what
     # their captions say, the category classifier's lower bound well above its majority rate at the training length
     results["samples_from_noise"] = following["low"] > following["majority"]
     results["attention"] = attention(pipe, args.steps, args.path)

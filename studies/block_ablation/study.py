@@ -1,8 +1,9 @@
-"""The block-choice study on the block ablation's sweep (``python -m analysis.block_study``, ``make block-ablation``):
+"""The block-choice study on the block ablation's sweep (``python -m studies.block_ablation.study``,
+``make block-ablation``):
 what each set of blocks costs and buys, whether the evidence predicts the cost on captions and lengths the fit did
 not see, the cost model ``choose_blocks(budget=...)`` uses, and a check of that rule against measured costs.
 
-    python -m analysis.block_study --sweep runs/block_ablation --reference runs/heldout/reference \\
+    python -m studies.block_ablation.study --sweep runs/block_ablation --reference runs/heldout/reference \\
         --evidence data/block_ablation/evidence.nc --out data/block_ablation
 
 Writes to OUT: ``clips.nc`` (every clip's CLAP, KL, embedding and UNet time: all that follows is computed from it,
@@ -26,13 +27,16 @@ import pandas as pd
 import xarray as xr
 
 from litefocus.files import write_atomic
+from litefocus.models import AUDIOLDM2_TRAINING_SECONDS
+from minildm.pipeline import TRAINING_SECONDS
 
-from . import block_choice as bc
+from analysis import block_choice as bc
 
 TARGET_SECONDS = (40.96, 81.92)  # full-size AudioLDM2 lengths for the estimated speed-up
 KINDS = ("litefocus", "same_frequency_only")  # the cost models are LiteFocus's (r = 0.1)
 LATE_FRACTIONS = (0.5, 1.0)  # evidence over the last half of the recorded steps, or over all of them
-TRAINING_S = dict(minildm=2.56, audioldm2=10.24)  # a length-adaptive ratio keeps its set at the same multiple
+# a length-adaptive ratio keeps its set at the same multiple of the model's training length
+TRAINING_S = dict(minildm=TRAINING_SECONDS, audioldm2=AUDIOLDM2_TRAINING_SECONDS)
 MINILDM_SHARE = "minildm_attention_share.csv"
 
 
@@ -52,7 +56,7 @@ def minildm_shares(seconds: list[float], steps: int = 3) -> pd.DataFrame:
 
     from minildm import load_minildm
 
-    from .timing import time_attention
+    from analysis.timing import time_attention
 
     pipe = load_minildm()
     rows = []
@@ -70,7 +74,7 @@ def audioldm2_ratio(configuration: str, seconds: float) -> float:
     """The LiteFocus ratio a configuration of the ablation would have on AudioLDM2 at ``seconds``: 0 for
     same-frequency only; r; or, for ``/S`` (set kept at its size at S s of MiniLDM audio), the ratio with the set
     kept at the same multiple of AudioLDM2's training length."""
-    from .sweep import parse_configuration
+    from analysis.sweep import parse_configuration
 
     config = parse_configuration(configuration)
     ratio = config.ratio if config.cross_frequency else 0.0
@@ -200,18 +204,18 @@ def main(argv: list[str] | None = None) -> None:
                         help="the ablation's sweep folders (to (re)build clips.nc; a configuration found in two is "
                              "taken from the first)")
     parser.add_argument("--reference", type=Path, default=None, help="its reference folder (with --sweep)")
-    parser.add_argument("--evidence", type=Path, required=True, help="python -m analysis.block_evidence's file")
+    parser.add_argument("--evidence", type=Path, required=True, help="python -m studies.block_ablation.evidence's file")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--resamples", type=int, default=1000)
     args = parser.parse_args(argv)
     if args.sweep and not args.reference:
         parser.error("--sweep needs --reference (the held-out reference folder)")
     if not args.evidence.is_file():
-        parser.error(f"--evidence {args.evidence}: no such file (python -m analysis.block_evidence writes it)")
+        parser.error(f"--evidence {args.evidence}: no such file (python -m studies.block_ablation.evidence writes it)")
     clips_path = args.out / "clips.nc"
     if args.sweep:
-        from .evaluator import Evaluator
-        from .sweep_evaluation import clip_table
+        from analysis.evaluator import Evaluator
+        from analysis.sweep_evaluation import clip_table
 
         evaluator = Evaluator.offline()  # the evaluator of evaluate-sweep
         tables = [clip_table(folder, args.reference, evaluator) for folder in args.sweep]

@@ -15,15 +15,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "data" / "paper_tables"
-SPEED = ROOT / "data" / "benchmarks" / "speed.csv"
-TRAINING_SECONDS = 2.56
+from litefocus.shipped import shipped_path
+from minildm.pipeline import TRAINING_SECONDS
+
+RESULTS = shipped_path("paper_tables")
+SPEED = shipped_path("benchmarks", "speed.csv")
 PAPER_SECONDS = {1: 10, 2: 20, 4: 40, 8: 80}  # multiple of the training length -> the paper's audio length (s)
 METRICS = ("KAD", "FAD", "KL", "CLAP")
 LOWER_IS_BETTER = {"KAD": True, "FAD": True, "KL": True, "CLAP": False}
 
-PAPER = ROOT / "data" / "paper"  # the paper's Tables 1-3 as CSV (see its README)
+PAPER = shipped_path("paper")  # the paper's Tables 1-3 as CSV (see its README)
 
 
 def paper_tables(folder: Path = PAPER) -> dict[str, pd.DataFrame]:

@@ -1,7 +1,7 @@
 """The attention evidence of a sweep's captions: :func:`analysis.measure_sparsity` once per caption and length, from
-the noise of the sweep's dense job (``python -m analysis.block_evidence``), gathered into one dataset.
+the noise of the sweep's dense job (``python -m studies.block_ablation.evidence``), gathered into one dataset.
 
-    python -m analysis.block_evidence --captions runs/heldout/captions.csv --first 24 --seconds 10.24 20.48 \\
+    python -m studies.block_ablation.evidence --captions runs/heldout/captions.csv --first 24 --seconds 10.24 20.48 \\
         --out data/block_ablation/evidence.nc
 
 The result has dims (caption, seconds, module, step, head) and the variables of
@@ -21,8 +21,8 @@ from tqdm.auto import tqdm
 
 from litefocus.files import write_atomic
 
-from .measure import measure_sparsity
-from .sweep import Caption, read_captions
+from analysis.measure import measure_sparsity
+from analysis.sweep import Caption, read_captions
 
 VARIABLES = ("same_frequency_ratio", "focus_mass", "sparse_error", "entropy", "periodicity_strength")
 

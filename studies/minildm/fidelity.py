@@ -1,4 +1,4 @@
-"""What LiteFocus, its ablations and Token Merging cost in fidelity on MiniLDM: ``python -m analysis.fidelity``.
+"""What LiteFocus, its ablations and Token Merging cost in fidelity on MiniLDM: ``python -m studies.minildm.fidelity``.
 
 For each configuration of ``analysis.ablations``, MiniLDM generates the same held-out captions from the same noise at
 4x and 8x its training length (10.24 and 20.48 s; AudioLDM2 at 40.96 and 81.92 s is at the same multiples of its
@@ -7,7 +7,7 @@ For each configuration of ``analysis.ablations``, MiniLDM generates the same hel
 - ``relative_error``: ``||mel - mel_dense|| / ||mel_dense||`` of the generated log-mel, median over prompts (how far
   the sample moves from the dense one drawn from the same noise);
 - ``category_accuracy``, ``label_accuracy``: the caption classifiers shipped beside the weights
-  (``analysis.minildm_evaluation`` fits them on the corpus) on the generated clips (does the sample still say what
+  (``studies.minildm.evaluation`` fits them on the corpus) on the generated clips (does the sample still say what
   its caption says), beside dense's; the captions are the shipped held-out ones of 10.24 s clips;
 - the same for dense attention from other noise (``dense_other_noise``): the scale of a wholly different sample, and
   how far the accuracies move between two draws.
@@ -32,14 +32,12 @@ import torch
 import xarray as xr
 
 from litefocus.files import write_atomic
-from litefocus.models import weights_fingerprint
+from litefocus.models import AUDIOLDM2_TRAINING_SECONDS, weights_fingerprint
 from minildm.classifiers import CaptionClassifiers, accuracy
-from minildm.pipeline import DEFAULT_PATH, load_minildm
+from minildm.pipeline import DEFAULT_PATH, TRAINING_SECONDS, load_minildm
 
-from .ablations import ABLATIONS, ablations, generate_under, relative_error
+from analysis.ablations import ABLATIONS, ablations, generate_under, relative_error
 
-TRAINING_SECONDS = 2.56
-AUDIOLDM2_TRAINING_SECONDS = 10.24
 OTHER_NOISE = "dense_other_noise"
 
 
@@ -79,7 +77,7 @@ def generated(pipe, config, captions: list[str], seconds: float, steps: int, cac
 
 def heldout_captions(path: Path, prompts: int) -> list[dict]:
     """The first ``prompts`` held-out caption rows of 10.24 s clips shipped beside the weights at ``path``."""
-    from .minildm_evaluation import HELDOUT_CAPTIONS
+    from .evaluation import HELDOUT_CAPTIONS
 
     table = pd.read_csv(path / HELDOUT_CAPTIONS)
     rows = table[table.seconds == 10.24].head(prompts).to_dict("records")

@@ -1,4 +1,4 @@
-"""Train the offline evaluator on the MiniLDM 2 corpus: ``python -m analysis.evaluator_training --corpus runs/corpus``.
+"""Train the offline evaluator on the MiniLDM 2 corpus: ``python -m studies.evaluator.training --corpus runs/corpus``.
 
 A transformers ``ClapModel`` at a small width (HTSAT audio encoder on 64-bin log-mels at 16 kHz and 10 ms hops,
 the real CLAP's frame geometry; a 2-layer RoBERTa text encoder over bytes) trained with CLAP's symmetric contrastive
@@ -25,7 +25,7 @@ from tqdm import tqdm
 from litefocus.files import write_json
 from minildm.corpus import SAMPLING_RATE, Source, caption
 
-from .evaluator import LABEL_HEAD, LabelHead
+from analysis.evaluator import LABEL_HEAD, LabelHead
 
 FEATURES = dict(feature_size=64, sampling_rate=SAMPLING_RATE, hop_length=160, max_length_s=10, fft_window_size=400,
                 frequency_min=0, frequency_max=8000, truncation="rand_trunc", padding="repeatpad")
@@ -104,7 +104,7 @@ def add_temporal_profile(path: Path, corpus: Path, clips: int = 1000, seed: int 
     see the order of sounds in time)."""
     from minildm.corpus import read_clips
 
-    from .evaluator import TEMPORAL_PROFILE, Evaluator, fit_temporal_profile
+    from analysis.evaluator import TEMPORAL_PROFILE, Evaluator, fit_temporal_profile
 
     audio, _ = read_clips(corpus, "train", 2.56)
     chosen = np.sort(np.random.default_rng(seed).choice(len(audio), min(clips, len(audio)), replace=False))

@@ -1,4 +1,4 @@
-"""Does the offline evaluator measure something? ``python -m analysis.evaluator_validation --corpus runs/corpus``.
+"""Does the offline evaluator measure something? ``python -m studies.evaluator.validation --corpus runs/corpus``.
 
 On held-out real clips of the MiniLDM 2 corpus (no source of them was seen in training):
 
@@ -24,8 +24,8 @@ import pandas as pd
 from litefocus.files import save_figure, write_json
 from minildm.corpus import SAMPLING_RATE, read_clips
 
-from . import quality
-from .evaluator import OFFLINE_PATH, Evaluator
+from analysis import quality
+from analysis.evaluator import OFFLINE_PATH, Evaluator
 
 DEGRADATIONS = {"noise (SNR dB)": (30, 20, 10, 0), "low-pass (Hz)": (4000, 2000, 1000, 500),
                 "time shuffle (segment s)": (1.0, 0.5, 0.2, 0.05)}

@@ -1,0 +1,1 @@
+"""Training and validation of the offline evaluator: write ``data/evaluator`` (its README)."""

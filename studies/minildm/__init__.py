@@ -1,0 +1,1 @@
+"""MiniLDM's evaluation, diagnosis and fidelity studies: write ``data/minildm`` (its model card cites them)."""
