@@ -73,6 +73,16 @@ def measure_sparsity(
     summaries estimated from that many uniformly drawn queries (None: always all); ``chunk`` queries share one
     probability chunk. The pipeline's own output is unchanged. Every argument is checked before the pipeline runs.
     """
+    return measure_run(pipe, prompt, audio_length_in_s, num_inference_steps, seed, blocks=blocks, steps=steps,
+                       queries=queries, summary_queries=summary_queries, focus_ratio=focus_ratio, chunk=chunk,
+                       **pipe_kwargs)[0]
+
+
+def measure_run(pipe, prompt: str, audio_length_in_s: float = 10.24, num_inference_steps: int = 50, seed: int = 0,
+                *, blocks: BlockSelection = None, steps=None, queries: int = 16, summary_queries: int | None = 2048,
+                focus_ratio: float = 0.1, chunk: int = 256, **pipe_kwargs) -> tuple[xr.Dataset, AttentionRecorder]:
+    """:func:`measure_sparsity`'s dataset and the recorder it came from (its rows and profiles per module, for
+    figures: ``recorder.dataset(module)``, ``recorder.to_datatree()``)."""
     check_run(prompt, audio_length_in_s, num_inference_steps, steps)
     generator = torch.Generator().manual_seed(check_seed(seed))
     with record_attention(pipe, blocks, steps, queries=queries, summary_queries=summary_queries,
@@ -82,7 +92,7 @@ def measure_sparsity(
     ds = sparsity_dataset(rec)
     ds.attrs.update(prompt=prompt, audio_length_in_s=audio_length_in_s, num_inference_steps=num_inference_steps,
                     model=type(pipe).__name__)
-    return ds
+    return ds, rec
 
 
 def check_run(prompt, audio_length_in_s, num_inference_steps, steps=None) -> None:

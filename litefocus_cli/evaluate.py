@@ -24,6 +24,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
                      help="covariance shrinkage for FAD in [0, 1] (default: 0, or 0.1 when a set has no more clips "
                           "than embedding dimensions)")
     sub.add_argument("--out", type=Path, default=None, help="also write the table here (.csv)")
+    sub.set_defaults(func=run)
     return sub
 
 

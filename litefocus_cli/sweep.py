@@ -1,7 +1,5 @@
 """``litefocus sweep``: generate captions x configurations x lengths x samplers x seeds, one clip a job, resumable,
-on one process or under ``accelerate launch -m litefocus_cli sweep ...`` on several (``analysis.sweep``).
-``litefocus evaluate-sweep OUT --reference DIR``: FAD, KAD, KL, CLAP and speed per cell (``analysis.sweep_evaluation``).
-"""
+on one process or under ``accelerate launch -m litefocus_cli sweep ...`` on several (``analysis.sweep``)."""
 
 from __future__ import annotations
 
@@ -10,7 +8,6 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-from .evaluate import EVALUATOR_HELP
 from .models import DEFAULT, MODEL_HELP
 
 DTYPES = ("float32", "float16", "bfloat16")
@@ -22,7 +19,7 @@ def _audio_formats():
     return AUDIO_FORMATS
 
 
-def add_parsers(commands) -> None:
+def add_parser(commands) -> None:
     sweep = commands.add_parser("sweep", help="generate a grid of jobs (resumable; accelerate launch for several "
                                               "processes or GPUs)")
     sweep.add_argument("--model", default=DEFAULT, help=MODEL_HELP)
@@ -50,24 +47,10 @@ def add_parsers(commands) -> None:
     sweep.add_argument("--reuse", type=Path, nargs="+", default=[],
                        help="other sweep folders: the jobs this sweep shares with them (same id) are copied, not rerun")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-    ev = commands.add_parser("evaluate-sweep", help="FAD, KAD, KL, CLAP and speed-up per cell of a sweep")
-    ev.add_argument("sweep", type=Path, help="the --out folder of litefocus sweep")
-    ev.add_argument("--reference", type=Path, required=True,
-                    help="reference audio: a folder, or one with a subfolder per length named like 10.24s")
-    ev.add_argument("--evaluator", default="offline", help=EVALUATOR_HELP)
-    ev.add_argument("--fad-shrinkage", type=float, default=None,
-                    help="covariance shrinkage for FAD in [0, 1] (default: 0, or 0.1 when a set has no more clips "
-                         "than embedding dimensions)")
-    ev.add_argument("--resamples", type=int, default=100, help="bootstrap draws per interval")
-    ev.add_argument("--compare", nargs="+", default=None, metavar="A:B",
-                    help="paired differences A - B per length and sampler (besides each configuration against the "
-                         "sweep's first, always written), into STEM_comparisons.csv")
-    ev.add_argument("--out", type=Path, default=None,
-                    help="table path without suffix (default: SWEEP/evaluation/EVALUATOR); .csv and .nc are written")
+    sweep.set_defaults(func=run)
 
 
-def run_sweep(args) -> int:
+def run(args) -> int:
     import torch
 
     from analysis import sweep as sw
@@ -146,39 +129,3 @@ def _check_arguments(args):
     if not manifest.is_file() and args.out.is_dir() and any(args.out.iterdir()):
         raise ValueError(f"--out {args.out} holds files but no {sw.MANIFEST}: choose a new or empty folder")
     return captions
-
-
-def run_evaluate_sweep(args) -> int:
-    from analysis import sweep_evaluation as se
-
-    from .evaluate import load_evaluator
-
-    _, rows = se.read_rows(args.sweep)  # the sweep folder, then the reference folders, before the evaluator loads
-    se.check_reference(rows, args.reference)
-    if args.resamples < 0:
-        raise ValueError(f"--resamples must be at least 0; got {args.resamples}")
-    manifest = se.read_rows(args.sweep)[0]
-    names = [c["name"] for c in manifest["settings"]["configurations"]]
-    pairs = [(name, names[0]) for name in names[1:]]
-    for spec in args.compare or []:
-        a, _, b = spec.partition(":")
-        if a not in names or b not in names or a == b:
-            raise ValueError(f"--compare {spec}: give A:B, two different configurations of this sweep "
-                             f"({', '.join(names)})")
-        pairs.append((a, b))
-    evaluator = load_evaluator(args.evaluator)
-    table = se.evaluate_sweep(args.sweep, args.reference, evaluator, fad_shrinkage=args.fad_shrinkage,
-                              resamples=args.resamples)
-    stem = Path(args.out or args.sweep / "evaluation" / se.evaluator_id(evaluator))
-    paths = se.write_tables(table, stem)
-    comparisons = se.compare_configurations(args.sweep, args.reference, evaluator, pairs,
-                                            fad_shrinkage=args.fad_shrinkage, resamples=2 * args.resamples)
-    from litefocus.files import write_atomic
-
-    paths.append(write_atomic(stem.with_name(stem.name + "_comparisons.csv"),
-                              lambda tmp: comparisons.to_csv(tmp, index=False)))
-    shown = table.pivot_table(index=["seconds", "sampler", "steps", "configuration"], columns="metric",
-                              values="value", sort=False)
-    print(shown.to_string(float_format="%.4g"))
-    print("wrote", " and ".join(str(p) for p in paths))
-    return 0

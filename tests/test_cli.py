@@ -66,12 +66,12 @@ def test_default_pipeline_waits_for_a_model_that_samples(tmp_path, monkeypatch):
     (["--queries", "0"], "--queries must be at least 1"),
     (["--budget", "KAD=inf"], "--budget KAD=inf: give METRIC=COST with METRIC one of KAD, CLAP, KL"),
     (["--budget", "FAD=0"], "--budget FAD=0: give METRIC=COST"),
-    (["--target-seconds", "30"], r"--target-seconds: seconds=30.0: .* has the attention share at \[10.24, 20.48"),
+    (["--budget", "KAD=0", "--target-seconds", "30"], r"--target-seconds: seconds=30.0: .* has the attention share at \[10.24, 20.48"),
 ])
 def test_measure_bad_arguments_fail_before_loading(tmp_path, capsys, monkeypatch, arguments, message):
-    from litefocus_cli import main as cli
+    from litefocus_cli import models
 
-    monkeypatch.setattr(cli, "load_model", lambda *a: pytest.fail("loaded a model despite a bad argument"))
+    monkeypatch.setattr(models, "load_model", lambda *a: pytest.fail("loaded a model despite a bad argument"))
     assert main(["measure", *arguments, "--out", str(tmp_path / "out")]) == 2
     assert re.search(message, capsys.readouterr().err)
     assert not (tmp_path / "out").exists()
@@ -85,9 +85,9 @@ def test_generate_bad_union_and_ratio(tmp_path, capsys):
 
 
 def test_out_is_checked_before_any_work(tmp_path, capsys, monkeypatch):
-    from litefocus_cli import main as cli
+    from litefocus_cli import models
 
-    monkeypatch.setattr(cli, "load_model", lambda *a: pytest.fail("loaded a model despite a bad --out"))
+    monkeypatch.setattr(models, "load_model", lambda *a: pytest.fail("loaded a model despite a bad --out"))
     a_file = tmp_path / "file.txt"
     a_file.write_text("mine")
     assert main(["measure", "--out", str(a_file)]) == 2

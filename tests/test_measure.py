@@ -43,20 +43,24 @@ def test_choose_blocks_applies_its_rule(sparsity):
     assert list(analysis.choose_blocks(sparsity)) == []  # random weights: nothing earns sparsification
 
 
-def test_measure_command_writes_dataset_figures_and_table(tmp_path, capsys):
+@pytest.mark.parametrize("budget", [[], ["--budget", "KAD=0"]], ids=["threshold rule", "and budget rule"])
+def test_measure_command_writes_dataset_figures_and_table(tmp_path, capsys, budget):
     code = main(["measure", "--model", "tiny", "--seconds", "2.56", "--steps", "2", "--queries", "4",
-                 "--blocks", "down_blocks.1", "--out", str(tmp_path)])
+                 "--blocks", "down_blocks.1", *budget, "--out", str(tmp_path)])
     assert code == 0
-    assert {p.name for p in tmp_path.iterdir()} == {"sparsity.nc", "attention.nc", "blocks.csv",
-                                                   "query_attention.png", "offset_profiles.png",
-                                                   "sparsity_by_block.png", "block_sets.csv", "run.json"}
+    written = {"sparsity.nc", "attention.nc", "blocks.csv", "query_attention.png", "offset_profiles.png",
+               "sparsity_by_block.png", "run.json"}
+    assert {p.name for p in tmp_path.iterdir()} == written | ({"block_sets.csv"} if budget else set())
     table = pd.read_csv(tmp_path / "blocks.csv")
     assert list(table.block) == ["down_blocks.1"]
-    sets = pd.read_csv(tmp_path / "block_sets.csv")
-    assert len(sets) == 2 and sets.within_budget.dtype == bool  # dense and down_blocks.1 weighed
     out = capsys.readouterr().out
-    assert "threshold rule: same-frequency ratio >= 2.0" in out and "budget rule: the largest estimated speed-up" in out
-    assert "estimated UNet step speed-up" in out
+    assert "threshold rule: same-frequency ratio >= 2.0" in out
+    if budget:
+        sets = pd.read_csv(tmp_path / "block_sets.csv")
+        assert len(sets) == 2 and sets.within_budget.dtype == bool  # dense and down_blocks.1 weighed
+        assert "budget rule: the largest estimated speed-up" in out and "estimated UNet step speed-up" in out
+    else:  # opt-in: a default that chose the same blocks whatever was measured is no default
+        assert "budget rule: not applied (opt-in" in out
     tree = xr.open_datatree(tmp_path / "attention.nc", engine="h5netcdf")
     assert tree["down_blocks/1/attentions/0/transformer_blocks/0/attn1"].attrs["freq_bins"] == 8
 

@@ -1,0 +1,44 @@
+"""What ``measure`` and ``generate`` share: the model, prompt, length, steps, seed and output folder of one run."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from . import models
+
+
+def add_run_arguments(parser, seconds: float, steps: int, out: str) -> None:
+    """``--model --prompt --seconds --steps --seed --out`` with this command's defaults."""
+    parser.add_argument("--model", default=models.DEFAULT, help=models.MODEL_HELP)
+    parser.add_argument("--prompt", default="a string quartet playing a chorale slowly")
+    parser.add_argument("--seconds", type=float, default=seconds, help="audio length in seconds")
+    parser.add_argument("--steps", type=int, default=steps, help="denoising steps")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the noise and of every random choice, >= 0")
+    parser.add_argument("--out", type=Path, default=Path(out),
+                        help="results folder (new, empty, or written by an earlier run of this command)")
+
+
+def check_run_arguments(args) -> None:
+    """ValueError naming the argument, for the arguments of :func:`add_run_arguments`, before anything loads."""
+    if not (math.isfinite(args.seconds) and args.seconds > 0):
+        raise ValueError(f"--seconds must be a positive finite number of seconds; got {args.seconds}")
+    if args.steps < 1:
+        raise ValueError(f"--steps must be at least 1; got {args.steps}")
+    if not 0 <= args.seed < 2**64:
+        raise ValueError(f"--seed must lie in [0, 2**64) (what a torch.Generator accepts); got {args.seed}")
+
+
+def load_announced(model: str, seed: int):
+    """``(pipe, name)`` of ``--model``, with a note when its weights are random."""
+    pipe, name = models.load_model(model, seed)
+    if name == models.TINY:
+        print("note: the 'tiny' model has random weights: its audio is noise and its attention shows no pattern. "
+              "Timing and wiring are real.")
+    return pipe, name
+
+
+def settings(args, name: str) -> dict:
+    """The run's arguments as JSON values, with the model's name (what ``run.json`` records)."""
+    return {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()
+            if key != "func"} | dict(model=name)

@@ -1,0 +1,62 @@
+"""``litefocus evaluate-sweep OUT --reference DIR``: FAD, KAD, KL, CLAP and speed per cell of a sweep, and paired
+comparisons between its configurations (``analysis.sweep_evaluation``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .evaluate import EVALUATOR_HELP
+
+
+def add_parser(commands) -> None:
+    ev = commands.add_parser("evaluate-sweep", help="FAD, KAD, KL, CLAP and speed-up per cell of a sweep")
+    ev.add_argument("sweep", type=Path, help="the --out folder of litefocus sweep")
+    ev.add_argument("--reference", type=Path, required=True,
+                    help="reference audio: a folder, or one with a subfolder per length named like 10.24s")
+    ev.add_argument("--evaluator", default="offline", help=EVALUATOR_HELP)
+    ev.add_argument("--fad-shrinkage", type=float, default=None,
+                    help="covariance shrinkage for FAD in [0, 1] (default: 0, or 0.1 when a set has no more clips "
+                         "than embedding dimensions)")
+    ev.add_argument("--resamples", type=int, default=100, help="bootstrap draws per interval")
+    ev.add_argument("--compare", nargs="+", default=None, metavar="A:B",
+                    help="paired differences A - B per length and sampler (besides each configuration against the "
+                         "sweep's first, always written), into STEM_comparisons.csv")
+    ev.add_argument("--out", type=Path, default=None,
+                    help="table path without suffix (default: SWEEP/evaluation/EVALUATOR); .csv and .nc are written")
+    ev.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from analysis import sweep_evaluation as se
+
+    from .evaluate import load_evaluator
+
+    _, rows = se.read_rows(args.sweep)  # the sweep folder, then the reference folders, before the evaluator loads
+    se.check_reference(rows, args.reference)
+    if args.resamples < 0:
+        raise ValueError(f"--resamples must be at least 0; got {args.resamples}")
+    manifest = se.read_rows(args.sweep)[0]
+    names = [c["name"] for c in manifest["settings"]["configurations"]]
+    pairs = [(name, names[0]) for name in names[1:]]
+    for spec in args.compare or []:
+        a, _, b = spec.partition(":")
+        if a not in names or b not in names or a == b:
+            raise ValueError(f"--compare {spec}: give A:B, two different configurations of this sweep "
+                             f"({', '.join(names)})")
+        pairs.append((a, b))
+    evaluator = load_evaluator(args.evaluator)
+    table = se.evaluate_sweep(args.sweep, args.reference, evaluator, fad_shrinkage=args.fad_shrinkage,
+                              resamples=args.resamples)
+    stem = Path(args.out or args.sweep / "evaluation" / se.evaluator_id(evaluator))
+    paths = se.write_tables(table, stem)
+    comparisons = se.compare_configurations(args.sweep, args.reference, evaluator, pairs,
+                                            fad_shrinkage=args.fad_shrinkage, resamples=2 * args.resamples)
+    from litefocus.files import write_atomic
+
+    paths.append(write_atomic(stem.with_name(stem.name + "_comparisons.csv"),
+                              lambda tmp: comparisons.to_csv(tmp, index=False)))
+    shown = table.pivot_table(index=["seconds", "sampler", "steps", "configuration"], columns="metric",
+                              values="value", sort=False)
+    print(shown.to_string(float_format="%.4g"))
+    print("wrote", " and ".join(str(p) for p in paths))
+    return 0
