@@ -31,7 +31,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from litefocus.files import read_json, write_atomic, write_json
+from litefocus.files import read_json, write_atomic, write_csv, write_json
 
 from .ablations import ABLATIONS, Configuration
 
@@ -374,7 +374,7 @@ class Sweep:
 
     def write_table(self) -> Path:
         table = self.rows()
-        return write_atomic(self.out / "jobs.csv", lambda tmp: table.to_csv(tmp, index=False))
+        return write_csv(self.out / "jobs.csv", table)
 
 
 @contextmanager

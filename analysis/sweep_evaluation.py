@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from litefocus.files import read_json, write_atomic
+from litefocus.files import read_json, write_atomic, write_csv
 
 from . import quality
 from .sweep import JOBS, MANIFEST, finished
@@ -297,7 +297,7 @@ def clip_table(out: str | os.PathLike, reference: str | os.PathLike, evaluator) 
 def write_tables(table: pd.DataFrame, path_stem: Path) -> list[Path]:
     """The table as CSV and netCDF (``(configuration, seconds, sampler, metric)`` coordinates): ``STEM.csv``,
     ``STEM.nc``, each written atomically."""
-    csv_path = write_atomic(path_stem.with_suffix(".csv"), lambda tmp: table.to_csv(tmp, index=False))
+    csv_path = write_csv(path_stem.with_suffix(".csv"), table)
     numeric = table.drop(columns=["note", "evaluator", "steps"]).copy()
     numeric["sampler"] = table.sampler + ":" + table.steps.astype(str)
     ds = numeric.set_index(["configuration", "seconds", "sampler", "metric"]).to_xarray()

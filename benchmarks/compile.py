@@ -81,9 +81,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.csv:
         import pandas as pd
 
-        from litefocus.files import write_atomic
+        from litefocus.files import write_csv
 
-        write_atomic(args.csv, lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
+        write_csv(args.csv, rows)
         print(f"wrote {args.csv}")
 
 

@@ -142,13 +142,13 @@ def main() -> None:
     if args.csv:
         import pandas as pd
 
-        from litefocus.files import write_atomic
+        from litefocus.files import write_csv
 
         old = pd.read_csv(args.csv) if Path(args.csv).is_file() else pd.DataFrame()
         if "run" not in old:  # rows of the kernel before union= and keyed draws: not comparable, not kept
             old = pd.DataFrame()
         table = pd.concat([old, pd.DataFrame(rows)], ignore_index=True)
-        write_atomic(args.csv, lambda tmp: table.to_csv(tmp, index=False))
+        write_csv(args.csv, table)
         spread = table[table.time_steps == t].groupby("implementation", sort=False).time_vs_dense.agg(["min", "max",
                                                                                                       "count"])
         print(f"added run {run} to {args.csv}; time vs dense over its runs at this shape:")

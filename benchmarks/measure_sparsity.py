@@ -82,13 +82,13 @@ def main() -> None:
     if args.csv:
         import pandas as pd
 
-        from litefocus.files import write_atomic
+        from litefocus.files import write_csv
 
         row = dict(seconds=args.seconds, latent_time=latent_time, modules=len(rec.recorded),
                    plain_s=plain_s, recorded_s=record[0], time_ratio=record[0] / plain_s,
                    plain_peak_extra_mib=plain_mib, recorded_peak_extra_mib=record[1],
                    memory_over_plain_mib=record[1] - plain_mib, **machine())
-        write_atomic(args.csv, lambda tmp: pd.DataFrame([row]).to_csv(tmp, index=False))
+        write_csv(args.csv, [row])
         print(f"wrote {args.csv}")
 
 

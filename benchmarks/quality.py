@@ -19,7 +19,7 @@ import torch
 
 from analysis import quality
 from analysis.evaluator import OFFLINE_PATH, Evaluator
-from litefocus.files import write_atomic
+from litefocus.files import write_csv
 
 CSV = Path(__file__).resolve().parent.parent / "data" / "benchmarks" / "quality.csv"
 
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.csv:
         path = Path(args.csv)
         table = pd.concat([pd.read_csv(path), pd.DataFrame([row])]) if path.is_file() else pd.DataFrame([row])
-        write_atomic(path, lambda tmp: table.to_csv(tmp, index=False))
+        write_csv(path, table)
 
 
 if __name__ == "__main__":

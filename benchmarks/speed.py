@@ -36,7 +36,7 @@ from fullsize import machine, unet_inputs  # noqa: E402
 
 from analysis.ablations import ABLATIONS, Configuration, ablations  # noqa: E402
 from analysis.timing import time_attention  # noqa: E402
-from litefocus.files import write_atomic  # noqa: E402
+from litefocus.files import write_csv  # noqa: E402
 from litefocus.models import audioldm2_unet  # noqa: E402
 
 def forward_seconds(unet, inputs: tuple[tuple, dict]) -> float:
@@ -96,7 +96,7 @@ def merge_rows(path: Path, rows: list[dict], keys: list[str]) -> None:
 
         old = old[[k not in set(key(new)) for k in key(old)]]
     table = pd.concat([old, new], ignore_index=True).sort_values("seconds", kind="stable")
-    write_atomic(path, lambda tmp: table.to_csv(tmp, index=False))
+    write_csv(path, table)
 
 
 def missing(speed_csv: Path | None, share_csv: Path | None, seconds: float, configurations: list[Configuration]

@@ -29,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from litefocus.files import write_atomic
+from litefocus.files import write_csv
 
 ROOT = Path(__file__).resolve().parent.parent
 CSV = ROOT / "data" / "benchmarks" / "sweep.csv"
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
         path = Path(args.csv)
         old = pd.read_csv(path) if path.is_file() else pd.DataFrame()
         new = pd.concat([old, pd.DataFrame([record])], ignore_index=True)
-        write_atomic(path, lambda tmp: new.to_csv(tmp, index=False))
+        write_csv(path, new)
         print("added a row to", path)
 
 

@@ -1,4 +1,7 @@
-"""Atomic file writes: a result file is either complete or absent, never half written."""
+"""Atomic file writes: a result file is either complete or absent, never half written.
+
+Internal helpers of this project's layers (the method, the models, the analysis, the studies and the command line);
+not part of the public API, which is what ``litefocus``, ``analysis`` and ``minildm`` export."""
 
 from __future__ import annotations
 
@@ -34,6 +37,14 @@ def read_json(path: str | os.PathLike):
     except json.JSONDecodeError as error:
         raise ValueError(f"{path} is not valid JSON ({error}); it may be truncated: regenerate it with the command "
                          "that wrote it, or restore it with git checkout") from error
+
+
+def write_csv(path: str | os.PathLike, table) -> Path:
+    """A ``pandas.DataFrame`` (or anything ``pd.DataFrame`` takes) as CSV without the index, atomically."""
+    import pandas as pd
+
+    table = table if isinstance(table, pd.DataFrame) else pd.DataFrame(table)
+    return write_atomic(path, lambda tmp: table.to_csv(tmp, index=False))
 
 
 def write_json(path: str | os.PathLike, data) -> Path:

@@ -75,8 +75,8 @@ def run(args) -> int:
     table = quality.evaluate(args.generated, args.reference, captions, evaluator, fad_shrinkage=args.fad_shrinkage)
     print(table.to_string(index=False, float_format="%.4g"))
     if args.out is not None:
-        from litefocus.files import write_atomic
+        from litefocus.files import write_csv
 
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(args.out, lambda tmp: table.to_csv(tmp, index=False))
+        write_csv(args.out, table)
     return 0

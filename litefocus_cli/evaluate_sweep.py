@@ -51,10 +51,9 @@ def run(args) -> int:
     paths = se.write_tables(table, stem)
     comparisons = se.compare_configurations(args.sweep, args.reference, evaluator, pairs,
                                             fad_shrinkage=args.fad_shrinkage, resamples=2 * args.resamples)
-    from litefocus.files import write_atomic
+    from litefocus.files import write_csv
 
-    paths.append(write_atomic(stem.with_name(stem.name + "_comparisons.csv"),
-                              lambda tmp: comparisons.to_csv(tmp, index=False)))
+    paths.append(write_csv(stem.with_name(stem.name + "_comparisons.csv"), comparisons))
     shown = table.pivot_table(index=["seconds", "sampler", "steps", "configuration"], columns="metric",
                               values="value", sort=False)
     print(shown.to_string(float_format="%.4g"))

@@ -6,7 +6,7 @@ import matplotlib
 import pandas as pd
 import pytest
 
-from litefocus.files import read_json, save_figure, write_atomic, write_json
+from litefocus.files import read_json, save_figure, write_atomic, write_csv, write_json
 
 matplotlib.use("Agg")
 
@@ -60,3 +60,12 @@ def test_speed_against_length_draws_one_line_per_configuration_and_level():
     assert len(left.get_lines()) >= 2
     lines = {line.get_label(): line.get_ydata() for line in right.get_lines()}
     assert list(lines["level 1 module"]) == [20.0, 30.0] and list(lines["all self-attention"]) == [25.0, 35.0]
+
+
+def test_write_csv_round_trips_a_table_without_its_index(tmp_path):
+    table = pd.DataFrame(dict(block=["down_blocks.1", "up_blocks.2"], ratio=[1.25, float("nan")]), index=[7, 9])
+    path = write_csv(tmp_path / "sub" / "t.csv", table)
+    assert path.read_text().splitlines()[0] == "block,ratio"
+    pd.testing.assert_frame_equal(pd.read_csv(path), table.reset_index(drop=True))
+    pd.testing.assert_frame_equal(pd.read_csv(write_csv(path, [dict(a=1), dict(a=2)])), pd.DataFrame(dict(a=[1, 2])))
+    assert sorted(p.name for p in path.parent.iterdir()) == ["t.csv"]

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from litefocus.files import write_atomic
+from litefocus.files import write_atomic, write_csv
 from litefocus.models import AUDIOLDM2_TRAINING_SECONDS
 from minildm.pipeline import TRAINING_SECONDS
 
@@ -194,10 +194,6 @@ def default_budgets(costs: pd.DataFrame) -> list[dict[str, float]]:
     return budgets + [{m: 0.0 for m in bc.METRICS}, {m: float(quartiles[m][1]) for m in bc.METRICS}]
 
 
-def write_csv(table: pd.DataFrame, path: Path) -> Path:
-    return write_atomic(path, lambda tmp: table.to_csv(tmp, index=False))
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sweep", type=Path, nargs="+", default=None,
@@ -236,9 +232,9 @@ def main(argv: list[str] | None = None) -> None:
 
     evidence_table = bc.block_table(evidence.sel(caption=captions))
     costs = cost_frame(clips, evidence_table, captions, args.resamples)
-    write_csv(costs, args.out / "costs.csv")
+    write_csv(args.out / "costs.csv", costs)
     predictors = predictor_frame(clips, evidence, fit, test, args.resamples)
-    write_csv(predictors, args.out / "predictors.csv")
+    write_csv(args.out / "predictors.csv", predictors)
     columns = ["kind", "metric", "variable", "late_fraction", "rho", "rho_low", "rho_high", "held_out_rho_sets"]
     print(predictors[columns].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
 
@@ -256,10 +252,10 @@ def main(argv: list[str] | None = None) -> None:
 
     shares_path = args.out / MINILDM_SHARE
     if not shares_path.is_file():
-        write_csv(minildm_shares([float(s) for s in clips.seconds.values]), shares_path)
+        write_csv(shares_path, minildm_shares([float(s) for s in clips.seconds.values]))
     shares = pd.read_csv(shares_path)
     check = budget_check(clips, evidence, models, test, shares, default_budgets(costs), args.resamples)
-    write_csv(check, args.out / "budget_check.csv")
+    write_csv(args.out / "budget_check.csv", check)
     print(check.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 

@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from litefocus.files import write_atomic
+from litefocus.files import write_atomic, write_csv
 from litefocus.models import AUDIOLDM2_TRAINING_SECONDS, weights_fingerprint
 from minildm.classifiers import CaptionClassifiers, accuracy
 from minildm.pipeline import DEFAULT_PATH, TRAINING_SECONDS, load_minildm
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     print(table[["seconds", "configuration", "ratio", "relative_error", "category_accuracy", "label_accuracy"]]
           .to_string(index=False, float_format="%.3f"))
     if args.csv:
-        write_atomic(Path(args.csv), lambda tmp: table.to_csv(tmp, index=False))
+        write_csv(Path(args.csv), table)
         print("wrote", args.csv)
 
 
