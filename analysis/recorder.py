@@ -21,10 +21,10 @@ import torch
 import xarray as xr
 
 from litefocus.kernel import cross_key_count
-from litefocus.keys import call_key, check_seed, keyed_cross_indices
+from litefocus.keys import check_seed, drawn_keys, module_key
 from litefocus.layers import ProcessorLayer
-from litefocus.patch import attach_grid_probes
-from litefocus.processor import GridProbe, attention_inputs
+from litefocus.probes import GridProbe, attach_grid_probes
+from litefocus.processor import attention_inputs
 from litefocus.selection import BlockSelection, block_of, self_attention_modules, unet_of
 
 GUIDANCE_HALVES = ("cond", "uncond", "all")
@@ -156,8 +156,7 @@ class AttentionRecorder:
         # the LiteFocus focus set of a query on frequency row f: keys of row f and the random cross keys that
         # LiteFocus with this seed draws in this module at this timestep
         timestep = self.timesteps.get(self.step, self.step)
-        cross = keyed_cross_indices(tokens, cross_key_count(tokens, self.focus_ratio),
-                                    call_key(self.seed, name, timestep))
+        cross = drawn_keys(module_key(self.seed, name), timestep, tokens, self.focus_ratio)
         in_cross = torch.zeros(tokens, dtype=torch.bool, device=device)
         in_cross[cross.to(device)] = True
         key_freq = torch.arange(tokens, device=device) % freq_bins

@@ -18,7 +18,7 @@ from collections import defaultdict
 import pandas as pd
 import torch
 
-from litefocus.patch import attach_grid_probes
+from litefocus.probes import attach_grid_probes
 from litefocus.selection import BlockSelection, block_of, level_of, self_attention_modules, unet_of
 
 

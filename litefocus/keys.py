@@ -12,6 +12,8 @@ import zlib
 
 import torch
 
+from .kernel import cross_key_count
+
 MASK = 0xFFFFFFFF
 SEED_LIMIT = 2**64
 """Seeds lie in ``[0, 2**64)``, the range of ``torch.Generator.manual_seed`` for non-negative seeds."""
@@ -77,6 +79,17 @@ def keyed_cross_indices(num_tokens: int, count: int, key, device: torch.device |
 def call_key(seed: int, module: str, timestep):
     """The key of one module call: a function of ``(seed, module name, timestep)`` alone."""
     return fold_in(module_key(seed, module), timestep_code(timestep))
+
+
+def drawn_keys(key_of_module: int, timestep, num_tokens: int, ratio: float,
+               device: torch.device | str | None = None) -> torch.Tensor:
+    """The cross-frequency keys LiteFocus draws in a module at ``timestep`` (a tensor, as the UNet gets it, or a
+    number): sorted int64 ``(floor(ratio * num_tokens),)``. What the processor attends to and the recorder scores.
+
+    ``key_of_module``: :func:`module_key` of (seed, module name), computed once per module (its CRC is no tensor
+    operation, so it stays out of a compiled graph)."""
+    key = fold_in(key_of_module, timestep_code(timestep))
+    return keyed_cross_indices(num_tokens, cross_key_count(num_tokens, ratio), key, device)
 
 
 def tomesd_seed(seed: int, timestep) -> int:

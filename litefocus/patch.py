@@ -6,11 +6,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
-from diffusers.models.transformers.transformer_2d import Transformer2DModel
 
 from .layers import ProcessorLayer, layers_of
 from .options import PAPER_BLOCKS, LiteFocusOptions
-from .processor import GridProbe, LiteFocusAttnProcessor, StepProbe
+from .probes import attach_grid_probes, attach_step_probe
+from .processor import LiteFocusAttnProcessor
 from .selection import BlockSelection, self_attention_modules, unet_of
 
 _APPLIED, _ENABLED = "litefocus:apply", "litefocus:enabled"
@@ -94,36 +94,7 @@ def _attach(unet: torch.nn.Module, names: list[str], options: LiteFocusOptions, 
     """Hooks for the grid and the timestep, then one LiteFocus processor per named module, as one layer."""
     layer = ProcessorLayer(unet, kind)
     probes, layer.hooks = attach_grid_probes(unet, names)
-    step = StepProbe()
-    layer.hooks.append(unet.register_forward_pre_hook(step, with_kwargs=True))
+    step, hook = attach_step_probe(unet)
+    layer.hooks.append(hook)
     layer.attach(lambda name, _: LiteFocusAttnProcessor(options, name, probes.get(name), step), names)
     return layer
-
-
-def attach_grid_probes(unet: torch.nn.Module, names: list[str]) -> tuple[dict[str, GridProbe], list]:
-    """One probe per enclosing Transformer2DModel of the named modules, hooked to read its input's (H, W).
-
-    Returns the probe of each module that has such an owner, and the hook handles (remove them to detach).
-    """
-    probes: dict[str, GridProbe] = {}
-    hooks = []
-    by_owner: dict[str, GridProbe] = {}
-    for name in names:
-        owner = _enclosing_transformer(unet, name)
-        if owner is None:
-            continue
-        if owner not in by_owner:
-            by_owner[owner] = GridProbe()
-            hook = unet.get_submodule(owner).register_forward_pre_hook(by_owner[owner], with_kwargs=True)
-            hooks.append(hook)
-        probes[name] = by_owner[owner]
-    return probes, hooks
-
-
-def _enclosing_transformer(unet: torch.nn.Module, name: str) -> str | None:
-    parts = name.split(".")
-    for end in range(len(parts) - 1, 0, -1):
-        prefix = ".".join(parts[:end])
-        if isinstance(unet.get_submodule(prefix), Transformer2DModel):
-            return prefix
-    return None

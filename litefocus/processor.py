@@ -7,9 +7,10 @@ from dataclasses import dataclass
 import torch
 from diffusers.models.attention_processor import Attention
 
-from .kernel import cross_key_count, focus_attention
-from .keys import fold_in, keyed_cross_indices, module_key, timestep_code
+from .kernel import focus_attention
+from .keys import drawn_keys, module_key
 from .options import LiteFocusOptions
+from .probes import GridProbe, StepProbe
 
 
 @dataclass
@@ -53,30 +54,6 @@ def attention_inputs(attn: Attention, hidden_states: torch.Tensor, temb: torch.T
     return AttentionInputs(query, key, value, grid, input_shape, residual)
 
 
-class GridProbe:
-    """The ``(time, freq)`` grid of one ``Transformer2DModel``'s tokens, updated by a forward pre-hook on it.
-
-    Read from the tensor on every call (never from the audio length: odd lengths give odd grids after downsampling).
-    """
-
-    def __init__(self) -> None:
-        self.shape: tuple[int, int] | None = None
-
-    def __call__(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
-        hidden_states = args[0] if args else kwargs["hidden_states"]
-        self.shape = tuple(hidden_states.shape[-2:]) if hidden_states.ndim == 4 else None
-
-
-class StepProbe:
-    """The timestep of the current UNet call, set by a forward pre-hook on the UNet (a tensor or a number)."""
-
-    def __init__(self) -> None:
-        self.timestep = None
-
-    def __call__(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
-        self.timestep = args[1] if len(args) > 1 else kwargs.get("timestep")
-
-
 class LiteFocusAttnProcessor:
     """Drop-in replacement for ``AttnProcessor2_0`` on a self-attention module, with LiteFocus as its core.
 
@@ -105,8 +82,7 @@ class LiteFocusAttnProcessor:
                 f"LiteFocus on {self.name} needs the UNet call's timestep to key its random draw, but no UNet forward "
                 "reported one; apply LiteFocus with litefocus.apply(pipe_or_unet, ...) and call the UNet as usual"
             )
-        key = fold_in(self.key, timestep_code(self.step.timestep))
-        return keyed_cross_indices(num_tokens, cross_key_count(num_tokens, self.options.ratio), key, device)
+        return drawn_keys(self.key, self.step.timestep, num_tokens, self.options.ratio, device)
 
     def __call__(
         self,

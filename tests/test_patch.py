@@ -7,7 +7,7 @@ from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
 import litefocus
 from litefocus import LiteFocusAttnProcessor, LiteFocusOptions, reference_attention
-from litefocus.processor import GridProbe, StepProbe
+from litefocus.probes import GridProbe, StepProbe
 
 
 def probes(steps, freq_bins, timestep=500):

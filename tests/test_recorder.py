@@ -9,7 +9,7 @@ from diffusers.models.attention_processor import Attention
 
 import analysis
 import litefocus
-from litefocus.processor import StepProbe
+from litefocus.probes import StepProbe
 from analysis import metrics
 
 MODULE = "down_blocks.1.attentions.0.transformer_blocks.0.attn1"

@@ -41,6 +41,22 @@ def test_keyed_draw_is_a_sorted_distinct_subset_and_a_function_of_its_key():
     assert module_key(2**64 - 1, "m") != module_key(2**32 - 1, "m")  # both halves of a seed count
 
 
+def test_the_processor_and_the_recorder_draw_the_same_keys_through_one_function():
+    from litefocus.keys import drawn_keys
+    from litefocus.options import LiteFocusOptions
+    from litefocus.probes import StepProbe
+    from litefocus.processor import LiteFocusAttnProcessor
+
+    name = "up_blocks.2.attentions.1.transformer_blocks.0.attn1"
+    step = StepProbe()
+    step.timestep = torch.tensor([981, 981])  # as a pipeline passes it, once per guidance half
+    processor = LiteFocusAttnProcessor(LiteFocusOptions(ratio=0.1, seed=7), name, None, step)
+    drawn = processor.cross_indices(1843, "cpu")
+    assert drawn.numel() == 184
+    assert torch.equal(drawn, drawn_keys(module_key(7, name), 981.0, 1843, 0.1))  # the recorder's float timestep
+    assert torch.equal(drawn, keyed_cross_indices(1843, 184, call_key(7, name, 981)))
+
+
 def test_keyed_draw_is_uniform():
     """Over many keys each of N indices is drawn count/N of the time (binomial bound), as randperm would."""
     tokens, count, draws = 64, 8, 4000
