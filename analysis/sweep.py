@@ -299,7 +299,62 @@ def share(pending: list, process_index: int, num_processes: int, cost=lambda ite
     return mine
 
 
+@dataclass(frozen=True)
+class SweepSettings:
+    """What a sweep's manifest records (``sweep.json``'s ``settings``), and what must match for a run to resume it:
+    the weights' fingerprint, captions x configurations x lengths (seconds) x samplers x seeds, the guidance scale,
+    the weights' dtype and the audio format."""
+
+    model_fingerprint: str
+    captions: tuple[Caption, ...]
+    configurations: tuple[Configuration, ...]
+    seconds: tuple[float, ...]
+    samplers: tuple[Sampler, ...]
+    seeds: tuple[int, ...] = (0,)
+    guidance_scale: float | None = None
+    dtype: str = "float32"
+    audio_format: str = "flac"
+
+    @property
+    def configuration_names(self) -> list[str]:
+        return [c.name for c in self.configurations]
+
+    def jobs(self) -> list[Job]:
+        """Every job, in :func:`make_jobs`' order."""
+        return make_jobs(list(self.captions), list(self.configurations), list(self.seconds), list(self.samplers),
+                         list(self.seeds))
+
+    def to_json(self) -> dict:
+        """The manifest's ``settings``: plain JSON values (captions and configurations as dicts, samplers as
+        ``NAME:STEPS``)."""
+        return json.loads(json.dumps(dict(
+            model_fingerprint=self.model_fingerprint, dtype=self.dtype, audio_format=self.audio_format,
+            captions=[asdict(c) for c in self.captions], configurations=[asdict(c) for c in self.configurations],
+            seconds=list(self.seconds), samplers=[s.label for s in self.samplers], seeds=list(self.seeds),
+            guidance_scale=self.guidance_scale)))
+
+    @classmethod
+    def from_json(cls, settings: dict) -> SweepSettings:
+        """The settings of a manifest :meth:`to_json` wrote (captions given as plain texts are numbered)."""
+        captions = tuple(Caption(**c) if isinstance(c, dict) else Caption(str(i), str(c))
+                         for i, c in enumerate(settings["captions"]))
+        configurations = tuple(Configuration(**dict(c, blocks=tuple(c.get("blocks", ())))) for c in
+                               settings["configurations"])
+        return cls(settings["model_fingerprint"], captions, configurations, tuple(settings["seconds"]),
+                   tuple(parse_sampler(s, 1) for s in settings["samplers"]), tuple(settings.get("seeds", (0,))),
+                   settings.get("guidance_scale"), settings.get("dtype", "float32"),
+                   settings.get("audio_format", "flac"))
+
+
 # ---------------------------------------------------------------- the sweep folder
+def read_rows(out: str | os.PathLike) -> pd.DataFrame:
+    """The rows of a sweep folder's finished jobs, in the one order every reader uses: by job id."""
+    import pandas as pd
+
+    folder = Path(out) / JOBS
+    return pd.DataFrame([read_json(folder / f"{job_id}.json") for job_id in sorted(finished(folder))])
+
+
 def finished(folder: Path) -> set[str]:
     """Ids of the jobs whose row is written in a sweep's jobs ``folder`` (none when it does not exist; temporary
     files of writes in progress, hidden, do not count)."""
@@ -309,12 +364,11 @@ def finished(folder: Path) -> set[str]:
 
 
 class Sweep:
-    """A sweep's folder: its manifest and its jobs. ``settings``: JSON-able (what must match to resume)."""
+    """A sweep's folder: its manifest and its jobs (every job of ``settings``)."""
 
-    def __init__(self, out: str | os.PathLike, settings: dict, jobs: list[Job]):
-        self.out, self.jobs = Path(out), jobs
-        self.settings = json.loads(json.dumps(settings))  # as the manifest will read back (tuples as lists)
-        self.ids = [job.id(settings["model_fingerprint"], settings["guidance_scale"]) for job in jobs]
+    def __init__(self, out: str | os.PathLike, settings: SweepSettings):
+        self.out, self.settings, self.jobs = Path(out), settings, settings.jobs()
+        self.ids = [job.id(settings.model_fingerprint, settings.guidance_scale) for job in self.jobs]
         if len(set(self.ids)) != len(self.ids):
             raise ValueError("two jobs of this sweep are the same job (configurations that differ only by name, "
                              "repeated lengths, samplers or seeds): remove the repeats")
@@ -325,8 +379,8 @@ class Sweep:
             raise ValueError(f"--out {self.out} is a file; give a folder")
         manifest = self.out / MANIFEST
         if manifest.is_file():
-            old = read_json(manifest).get("settings", {})
-            differ = sorted(k for k in set(old) | set(self.settings) if old.get(k) != self.settings.get(k))
+            old, new = read_json(manifest).get("settings", {}), self.settings.to_json()
+            differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             if differ:
                 raise ValueError(f"--out {self.out} holds another sweep (its {MANIFEST} differs in: "
                                  f"{', '.join(differ)}); resume it with the same settings, or choose a new folder")
@@ -335,7 +389,7 @@ class Sweep:
 
     def write_manifest(self) -> None:
         if not (self.out / MANIFEST).is_file():
-            write_json(self.out / MANIFEST, dict(settings=self.settings, jobs=len(self.jobs)))
+            write_json(self.out / MANIFEST, dict(settings=self.settings.to_json(), jobs=len(self.jobs)))
         (self.out / JOBS).mkdir(parents=True, exist_ok=True)
 
     def done(self) -> set[str]:
@@ -366,11 +420,8 @@ class Sweep:
         return len(wanted)
 
     def rows(self):
-        """The written rows as a ``pandas.DataFrame``, in job order."""
-        import pandas as pd
-
-        done = self.done()
-        return pd.DataFrame([read_json(self.out / JOBS / f"{i}.json") for i in self.ids if i in done])
+        """The written rows as a ``pandas.DataFrame`` (:func:`read_rows`)."""
+        return read_rows(self.out)
 
     def write_table(self) -> Path:
         table = self.rows()
@@ -476,8 +527,8 @@ def run_sweep(pipe, sweep: Sweep, process_index: int = 0, num_processes: int = 1
         bar = tqdm(total=len(sweep.jobs), initial=len(sweep.jobs) - len(pending), desc="sweep", unit="job",
                    dynamic_ncols=True)
     for job_id, job in mine:
-        run_job(pipe, job, job_id, sweep.out, sweep.settings["guidance_scale"], rate, threads, process_index,
-                sweep.settings.get("audio_format", "flac"))
+        run_job(pipe, job, job_id, sweep.out, sweep.settings.guidance_scale, rate, threads, process_index,
+                sweep.settings.audio_format)
         if bar is not None:  # the whole sweep's progress: rows written by every process
             bar.n = len(sweep.done())
             bar.set_postfix_str(f"{job.seconds:g} s {job.configuration.name}", refresh=False)

@@ -26,7 +26,7 @@ import xarray as xr
 from litefocus.files import read_json, write_atomic, write_csv
 
 from . import quality
-from .sweep import JOBS, MANIFEST, finished
+from .sweep import MANIFEST, SweepSettings, read_rows
 
 FLOOR = "reference_halves"
 CELL = ["configuration", "seconds", "sampler", "steps"]
@@ -58,18 +58,6 @@ def evaluator_id(evaluator) -> str:
     slug = "".join(ch if ch.isalnum() else "-" for ch in evaluator.name).strip("-")[:40]
     digest = hashlib.sha256(f"{weights_fingerprint(evaluator.clap)}:{getattr(evaluator, 'identity', '')}".encode())
     return f"{slug}-{digest.hexdigest()[:12]}"
-
-
-def read_rows(out: Path) -> tuple[dict, pd.DataFrame]:
-    """A sweep folder's manifest and the rows of its finished jobs."""
-    out = Path(out)
-    if not (out / MANIFEST).is_file():
-        raise FileNotFoundError(f"{out} holds no {MANIFEST}: give the --out folder of a litefocus sweep")
-    manifest = read_json(out / MANIFEST)
-    files = [out / JOBS / f"{job_id}.json" for job_id in sorted(finished(out / JOBS))]
-    if not files:
-        raise ValueError(f"{out} has no finished jobs yet: run (or resume) the sweep first")
-    return manifest, pd.DataFrame([read_json(f) for f in files])
 
 
 def embed_jobs(out: Path, rows: pd.DataFrame, evaluator, batch: int = 16, progress: bool = True) -> dict:
@@ -145,51 +133,6 @@ def _cell_rows(gen: dict, ref_names: list[str], ref: dict, audio_ids: list[str],
     return rows
 
 
-def evaluate_sweep(out: str | os.PathLike, reference: str | os.PathLike, evaluator=None,
-                   fad_shrinkage: float | None = None, resamples: int = 100, seed: int = 0,
-                   progress: bool = True) -> pd.DataFrame:
-    """The tidy table of a sweep (one row per cell and metric; see the module docstring), from cached embeddings
-    where they exist. Reference folders are checked before any model runs."""
-    from .evaluator import Evaluator
-
-    out = Path(out)
-    manifest, rows = read_rows(out)
-    folders = check_reference(rows, reference)  # before any model loads
-    lengths = list(folders)
-    if fad_shrinkage is not None and not 0 <= fad_shrinkage <= 1:
-        raise ValueError(f"fad_shrinkage must lie in [0, 1] or be None; got {fad_shrinkage}")
-    evaluator = evaluator or Evaluator.offline()
-    embedded = embed_jobs(out, rows, evaluator, progress=progress)
-    references = {s: embed_reference(out, folders[s], evaluator) for s in lengths}
-    samplers = manifest["settings"]["samplers"]
-    first_sampler = samplers[0]
-    table = []
-    for seconds in lengths:
-        names, ref = references[seconds]
-        rng = np.random.default_rng(seed)
-        order = rng.permutation(len(names))
-        half_a, half_b = order[: len(order) // 2], order[len(order) // 2:]
-        halves = {k: v[half_a] for k, v in ref.items()}
-        for r in _cell_rows(halves, [], {k: v[half_b] for k, v in ref.items()}, [], fad_shrinkage,
-                            evaluator.audio_dim, resamples, seed):
-            table.append(dict(configuration=FLOOR, seconds=seconds, sampler="", steps=0, **r))
-    for cell, group in rows.groupby(CELL, sort=False):
-        gen = {k: np.stack([embedded[i][k] for i in group["id"]]) for k in ("audio", "clap_audio", "probabilities",
-                                                                               "text")}
-        names, ref = references[cell[1]]
-        speed = _speed(rows, cell, first_sampler)
-        for r in _cell_rows(gen, names, ref, list(group["audio_id"].fillna("").astype(str)), fad_shrinkage,
-                            evaluator.audio_dim, resamples, seed):
-            table.append(dict(zip(CELL, cell), **r, **speed))
-    table = pd.DataFrame(table)
-    table["evaluator"] = evaluator.name
-    order = {c["name"]: i for i, c in enumerate(manifest["settings"]["configurations"])} | {FLOOR: -1}
-    sampler_order = {s: i for i, s in enumerate(samplers)} | {":0": -1}
-    table["_c"] = table.configuration.map(order).fillna(len(order))
-    table["_s"] = (table.sampler + ":" + table.steps.astype(str)).map(sampler_order).fillna(len(samplers))
-    return table.sort_values(["seconds", "_s", "_c"], kind="stable").drop(columns=["_c", "_s"]).reset_index(drop=True)
-
-
 def _speed(rows: pd.DataFrame, cell: tuple, first_sampler: str) -> dict:
     configuration, seconds, sampler, steps = cell
     mine = rows[(rows.configuration == configuration) & (rows.seconds == seconds) & (rows.sampler == sampler)
@@ -205,103 +148,209 @@ def _speed(rows: pd.DataFrame, cell: tuple, first_sampler: str) -> dict:
                 speedup=dense_first.pipeline_seconds.median() / pipeline if len(dense_first) else np.nan)
 
 
-def compare_configurations(out: str | os.PathLike, reference: str | os.PathLike, evaluator, pairs=None,
-                           fad_shrinkage: float | None = None, resamples: int = 200, seed: int = 0) -> pd.DataFrame:
-    """Paired differences between configurations, per length and sampler: ``metric(a) - metric(b)`` for FAD, KAD
-    (:func:`analysis.quality.paired_difference`), KL and CLAP (means of per-clip differences), each with a 95 %
-    bootstrap interval over captions; clips are paired by (caption, seed), and only pairs both configurations
-    generated count. ``pairs``: ``[(a, b), ...]`` (default: every configuration against the sweep's first). Reads
-    the embeddings :func:`evaluate_sweep` cached (and embeds what is missing)."""
-    out = Path(out)
-    manifest, rows = read_rows(out)
-    folders = check_reference(rows, reference)
-    embedded = embed_jobs(out, rows, evaluator, progress=False)
-    names = [c["name"] for c in manifest["settings"]["configurations"]]
-    pairs = pairs or [(name, names[0]) for name in names[1:]]
-    table = []
-    for (seconds, sampler, steps), group in rows.groupby(["seconds", "sampler", "steps"], sort=False):
-        ref_names, ref = embed_reference(out, folders[seconds], evaluator)
-        position = {n: i for i, n in enumerate(ref_names)}
-        for a, b in pairs:
-            ga = group[group.configuration == a].set_index(["caption_id", "seed"])
-            gb = group[group.configuration == b].set_index(["caption_id", "seed"])
-            both = ga.index.intersection(gb.index)
-            if len(both) < 2:
-                continue
-            ea = {k: np.stack([embedded[i][k] for i in ga.loc[both, "id"]]) for k in embedded[ga.id.iloc[0]]}
-            eb = {k: np.stack([embedded[i][k] for i in gb.loc[both, "id"]]) for k in embedded[gb.id.iloc[0]]}
-            s = fad_shrinkage if fad_shrinkage is not None else quality.default_shrinkage(
-                len(both), len(ref["audio"]), evaluator.audio_dim)
-            estimates = {m: quality.paired_difference(m, ea["audio"], eb["audio"], ref["audio"], shrinkage=s,
-                                                      resamples=resamples, seed=seed) for m in ("FAD", "KAD")}
-            audio_ids = [str(x) for x in ga.loc[both, "audio_id"].fillna("")]
-            if all(x in position for x in audio_ids):
-                ref_probs = ref["probabilities"][[position[x] for x in audio_ids]]
-                per_clip = [quality.kl_per_clip(e["probabilities"], ref_probs) for e in (ea, eb)]
-                estimates["KL"] = quality.mean_with_interval(per_clip[0] - per_clip[1], 1000, seed)
-            cosine = [quality.clap_per_clip(e["clap_audio"], e["text"]) for e in (ea, eb)]
-            estimates["CLAP"] = quality.mean_with_interval(cosine[0] - cosine[1], 1000, seed)
-            for metric, e in estimates.items():
-                table.append(dict(seconds=seconds, sampler=sampler, steps=steps, configuration=a, baseline=b,
-                                  metric=metric, difference=e.value, low=e.low, high=e.high, pairs=len(both)))
-    return pd.DataFrame(table)
-
-
-def clip_table(out: str | os.PathLike, reference: str | os.PathLike, evaluator) -> xr.Dataset:
-    """Every finished job of a sweep as one clip: dims (configuration, seconds, caption, dim), variables ``clap``
-    (cosine of the clip and its caption), ``kl`` (to the reference clip of its caption; NaN without one), ``embedding``
-    (the evaluator's FAD/KAD embedding) and ``unet_seconds_per_step``; the references as ``reference_embedding``
-    (seconds, reference, dim). Enough to recompute every metric on any subset of captions without the audio (one
-    sampler and seed a sweep; missing jobs are NaN). Reads the cached embeddings (and embeds what is missing)."""
-    out = Path(out)
-    manifest, rows = read_rows(out)
-    if rows[["sampler", "steps"]].drop_duplicates().shape[0] > 1 or rows.seed.nunique() > 1:
-        raise ValueError(f"{out}: clip_table takes a sweep of one sampler and one seed")
-    folders = check_reference(rows, reference)
-    embedded = embed_jobs(out, rows, evaluator, progress=False)
-    names = [c["name"] for c in manifest["settings"]["configurations"]]
-    present = {str(c) for c in rows.caption_id}
-    known = [str(c["id"]) for c in manifest["settings"]["captions"] if isinstance(c, dict)]  # the sweep's order
-    captions = [c for c in known if c in present] + sorted(present - set(known), key=lambda c: (len(c), c))
-    seconds = sorted(rows.seconds.unique())
-    dim = len(next(iter(embedded.values()))["audio"])
-    shape = (len(names), len(seconds), len(captions))
-    clap, kl, unet = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
-    emb = np.full((*shape, dim), np.nan, dtype=np.float32)
-    references = {}
-    for s in seconds:
-        ref_names, ref = embed_reference(out, folders[s], evaluator)
-        references[s] = ref["audio"]
-        position = {n: i for i, n in enumerate(ref_names)}
-        for r in rows[rows.seconds == s].itertuples():
-            i, j, k = names.index(r.configuration), seconds.index(s), captions.index(str(r.caption_id))
-            e = embedded[r.id]
-            clap[i, j, k] = quality.clap_per_clip(e["clap_audio"][None], e["text"][None])[0]
-            if str(r.audio_id) in position:
-                kl[i, j, k] = quality.kl_per_clip(e["probabilities"][None],
-                                                  ref["probabilities"][[position[str(r.audio_id)]]])[0]
-            emb[i, j, k], unet[i, j, k] = e["audio"], r.unet_seconds_per_step
-    most = max(len(v) for v in references.values())
-    ref_emb = np.full((len(seconds), most, dim), np.nan, dtype=np.float32)
-    for j, s in enumerate(seconds):
-        ref_emb[j, : len(references[s])] = references[s]
-    dims = ("configuration", "seconds", "caption")
-    return xr.Dataset(
-        dict(clap=(dims, clap), kl=(dims, kl), unet_seconds_per_step=(dims, unet),
-             embedding=((*dims, "dim"), emb), reference_embedding=(("seconds", "reference", "dim"), ref_emb)),
-        coords=dict(configuration=names, seconds=seconds, caption=captions),
-        attrs=dict(evaluator=evaluator.name, sampler=str(rows.sampler.iloc[0]), steps=int(rows.steps.iloc[0]),
-                   seed=int(rows.seed.iloc[0]), model_fingerprint=manifest["settings"]["model_fingerprint"]))
-
-
 def write_tables(table: pd.DataFrame, path_stem: Path) -> list[Path]:
     """The table as CSV and netCDF (``(configuration, seconds, sampler, metric)`` coordinates): ``STEM.csv``,
     ``STEM.nc``, each written atomically."""
-    csv_path = write_csv(path_stem.with_suffix(".csv"), table)
+    path_stem = Path(path_stem)  # the literal stem: "ev/litefocus_r0.1" -> ev/litefocus_r0.1.csv, never ev/litefocus_r0.csv
+    csv_path = write_csv(path_stem.with_name(path_stem.name + ".csv"), table)
     numeric = table.drop(columns=["note", "evaluator", "steps"]).copy()
     numeric["sampler"] = table.sampler + ":" + table.steps.astype(str)
     ds = numeric.set_index(["configuration", "seconds", "sampler", "metric"]).to_xarray()
     ds.attrs.update(evaluator=str(table.evaluator.iloc[0]), notes=json.dumps(
         {f"{r.configuration} {r.seconds:g}s {r.sampler} {r.metric}": r.note for r in table.itertuples() if r.note}))
-    nc_path = write_atomic(path_stem.with_suffix(".nc"), lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))
+    nc_path = write_atomic(path_stem.with_name(path_stem.name + ".nc"), lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))
     return [csv_path, nc_path]
+
+
+class SweepResults:
+    """One sweep folder opened once, for everything ``evaluate-sweep`` and the studies ask of it: its settings
+    (:class:`analysis.sweep.SweepSettings`), its finished rows (one order: by job id), the reference folder of each
+    length (checked on opening, before any model loads), and, under one evaluator, every job's and every reference
+    folder's embeddings, loaded lazily and cached (on disk under ``OUT/embeddings/``, and here in memory).
+
+        results = SweepResults.open("runs/table1", reference="audiocaps_audio/", evaluator=Evaluator.offline())
+        results.cells()          # per (configuration, seconds, sampler, steps) and metric, with the floor
+        results.comparisons()    # paired differences between configurations
+        results.clip_table()     # every clip, for recomputing metrics on subsets of captions
+    """
+
+    def __init__(self, out: Path, settings: SweepSettings, rows: pd.DataFrame, references: dict[float, Path],
+                 evaluator=None):
+        self.out, self.settings, self.rows, self.references = out, settings, rows, references
+        self._evaluator, self._jobs, self._reference = evaluator, None, {}
+
+    @classmethod
+    def open(cls, out: str | os.PathLike, reference: str | os.PathLike, evaluator=None) -> SweepResults:
+        """Read the manifest and the finished rows, and check the reference folders; ``evaluator`` (default: the
+        offline one, loaded when first needed) may also be set later, before anything is embedded."""
+        out = Path(out)
+        if not (out / MANIFEST).is_file():
+            raise FileNotFoundError(f"{out} holds no {MANIFEST}: give the --out folder of a litefocus sweep")
+        settings = SweepSettings.from_json(read_json(out / MANIFEST)["settings"])
+        rows = read_rows(out)
+        if rows.empty:
+            raise ValueError(f"{out} has no finished jobs yet: run (or resume) the sweep first")
+        return cls(out, settings, rows, check_reference(rows, reference), evaluator)
+
+    @property
+    def configurations(self) -> list[str]:
+        return self.settings.configuration_names
+
+    @property
+    def evaluator(self):
+        if self._evaluator is None:
+            from .evaluator import Evaluator
+
+            self._evaluator = Evaluator.offline()
+        return self._evaluator
+
+    @evaluator.setter
+    def evaluator(self, evaluator) -> None:
+        self._evaluator, self._jobs, self._reference = evaluator, None, {}
+
+    def job_embeddings(self, progress: bool = True) -> dict:
+        """``{job id: {"audio", "clap_audio", "probabilities", "text"}}`` (:func:`embed_jobs`), read once."""
+        if self._jobs is None:
+            self._jobs = embed_jobs(self.out, self.rows, self.evaluator, progress=progress)
+        return self._jobs
+
+    def reference_embeddings(self, seconds: float) -> tuple[list[str], dict]:
+        """Stems and embeddings of the reference clips of one length (:func:`embed_reference`), read once."""
+        if seconds not in self._reference:
+            self._reference[seconds] = embed_reference(self.out, self.references[seconds], self.evaluator)
+        return self._reference[seconds]
+
+    def cells(self, fad_shrinkage: float | None = None, resamples: int = 100, seed: int = 0,
+              progress: bool = True) -> pd.DataFrame:
+        """The tidy table of the sweep: one row per cell and metric, and the floor (see the module docstring)."""
+        if fad_shrinkage is not None and not 0 <= fad_shrinkage <= 1:
+            raise ValueError(f"fad_shrinkage must lie in [0, 1] or be None; got {fad_shrinkage}")
+        embedded = self.job_embeddings(progress)
+        audio_dim = self.evaluator.audio_dim
+        table = []
+        for seconds in self.references:
+            names, ref = self.reference_embeddings(seconds)
+            order = np.random.default_rng(seed).permutation(len(names))
+            half_a, half_b = order[: len(order) // 2], order[len(order) // 2:]
+            for r in _cell_rows({k: v[half_a] for k, v in ref.items()}, [], {k: v[half_b] for k, v in ref.items()},
+                                [], fad_shrinkage, audio_dim, resamples, seed):
+                table.append(dict(configuration=FLOOR, seconds=seconds, sampler="", steps=0, **r))
+        first_sampler = self.settings.samplers[0].label
+        for cell, group in self.rows.groupby(CELL, sort=False):
+            gen = {k: np.stack([embedded[i][k] for i in group["id"]])
+                   for k in ("audio", "clap_audio", "probabilities", "text")}
+            names, ref = self.reference_embeddings(cell[1])
+            speed = _speed(self.rows, cell, first_sampler)
+            for r in _cell_rows(gen, names, ref, list(group["audio_id"].fillna("").astype(str)), fad_shrinkage,
+                                audio_dim, resamples, seed):
+                table.append(dict(zip(CELL, cell), **r, **speed))
+        return self._ordered(pd.DataFrame(table).assign(evaluator=self.evaluator.name))
+
+    def _ordered(self, table: pd.DataFrame) -> pd.DataFrame:
+        """By length, then the sweep's order of samplers and of configurations (the floor first)."""
+        order = {name: i for i, name in enumerate(self.configurations)} | {FLOOR: -1}
+        samplers = [s.label for s in self.settings.samplers]
+        sampler_order = {s: i for i, s in enumerate(samplers)} | {":0": -1}
+        table["_c"] = table.configuration.map(order).fillna(len(order))
+        table["_s"] = (table.sampler + ":" + table.steps.astype(str)).map(sampler_order).fillna(len(samplers))
+        return table.sort_values(["seconds", "_s", "_c"], kind="stable").drop(columns=["_c", "_s"]).reset_index(
+            drop=True)
+
+    def comparisons(self, pairs=None, fad_shrinkage: float | None = None, resamples: int = 200,
+                    seed: int = 0) -> pd.DataFrame:
+        """Paired differences between configurations, per length and sampler: ``metric(a) - metric(b)`` for FAD, KAD
+        (:func:`analysis.quality.paired_difference`), KL and CLAP (means of per-clip differences), each with a 95 %
+        bootstrap interval over captions; clips are paired by (caption, seed), and only pairs both configurations
+        generated count. ``pairs``: ``[(a, b), ...]`` (default: every configuration against the sweep's first)."""
+        embedded = self.job_embeddings(progress=False)
+        names = self.configurations
+        pairs = pairs or [(name, names[0]) for name in names[1:]]
+        table = []
+        for (seconds, sampler, steps), group in self.rows.groupby(["seconds", "sampler", "steps"], sort=False):
+            ref_names, ref = self.reference_embeddings(seconds)
+            position = {n: i for i, n in enumerate(ref_names)}
+            for a, b in pairs:
+                ga = group[group.configuration == a].set_index(["caption_id", "seed"])
+                gb = group[group.configuration == b].set_index(["caption_id", "seed"])
+                both = ga.index.intersection(gb.index)
+                if len(both) < 2:
+                    continue
+                ea = {k: np.stack([embedded[i][k] for i in ga.loc[both, "id"]]) for k in embedded[ga.id.iloc[0]]}
+                eb = {k: np.stack([embedded[i][k] for i in gb.loc[both, "id"]]) for k in embedded[gb.id.iloc[0]]}
+                s = fad_shrinkage if fad_shrinkage is not None else quality.default_shrinkage(
+                    len(both), len(ref["audio"]), self.evaluator.audio_dim)
+                estimates = {m: quality.paired_difference(m, ea["audio"], eb["audio"], ref["audio"], shrinkage=s,
+                                                          resamples=resamples, seed=seed) for m in ("FAD", "KAD")}
+                audio_ids = [str(x) for x in ga.loc[both, "audio_id"].fillna("")]
+                if all(x in position for x in audio_ids):
+                    ref_probs = ref["probabilities"][[position[x] for x in audio_ids]]
+                    per_clip = [quality.kl_per_clip(e["probabilities"], ref_probs) for e in (ea, eb)]
+                    estimates["KL"] = quality.mean_with_interval(per_clip[0] - per_clip[1], 1000, seed)
+                cosine = [quality.clap_per_clip(e["clap_audio"], e["text"]) for e in (ea, eb)]
+                estimates["CLAP"] = quality.mean_with_interval(cosine[0] - cosine[1], 1000, seed)
+                for metric, e in estimates.items():
+                    table.append(dict(seconds=seconds, sampler=sampler, steps=steps, configuration=a, baseline=b,
+                                      metric=metric, difference=e.value, low=e.low, high=e.high, pairs=len(both)))
+        return pd.DataFrame(table)
+
+    def clip_table(self) -> xr.Dataset:
+        """Every finished job as one clip: dims (configuration, seconds, caption, dim), variables ``clap`` (cosine of
+        the clip and its caption), ``kl`` (to the reference clip of its caption; NaN without one), ``embedding``
+        (the evaluator's FAD/KAD embedding) and ``unet_seconds_per_step``; the references as ``reference_embedding``
+        (seconds, reference, dim). Enough to recompute every metric on any subset of captions without the audio
+        (one sampler and seed a sweep; missing jobs are NaN)."""
+        rows = self.rows
+        if rows[["sampler", "steps"]].drop_duplicates().shape[0] > 1 or rows.seed.nunique() > 1:
+            raise ValueError(f"{self.out}: clip_table takes a sweep of one sampler and one seed")
+        embedded = self.job_embeddings(progress=False)
+        names = self.configurations
+        present = {str(c) for c in rows.caption_id}
+        known = [c.id for c in self.settings.captions]  # the sweep's order
+        captions = [c for c in known if c in present] + sorted(present - set(known), key=lambda c: (len(c), c))
+        seconds = sorted(rows.seconds.unique())
+        dim = len(next(iter(embedded.values()))["audio"])
+        shape = (len(names), len(seconds), len(captions))
+        clap, kl, unet = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
+        emb = np.full((*shape, dim), np.nan, dtype=np.float32)
+        references = {}
+        for s in seconds:
+            ref_names, ref = self.reference_embeddings(s)
+            references[s] = ref["audio"]
+            position = {n: i for i, n in enumerate(ref_names)}
+            for r in rows[rows.seconds == s].itertuples():
+                i, j, k = names.index(r.configuration), seconds.index(s), captions.index(str(r.caption_id))
+                e = embedded[r.id]
+                clap[i, j, k] = quality.clap_per_clip(e["clap_audio"][None], e["text"][None])[0]
+                if str(r.audio_id) in position:
+                    kl[i, j, k] = quality.kl_per_clip(e["probabilities"][None],
+                                                      ref["probabilities"][[position[str(r.audio_id)]]])[0]
+                emb[i, j, k], unet[i, j, k] = e["audio"], r.unet_seconds_per_step
+        most = max(len(v) for v in references.values())
+        ref_emb = np.full((len(seconds), most, dim), np.nan, dtype=np.float32)
+        for j, s in enumerate(seconds):
+            ref_emb[j, : len(references[s])] = references[s]
+        dims = ("configuration", "seconds", "caption")
+        return xr.Dataset(
+            dict(clap=(dims, clap), kl=(dims, kl), unet_seconds_per_step=(dims, unet),
+                 embedding=((*dims, "dim"), emb), reference_embedding=(("seconds", "reference", "dim"), ref_emb)),
+            coords=dict(configuration=names, seconds=seconds, caption=captions),
+            attrs=dict(evaluator=self.evaluator.name, sampler=str(rows.sampler.iloc[0]), steps=int(rows.steps.iloc[0]),
+                       seed=int(rows.seed.iloc[0]), model_fingerprint=self.settings.model_fingerprint))
+
+
+def evaluate_sweep(out: str | os.PathLike, reference: str | os.PathLike, evaluator=None,
+                   fad_shrinkage: float | None = None, resamples: int = 100, seed: int = 0,
+                   progress: bool = True) -> pd.DataFrame:
+    """:meth:`SweepResults.cells` of one sweep folder."""
+    return SweepResults.open(out, reference, evaluator).cells(fad_shrinkage, resamples, seed, progress)
+
+
+def compare_configurations(out: str | os.PathLike, reference: str | os.PathLike, evaluator, pairs=None,
+                           fad_shrinkage: float | None = None, resamples: int = 200, seed: int = 0) -> pd.DataFrame:
+    """:meth:`SweepResults.comparisons` of one sweep folder."""
+    return SweepResults.open(out, reference, evaluator).comparisons(pairs, fad_shrinkage, resamples, seed)
+
+
+def clip_table(out: str | os.PathLike, reference: str | os.PathLike, evaluator) -> xr.Dataset:
+    """:meth:`SweepResults.clip_table` of one sweep folder."""
+    return SweepResults.open(out, reference, evaluator).clip_table()

@@ -73,11 +73,9 @@ def overhead(jobs: int, work: Path) -> dict:
     pipe.set_progress_bar_config(disable=True)
     caps = [sw.Caption(str(i), c) for i, c in enumerate(CAPTIONS[:jobs])]
     configs = [sw.parse_configuration("litefocus")]
-    settings = dict(model_fingerprint=weights_fingerprint(pipe), captions=[c.text for c in caps], seconds=[10.24],
-                    configurations=["litefocus"], samplers=["default:50"], seeds=[0], guidance_scale=None,
-                    audio_format="flac")
-    sweep = sw.Sweep(work / "overhead", settings, sw.make_jobs(caps, configs, [10.24], [sw.Sampler("default", 50)],
-                                                               [0]))
+    settings = sw.SweepSettings(weights_fingerprint(pipe), tuple(caps), tuple(configs), (10.24,),
+                                (sw.Sampler("default", 50),))
+    sweep = sw.Sweep(work / "overhead", settings)
     start = time.perf_counter()
     sw.run_sweep(pipe, sweep, threads=2, progress=True)
     wall = time.perf_counter() - start

@@ -28,34 +28,35 @@ def add_parser(commands) -> None:
 
 def run(args) -> int:
     from analysis import sweep_evaluation as se
+    from litefocus.files import write_csv
 
     from .evaluate import load_evaluator
 
-    _, rows = se.read_rows(args.sweep)  # the sweep folder, then the reference folders, before the evaluator loads
-    se.check_reference(rows, args.reference)
+    # the sweep folder, then the reference folders, then the arguments, before the evaluator loads
+    results = se.SweepResults.open(args.sweep, args.reference)
     if args.resamples < 0:
         raise ValueError(f"--resamples must be at least 0; got {args.resamples}")
-    manifest = se.read_rows(args.sweep)[0]
-    names = [c["name"] for c in manifest["settings"]["configurations"]]
-    pairs = [(name, names[0]) for name in names[1:]]
-    for spec in args.compare or []:
-        a, _, b = spec.partition(":")
-        if a not in names or b not in names or a == b:
-            raise ValueError(f"--compare {spec}: give A:B, two different configurations of this sweep "
-                             f"({', '.join(names)})")
-        pairs.append((a, b))
-    evaluator = load_evaluator(args.evaluator)
-    table = se.evaluate_sweep(args.sweep, args.reference, evaluator, fad_shrinkage=args.fad_shrinkage,
-                              resamples=args.resamples)
-    stem = Path(args.out or args.sweep / "evaluation" / se.evaluator_id(evaluator))
+    pairs = comparison_pairs(args.compare or [], results.configurations)
+    results.evaluator = load_evaluator(args.evaluator)
+    table = results.cells(fad_shrinkage=args.fad_shrinkage, resamples=args.resamples)
+    stem = Path(args.out or args.sweep / "evaluation" / se.evaluator_id(results.evaluator))
     paths = se.write_tables(table, stem)
-    comparisons = se.compare_configurations(args.sweep, args.reference, evaluator, pairs,
-                                            fad_shrinkage=args.fad_shrinkage, resamples=2 * args.resamples)
-    from litefocus.files import write_csv
-
+    comparisons = results.comparisons(pairs, fad_shrinkage=args.fad_shrinkage, resamples=2 * args.resamples)
     paths.append(write_csv(stem.with_name(stem.name + "_comparisons.csv"), comparisons))
     shown = table.pivot_table(index=["seconds", "sampler", "steps", "configuration"], columns="metric",
                               values="value", sort=False)
     print(shown.to_string(float_format="%.4g"))
     print("wrote", " and ".join(str(p) for p in paths))
     return 0
+
+
+def comparison_pairs(specs: list[str], names: list[str]) -> list[tuple[str, str]]:
+    """Each configuration against the sweep's first, then every ``--compare A:B``; an error names a bad one."""
+    pairs = [(name, names[0]) for name in names[1:]]
+    for spec in specs:
+        a, _, b = spec.partition(":")
+        if a not in names or b not in names or a == b:
+            raise ValueError(f"--compare {spec}: give A:B, two different configurations of this sweep "
+                             f"({', '.join(names)})")
+        pairs.append((a, b))
+    return pairs

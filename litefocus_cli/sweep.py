@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict
 from pathlib import Path
 
 from .models import DEFAULT, MODEL_HELP
@@ -76,11 +75,9 @@ def run(args) -> int:
     configurations = [sw.parse_configuration(c) for c in args.configurations]
     sw.check_blocks(pipe, configurations)
     samplers = [sw.parse_sampler(s, args.steps) for s in args.samplers]
-    settings = dict(model_fingerprint=weights_fingerprint(pipe), dtype=args.dtype, audio_format=args.audio_format,
-                    captions=[asdict(c) for c in captions], configurations=[asdict(c) for c in configurations],
-                    seconds=args.seconds, samplers=[s.label for s in samplers], seeds=args.seeds,
-                    guidance_scale=args.guidance_scale)
-    sweep = sw.Sweep(args.out, settings, sw.make_jobs(captions, configurations, args.seconds, samplers, args.seeds))
+    settings = sw.SweepSettings(weights_fingerprint(pipe), tuple(captions), tuple(configurations), tuple(args.seconds),
+                                tuple(samplers), tuple(args.seeds), args.guidance_scale, args.dtype, args.audio_format)
+    sweep = sw.Sweep(args.out, settings)
     sweep.check_out()
     if state.is_main_process:
         print(f"sweep: {len(sweep.jobs)} jobs of {name} ({len(captions)} captions x {len(configurations)} "

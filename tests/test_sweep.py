@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -114,10 +115,9 @@ def tiny_sweep(out: Path, pipe, seeds=(0,), captions=2) -> sw.Sweep:
     caps = [sw.Caption(str(i), c) for i, c in enumerate(["a dog barking", "rain on a roof"][:captions])]
     configs = [sw.parse_configuration(c) for c in ("dense", "litefocus", "token_merging")]
     samplers = [sw.Sampler("default", 2), sw.Sampler("dpmsolver++", 2)]
-    settings = dict(model_fingerprint=weights_fingerprint(pipe), captions=[c.text for c in caps],
-                    configurations=[c.name for c in configs], seconds=[0.64], samplers=[s.label for s in samplers],
-                    seeds=list(seeds), guidance_scale=None, audio_format="wav")
-    return sw.Sweep(out, settings, sw.make_jobs(caps, configs, [0.64], samplers, list(seeds)))
+    settings = sw.SweepSettings(weights_fingerprint(pipe), tuple(caps), tuple(configs), (0.64,), tuple(samplers),
+                                tuple(seeds), audio_format="wav")
+    return sw.Sweep(out, settings)
 
 
 def test_a_sweep_resumes_where_it_stopped_and_refuses_other_settings(tmp_path, tiny_pipe):
@@ -271,10 +271,9 @@ def minildm_sweep(tmp_path_factory):
     caps = [sw.Caption(str(i), c, f"clip{i}") for i, c in
             enumerate(["a string quartet playing a chorale", "rain on a roof", "a man speaking english calmly"])]
     configs = [sw.parse_configuration(c) for c in ("dense", "litefocus")]
-    settings = dict(model_fingerprint=weights_fingerprint(pipe), captions=[c.text for c in caps],
-                    configurations=[{"name": c.name} for c in configs], seconds=[0.64], samplers=["default:2"],
-                    seeds=[0], guidance_scale=None, audio_format="flac")
-    sweep = sw.Sweep(root / "sweep", settings, sw.make_jobs(caps, configs, [0.64], [sw.Sampler("default", 2)], [0]))
+    settings = sw.SweepSettings(weights_fingerprint(pipe), tuple(caps), tuple(configs), (0.64,),
+                                (sw.Sampler("default", 2),))
+    sweep = sw.Sweep(root / "sweep", settings)
     sw.run_sweep(pipe, sweep, threads=2, progress=False)
     rng = np.random.default_rng(0)
     (root / "reference").mkdir()
@@ -298,7 +297,7 @@ def test_evaluate_sweep_matches_the_metrics_on_its_cached_embeddings(minildm_swe
     assert (cells.clips == 3).all() and (cells.reference_clips == 4).all() and cells.value.notna().all()
     assert set(table[table.configuration == se.FLOOR].metric) >= {"FAD", "KAD"}
     cache = out / "embeddings" / se.evaluator_id(evaluator)
-    rows = se.read_rows(out)[1]
+    rows = sw.read_rows(out)
     dense = rows[rows.configuration == "dense"].sort_values("caption_id")
     gen = np.stack([np.load(cache / f"{i}.npz")["audio"] for i in dense.id])
     ref = evaluator.embed(*quality.read_folder(reference)[1:]).audio
@@ -352,12 +351,10 @@ def test_evaluate_sweep_checks_its_folders_before_loading_a_model(minildm_sweep,
 def test_reuse_copies_the_jobs_two_sweeps_share(minildm_sweep, tmp_path):
     from litefocus.files import read_json
 
-    settings = read_json(minildm_sweep / "sweep" / sw.MANIFEST)["settings"]
-    caps = [sw.Caption(str(i), c, f"clip{i}") for i, c in enumerate(settings["captions"])]
+    settings = sw.SweepSettings.from_json(read_json(minildm_sweep / "sweep" / sw.MANIFEST)["settings"])
     names = ("dense", "same_frequency_only", "litefocus@down_blocks.1+up_blocks.2")
-    configs = [sw.parse_configuration(c) for c in names]
-    other = sw.Sweep(tmp_path / "other", dict(settings, configurations=[c.name for c in configs]),
-                     sw.make_jobs(caps, configs, [0.64], [sw.Sampler("default", 2)], [0]))
+    configs = tuple(sw.parse_configuration(c) for c in names)
+    other = sw.Sweep(tmp_path / "other", replace(settings, configurations=configs))
     other.write_manifest()
     assert other.adopt(minildm_sweep / "sweep") == 6  # dense, and LiteFocus under another name: the same jobs
     assert len(other.pending()) == 3 and all(j.configuration.name == "same_frequency_only" for _, j in other.pending())
@@ -421,3 +418,38 @@ def test_a_spec_splits_into_its_parts():
     assert sw.split_spec("litefocus@down_blocks.1+up_blocks.2:0.2/2.56") == sw.Spec(
         "litefocus", ("down_blocks.1", "up_blocks.2"), "0.2", "2.56")
     assert sw.split_spec("dense") == sw.Spec("dense", (), "", "")
+
+
+def test_evaluate_sweep_opens_the_folder_once_and_writes_the_literal_stem(minildm_sweep, tmp_path, monkeypatch):
+    """Issue 22's data loss 1: --out ev/litefocus_r0.1 and ev/litefocus_r0.2 wrote one ev/litefocus_r0.csv."""
+    from analysis import sweep_evaluation as se
+
+    calls = {"read_rows": 0, "embed_jobs": 0, "check_reference": 0}
+
+    def counted(name, function):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+        return wrapper
+
+    for name in calls:
+        monkeypatch.setattr(se, name, counted(name, getattr(se, name)))
+    out, reference = minildm_sweep / "sweep", minildm_sweep / "reference"
+    for stem in ("litefocus_r0.1", "litefocus_r0.2"):
+        assert main(["evaluate-sweep", str(out), "--reference", str(reference), "--resamples", "5",
+                     "--out", str(tmp_path / "ev" / stem)]) == 0
+    assert calls == {"read_rows": 2, "embed_jobs": 2, "check_reference": 2}  # once per command
+    assert sorted(p.name for p in (tmp_path / "ev").iterdir()) == [
+        "litefocus_r0.1.csv", "litefocus_r0.1.nc", "litefocus_r0.1_comparisons.csv",
+        "litefocus_r0.2.csv", "litefocus_r0.2.nc", "litefocus_r0.2_comparisons.csv"]
+
+
+def test_sweep_settings_round_trip_through_the_manifest():
+    caps = (sw.Caption("7", "a dog barking", "yt1"), sw.Caption("9", "rain", ""))
+    configs = tuple(sw.parse_configuration(c) for c in ("dense", "litefocus@up_blocks.2:0.2", "litefocus/2.56"))
+    settings = sw.SweepSettings("abc", caps, configs, (2.56, 10.24), (sw.Sampler("dpmsolver++", 25),), (0, 3), 3.5,
+                                "bfloat16", "wav")
+    assert sw.SweepSettings.from_json(settings.to_json()) == settings
+    assert settings.to_json()["samplers"] == ["dpmsolver++:25"] and settings.configuration_names[1] == \
+        "litefocus@up_blocks.2:0.2"
+    assert len(settings.jobs()) == 2 * 3 * 2 * 1 * 2
