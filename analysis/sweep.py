@@ -16,7 +16,6 @@ the processes. A killed process loses only the job it was running. ``OUT/jobs.cs
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import math
@@ -34,6 +33,7 @@ import torch
 from litefocus.files import read_json, write_atomic, write_csv, write_json
 
 from .ablations import ABLATIONS, Configuration
+from .captions import Caption
 
 MANIFEST = "sweep.json"
 AUDIO_FORMATS = ("flac", "wav")
@@ -41,62 +41,6 @@ AUDIO_FORMATS = ("flac", "wav")
 written by scipy, whose files hold no time stamp, unlike libsndfile's PEAK chunk)."""
 JOBS = "jobs"
 JOB_VERSION = "litefocus sweep job v1"  # in every job id: bump it when what a job computes changes
-
-
-# ---------------------------------------------------------------- captions
-@dataclass(frozen=True)
-class Caption:
-    """One caption: ``id`` (AudioCaps' audiocap_id, or the line number), the text, and ``audio``: the name of its
-    reference clip (AudioCaps' youtube_id; empty for a caption a line), which pairs clips for KL."""
-
-    id: str
-    text: str
-    audio: str = ""
-
-
-AUDIOCAPS_COLUMNS = ("audiocap_id", "youtube_id", "start_time", "caption")
-
-
-def read_captions(path: str | os.PathLike) -> list[Caption]:
-    """Captions from AudioCaps' CSV layout (``audiocap_id, youtube_id, start_time, caption``) or a text file with one
-    caption a line (blank lines skipped). Errors name the file and the line."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"--captions {path}: no such file")
-    text = path.read_text(encoding="utf-8")
-    first = text.splitlines()[0] if text.strip() else ""
-    if path.suffix.lower() == ".csv" or first.replace(" ", "").startswith("audiocap_id,"):
-        return _read_audiocaps(path, text)
-    captions = [Caption(str(n), line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
-    if not captions:
-        raise ValueError(f"--captions {path} holds no captions (one caption a line, or AudioCaps' CSV)")
-    return captions
-
-
-def _read_audiocaps(path: Path, text: str) -> list[Caption]:
-    reader = csv.reader(text.splitlines())
-    header = [h.strip() for h in next(reader, [])]
-    missing = [c for c in AUDIOCAPS_COLUMNS if c not in header]
-    if missing:
-        raise ValueError(f"--captions {path}: a CSV needs AudioCaps' columns {', '.join(AUDIOCAPS_COLUMNS)}; "
-                         f"line 1 has {', '.join(header) or 'nothing'}")
-    column = {c: header.index(c) for c in AUDIOCAPS_COLUMNS}
-    captions, seen = [], set()
-    for line, row in enumerate(reader, 2):
-        if not row or not any(cell.strip() for cell in row):
-            continue
-        if len(row) != len(header):
-            raise ValueError(f"--captions {path}, line {line}: {len(row)} fields where the header has {len(header)}")
-        cap_id, caption = row[column["audiocap_id"]].strip(), row[column["caption"]].strip()
-        if not cap_id or not caption:
-            raise ValueError(f"--captions {path}, line {line}: empty audiocap_id or caption")
-        if cap_id in seen:
-            raise ValueError(f"--captions {path}, line {line}: audiocap_id {cap_id} appears twice")
-        seen.add(cap_id)
-        captions.append(Caption(cap_id, caption, row[column["youtube_id"]].strip()))
-    if not captions:
-        raise ValueError(f"--captions {path} holds a header and no captions")
-    return captions
 
 
 # ---------------------------------------------------------------- configurations and samplers

@@ -4,7 +4,6 @@ of generated audio against a folder of reference audio, with 95 % bootstrap inte
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 EVALUATOR_HELP = ("'offline' (default: the evaluator trained here, data/evaluator), a folder of one trained with "
@@ -28,28 +27,6 @@ def add_parser(commands) -> argparse.ArgumentParser:
     return sub
 
 
-def read_captions(path: Path, names: list[str]) -> list[str]:
-    """One caption per generated file stem in ``names``, from a CSV (``file``, ``caption``; the file by stem or
-    name) or a text file with one caption a line."""
-    if not path.is_file():
-        raise FileNotFoundError(f"--captions {path}: no such file")
-    if path.suffix.lower() == ".csv":
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            if not {"file", "caption"} <= set(reader.fieldnames or []):
-                raise ValueError(f"--captions {path}: a CSV needs the columns file and caption; got {reader.fieldnames}")
-            by_file = {Path(r["file"]).stem: r["caption"] for r in reader}
-        missing = [n for n in names if n not in by_file]
-        if missing:
-            raise ValueError(f"--captions {path}: no caption for {len(missing)} generated files, e.g. {missing[:3]}")
-        return [by_file[n] for n in names]
-    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    if len(lines) != len(names):
-        raise ValueError(f"--captions {path}: {len(lines)} captions for {len(names)} generated files "
-                         "(one caption a line, in the sorted order of the files)")
-    return lines
-
-
 def load_evaluator(name: str):
     """The evaluator an ``--evaluator`` value names (see :data:`EVALUATOR_HELP`)."""
     from analysis.evaluator import Evaluator
@@ -65,10 +42,11 @@ def load_evaluator(name: str):
 
 def run(args) -> int:
     from analysis import quality
+    from analysis.captions import captions_of_files
 
     names = [p.stem for p in quality.audio_files(args.generated)]  # both folders checked before a model loads
     quality.audio_files(args.reference)
-    captions = None if args.captions is None else read_captions(args.captions, names)
+    captions = None if args.captions is None else captions_of_files(args.captions, names)
     if args.out is not None and args.out.suffix.lower() != ".csv":
         raise ValueError(f"--out must name a .csv file; got {args.out}")
     evaluator = load_evaluator(args.evaluator)

@@ -96,7 +96,9 @@ def _check_arguments(args):
     """Everything that can be checked before a model loads; returns the captions."""
     from analysis import sweep as sw
 
-    captions = sw.read_captions(args.captions)
+    from analysis.captions import read_captions
+
+    captions = read_captions(args.captions)
     if args.first is not None:
         if args.first < 1:
             raise ValueError(f"--first must be at least 1; got {args.first}")

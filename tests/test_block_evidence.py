@@ -5,7 +5,7 @@ import xarray as xr
 
 import analysis
 from studies.block_ablation import evidence as block_evidence
-from analysis.sweep import Caption
+from analysis.captions import Caption
 
 
 def test_evidence_per_caption_is_measure_sparsity_resumed_and_gathered(tiny_pipe, tmp_path):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from analysis import sweep as sw
+from analysis.captions import read_captions
 from litefocus_cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,16 +28,16 @@ def test_audiocaps_csv_and_plain_lines(tmp_path):
     csv = write(tmp_path / "test.csv", "audiocap_id,youtube_id,start_time,caption\n"
                                        "103549,7fmOlUlwoNg,20,Constant rattling noise\n"
                                        '103548,6BJ455B1aAs,0,"A woman talks, then a man"\n')
-    assert sw.read_captions(csv) == [sw.Caption("103549", "Constant rattling noise", "7fmOlUlwoNg"),
+    assert read_captions(csv) == [sw.Caption("103549", "Constant rattling noise", "7fmOlUlwoNg"),
                                      sw.Caption("103548", "A woman talks, then a man", "6BJ455B1aAs")]
     lines = write(tmp_path / "caps.txt", "a dog barking\n\n  rain on a roof \n")
-    assert sw.read_captions(lines) == [sw.Caption("1", "a dog barking"), sw.Caption("3", "rain on a roof")]
+    assert read_captions(lines) == [sw.Caption("1", "a dog barking"), sw.Caption("3", "rain on a roof")]
 
 
 @pytest.mark.parametrize("text, message", [
     ("", "holds no captions"),
     ("audiocap_id,youtube_id,start_time,caption\n", "holds a header and no captions"),
-    ("id,caption\n1,a dog\n", "AudioCaps' columns"),
+    ("id,caption\n1,a dog\n", "needs the columns audiocap_id, youtube_id"),
     ("audiocap_id,youtube_id,start_time,caption\n1,x,0,a dog\n2,y,0\n", "line 3: 3 fields"),
     ("audiocap_id,youtube_id,start_time,caption\n1,x,0,a dog\n1,y,0,a cat\n", "line 3: audiocap_id 1 appears twice"),
     ("audiocap_id,youtube_id,start_time,caption\n1,x,0,\n", "line 2: empty audiocap_id or caption"),
@@ -44,7 +45,7 @@ def test_audiocaps_csv_and_plain_lines(tmp_path):
 def test_bad_caption_files_name_the_line(tmp_path, text, message):
     path = write(tmp_path / ("c.csv" if text.startswith(("audiocap", "id")) else "c.txt"), text)
     with pytest.raises(ValueError, match=message):
-        sw.read_captions(path)
+        read_captions(path)
 
 
 # ---------------------------------------------------------------- configurations, samplers, jobs
@@ -392,7 +393,7 @@ def test_heldout_set_writes_captions_and_round_tripped_references(tmp_path):
     codec = load_minildm().codec
     out = tmp_path / "heldout"
     assert write_heldout_set(corpus, out, [2.56, 5.12], codec) == 3
-    captions = sw.read_captions(out / "captions.csv")
+    captions = read_captions(out / "captions.csv")
     assert sorted(c.audio for c in captions) == ["src0", "src1", "src2"]  # the reference names pair the clips
     assert {c.text for c in captions} == {"tone number 0", "tone number 1", "tone number 2"}
     for seconds in (2.56, 5.12):

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from litefocus.files import write_atomic
 
 from analysis.measure import measure_sparsity
-from analysis.sweep import Caption, read_captions
+from analysis.captions import Caption, read_captions
 
 VARIABLES = ("same_frequency_ratio", "focus_mass", "sparse_error", "entropy", "periodicity_strength")
 
