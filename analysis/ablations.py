@@ -2,8 +2,9 @@
 
 A :class:`Configuration` says how to run a UNet (dense, LiteFocus on some blocks with some focus set, or Token
 Merging); ``ABLATIONS`` lists the ones this project measures for speed (``benchmarks/speed.py``) and fidelity
-(``python -m studies.minildm.fidelity``). :func:`generate_under` runs a pipeline once per configuration from the same seed,
-and :func:`relative_error` compares each output with the dense one.
+(``python -m studies.minildm.fidelity``). :func:`parse_configuration` reads the spec grammar
+``NAME[@BLOCK+BLOCK][:RATIO][/SECONDS]`` of sweeps and studies. :func:`generate_under` runs a pipeline once per
+configuration from the same seed, and :func:`relative_error` compares each output with the dense one.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -100,6 +102,80 @@ ABLATIONS = [
     Configuration("same_frequency_all_levels", "litefocus", ALL_LEVELS, 0.0, cross_frequency=False),
     Configuration("litefocus_all_levels_fixed_keys", "litefocus", ALL_LEVELS, 0.1, keys_fixed_from_s=10.24),
 ]
+
+
+# ---------------------------------------------------------------- the configuration-spec grammar
+class Spec(NamedTuple):
+    """The parts of a configuration spec ``NAME[@BLOCK+BLOCK][:RATIO][/SECONDS]``, as written (unchecked)."""
+
+    name: str
+    blocks: tuple[str, ...]
+    ratio: str
+    fixed_from: str
+
+
+def split_spec(spec: str) -> Spec:
+    """The parts of ``spec`` (see :func:`parse_configuration`, which checks them)."""
+    rest, _, fixed_from = spec.partition("/")
+    rest, _, ratio = rest.partition(":")
+    name, at, blocks = rest.partition("@")
+    return Spec(name, tuple(blocks.split("+")) if at else (), ratio, fixed_from)  # "litefocus@" gives ("",): refused
+
+
+def parse_configuration(spec: str) -> Configuration:
+    """``NAME`` of ``analysis.ablations.ABLATIONS``, optionally ``@BLOCK+BLOCK...`` for other blocks (names or globs
+    of ``litefocus.selection``) and ``:RATIO`` for another ratio (LiteFocus's compensation ratio r, or Token
+    Merging's merge ratio): ``cross_frequency_only:0.4``, ``litefocus@up_blocks.1``,
+    ``same_frequency_only@down_blocks.1+up_blocks.2``; and ``/SECONDS`` for a LiteFocus ratio that shrinks with length,
+    the cross-frequency set kept at its size at SECONDS (``litefocus/2.56``: r = 0.1 at 2.56 s, 0.025 at 10.24 s;
+    ``Configuration.keys_fixed_from_s``). The spec is the configuration's name."""
+    name, blocks, ratio, fixed = split_spec(spec)
+    known = {c.name: c for c in ABLATIONS}
+    if name not in known:
+        raise ValueError(f"--configurations: unknown configuration {name!r}; choose from {sorted(known)}, "
+                         "optionally with @BLOCK+BLOCK and :RATIO")
+    config = replace(known[name], name=spec)
+    if blocks:
+        if config.kind == "dense" or not all(blocks):
+            raise ValueError(f"--configurations {spec}: '@' takes block names joined by '+' (down_blocks.1+up_blocks.2)"
+                             " and applies to LiteFocus and Token Merging configurations, not to dense")
+        config = replace(config, blocks=blocks)
+    if ratio:
+        try:
+            value = float(ratio)
+        except ValueError:
+            raise ValueError(f"--configurations {spec}: the ratio after ':' must be a number") from None
+        if config.kind == "dense" or not 0 <= value <= 1 or (config.kind == "token_merging" and value >= 1):
+            raise ValueError(f"--configurations {spec}: a ratio in [0, 1] (below 1 for token_merging) applies to "
+                             "LiteFocus and Token Merging configurations, not to dense")
+        config = replace(config, ratio=value)
+        if config.kind == "litefocus":
+            import litefocus
+
+            litefocus.LiteFocusOptions(ratio=value, same_frequency=config.same_frequency,
+                                       cross_frequency=config.cross_frequency, union=config.union)
+    if fixed:
+        try:
+            from_s = float(fixed)
+        except ValueError:
+            from_s = float("nan")
+        if config.kind != "litefocus" or not config.cross_frequency or not from_s > 0 or from_s == float("inf"):
+            raise ValueError(f"--configurations {spec}: '/SECONDS' (a positive length, the cross-frequency set kept at "
+                             "its size there) applies to LiteFocus configurations with cross-frequency keys")
+        config = replace(config, keys_fixed_from_s=from_s)
+    return config
+
+
+def check_blocks(pipe, configurations: list[Configuration]) -> None:
+    """Every configuration's blocks name self-attention modules of ``pipe``'s UNet (else the error lists them)."""
+    from litefocus.selection import self_attention_modules
+
+    for config in configurations:
+        if config.kind != "dense":
+            try:
+                self_attention_modules(pipe, list(config.blocks))
+            except ValueError as error:
+                raise ValueError(f"--configurations {config.name}: {error}") from None
 
 
 def ablations(names: list[str] | None = None) -> list[Configuration]:

@@ -29,7 +29,7 @@ from litefocus.files import write_atomic
 from litefocus.shipped import require, shipped_path
 
 from . import quality
-from .sweep import split_spec
+from .ablations import split_spec
 
 COST_MODEL = shipped_path("block_ablation", "cost_model.json")
 ATTENTION_SHARE = shipped_path("benchmarks", "attention_share.csv")  # full-size AudioLDM2, benchmarks/speed.py
@@ -131,7 +131,7 @@ def estimated_speedup(table: pd.DataFrame, blocks, shares: pd.DataFrame, ratio: 
 
 # ---------------------------------------------------------------- measured costs
 def blocks_of(configuration: str) -> tuple[str, ...]:
-    """The blocks of a sweep spec ``kind@A+B`` (empty for none; ``analysis.sweep.split_spec``)."""
+    """The blocks of a sweep spec ``kind@A+B`` (empty for none; ``analysis.ablations.split_spec``)."""
     return split_spec(configuration).blocks
 
 

@@ -21,19 +21,17 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from litefocus.files import read_json, write_atomic, write_csv, write_json
 
-from .ablations import ABLATIONS, Configuration
+from .ablations import Configuration
 from .captions import Caption
+from .timing import unet_timer
 
 MANIFEST = "sweep.json"
 AUDIO_FORMATS = ("flac", "wav")
@@ -43,80 +41,7 @@ JOBS = "jobs"
 JOB_VERSION = "litefocus sweep job v1"  # in every job id: bump it when what a job computes changes
 
 
-# ---------------------------------------------------------------- configurations and samplers
-class Spec(NamedTuple):
-    """The parts of a configuration spec ``NAME[@BLOCK+BLOCK][:RATIO][/SECONDS]``, as written (unchecked)."""
-
-    name: str
-    blocks: tuple[str, ...]
-    ratio: str
-    fixed_from: str
-
-
-def split_spec(spec: str) -> Spec:
-    """The parts of ``spec`` (see :func:`parse_configuration`, which checks them)."""
-    rest, _, fixed_from = spec.partition("/")
-    rest, _, ratio = rest.partition(":")
-    name, _, blocks = rest.partition("@")
-    return Spec(name, tuple(blocks.split("+")) if blocks else (), ratio, fixed_from)
-
-
-def parse_configuration(spec: str) -> Configuration:
-    """``NAME`` of ``analysis.ablations.ABLATIONS``, optionally ``@BLOCK+BLOCK...`` for other blocks (names or globs
-    of ``litefocus.selection``) and ``:RATIO`` for another ratio (LiteFocus's compensation ratio r, or Token
-    Merging's merge ratio): ``cross_frequency_only:0.4``, ``litefocus@up_blocks.1``,
-    ``same_frequency_only@down_blocks.1+up_blocks.2``; and ``/SECONDS`` for a LiteFocus ratio that shrinks with length,
-    the cross-frequency set kept at its size at SECONDS (``litefocus/2.56``: r = 0.1 at 2.56 s, 0.025 at 10.24 s;
-    ``Configuration.keys_fixed_from_s``). The spec is the configuration's name."""
-    name, blocks, ratio, fixed = split_spec(spec)
-    known = {c.name: c for c in ABLATIONS}
-    if name not in known:
-        raise ValueError(f"--configurations: unknown configuration {name!r}; choose from {sorted(known)}, "
-                         "optionally with @BLOCK+BLOCK and :RATIO")
-    config = replace(known[name], name=spec)
-    if blocks:
-        if config.kind == "dense" or not all(blocks):
-            raise ValueError(f"--configurations {spec}: '@' takes block names joined by '+' (down_blocks.1+up_blocks.2)"
-                             " and applies to LiteFocus and Token Merging configurations, not to dense")
-        config = replace(config, blocks=blocks)
-    if ratio:
-        try:
-            value = float(ratio)
-        except ValueError:
-            raise ValueError(f"--configurations {spec}: the ratio after ':' must be a number") from None
-        if config.kind == "dense" or not 0 <= value <= 1 or (config.kind == "token_merging" and value >= 1):
-            raise ValueError(f"--configurations {spec}: a ratio in [0, 1] (below 1 for token_merging) applies to "
-                             "LiteFocus and Token Merging configurations, not to dense")
-        config = replace(config, ratio=value)
-        if config.kind == "litefocus":
-            import litefocus
-
-            litefocus.LiteFocusOptions(ratio=value, same_frequency=config.same_frequency,
-                                       cross_frequency=config.cross_frequency, union=config.union)
-    if fixed:
-        try:
-            from_s = float(fixed)
-        except ValueError:
-            from_s = float("nan")
-        if config.kind != "litefocus" or not config.cross_frequency or not from_s > 0 or from_s == float("inf"):
-            raise ValueError(f"--configurations {spec}: '/SECONDS' (a positive length, the cross-frequency set kept at "
-                             "its size there) applies to LiteFocus configurations with cross-frequency keys")
-        config = replace(config, keys_fixed_from_s=from_s)
-    return config
-
-
-def check_blocks(pipe, configurations: list[Configuration]) -> None:
-    """Every configuration's blocks name self-attention modules of ``pipe``'s UNet (else the error lists them)."""
-    from litefocus.selection import self_attention_modules
-
-    for config in configurations:
-        if config.kind != "dense":
-            try:
-                self_attention_modules(pipe, list(config.blocks))
-            except ValueError as error:
-                raise ValueError(f"--configurations {config.name}: {error}") from None
-
-
+# ---------------------------------------------------------------- samplers
 SAMPLERS = ("default", "ddim", "dpmsolver++")
 
 
@@ -370,32 +295,6 @@ class Sweep:
     def write_table(self) -> Path:
         table = self.rows()
         return write_csv(self.out / "jobs.csv", table)
-
-
-@contextmanager
-def unet_timer(unet, device: torch.device) -> Iterator[list[float]]:
-    """``with unet_timer(pipe.unet, device) as calls:`` the wall time (s) of each UNet forward call in ``calls``
-    (synchronized on CUDA)."""
-    calls, start = [], []
-
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    def before(*_):
-        sync()
-        start.append(time.perf_counter())
-
-    def after(*_):
-        sync()
-        calls.append(time.perf_counter() - start.pop())
-
-    handles = [unet.register_forward_pre_hook(before), unet.register_forward_hook(after)]
-    try:
-        yield calls
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def run_job(pipe, job: Job, job_id: str, out: Path, guidance_scale: float | None, rate: int, threads: int,

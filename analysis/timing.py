@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pandas as pd
 import torch
@@ -106,3 +108,29 @@ def time_attention(model, blocks: BlockSelection = None) -> AttentionTiming:
     """``with time_attention(pipe_or_unet) as timing:`` (see :class:`AttentionTiming`); ``timing.forward_s`` is the
     UNet forward time over the same calls."""
     return AttentionTiming(model, blocks)
+
+
+@contextmanager
+def unet_timer(unet, device: torch.device) -> Iterator[list[float]]:
+    """``with unet_timer(pipe.unet, device) as calls:`` the wall time (s) of each UNet forward call in ``calls``
+    (synchronized on CUDA)."""
+    calls, start = [], []
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    def before(*_):
+        sync()
+        start.append(time.perf_counter())
+
+    def after(*_):
+        sync()
+        calls.append(time.perf_counter() - start.pop())
+
+    handles = [unet.register_forward_pre_hook(before), unet.register_forward_hook(after)]
+    try:
+        yield calls
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -65,6 +65,7 @@ def timed_run(command: list[str], processes: int, out: Path) -> tuple[float, flo
 def overhead(jobs: int, work: Path) -> dict:
     """Per-job cost beyond the pipeline call, in one process (2 threads), on 10.24 s jobs at 50 steps."""
     from analysis import sweep as sw
+    from analysis.ablations import parse_configuration
     from litefocus.models import weights_fingerprint
     from minildm import load_minildm
 
@@ -72,7 +73,7 @@ def overhead(jobs: int, work: Path) -> dict:
     pipe = load_minildm()
     pipe.set_progress_bar_config(disable=True)
     caps = [sw.Caption(str(i), c) for i, c in enumerate(CAPTIONS[:jobs])]
-    configs = [sw.parse_configuration("litefocus")]
+    configs = [parse_configuration("litefocus")]
     settings = sw.SweepSettings(weights_fingerprint(pipe), tuple(caps), tuple(configs), (10.24,),
                                 (sw.Sampler("default", 50),))
     sweep = sw.Sweep(work / "overhead", settings)

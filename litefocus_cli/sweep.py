@@ -53,6 +53,7 @@ def run(args) -> int:
     import torch
 
     from analysis import sweep as sw
+    from analysis.ablations import check_blocks, parse_configuration
 
     captions = _check_arguments(args)
     from accelerate import PartialState
@@ -72,8 +73,8 @@ def run(args) -> int:
     sw.check_lengths(pipe, args.seconds)
     from litefocus.models import weights_fingerprint
 
-    configurations = [sw.parse_configuration(c) for c in args.configurations]
-    sw.check_blocks(pipe, configurations)
+    configurations = [parse_configuration(c) for c in args.configurations]
+    check_blocks(pipe, configurations)
     samplers = [sw.parse_sampler(s, args.steps) for s in args.samplers]
     settings = sw.SweepSettings(weights_fingerprint(pipe), tuple(captions), tuple(configurations), tuple(args.seconds),
                                 tuple(samplers), tuple(args.seeds), args.guidance_scale, args.dtype, args.audio_format)
@@ -95,6 +96,7 @@ def run(args) -> int:
 def _check_arguments(args):
     """Everything that can be checked before a model loads; returns the captions."""
     from analysis import sweep as sw
+    from analysis.ablations import parse_configuration
 
     from analysis.captions import read_captions
 
@@ -104,7 +106,7 @@ def _check_arguments(args):
             raise ValueError(f"--first must be at least 1; got {args.first}")
         captions = captions[: args.first]
     for spec in args.configurations:
-        sw.parse_configuration(spec)
+        parse_configuration(spec)
     for spec in args.samplers:
         sw.parse_sampler(spec, args.steps)
     if args.steps < 1:

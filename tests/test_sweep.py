@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from analysis import sweep as sw
+from analysis.ablations import Spec, parse_configuration, split_spec
 from analysis.captions import read_captions
 from litefocus_cli.main import main
 
@@ -50,12 +51,12 @@ def test_bad_caption_files_name_the_line(tmp_path, text, message):
 
 # ---------------------------------------------------------------- configurations, samplers, jobs
 def test_configurations_and_samplers_parse_with_ratios_and_steps():
-    config = sw.parse_configuration("cross_frequency_only:0.4")
+    config = parse_configuration("cross_frequency_only:0.4")
     assert (config.name, config.ratio, config.same_frequency) == ("cross_frequency_only:0.4", 0.4, False)
-    assert sw.parse_configuration("token_merging:0.3").ratio == 0.3
-    other = sw.parse_configuration("same_frequency_only@up_blocks.1+mid_block:0.2")
+    assert parse_configuration("token_merging:0.3").ratio == 0.3
+    other = parse_configuration("same_frequency_only@up_blocks.1+mid_block:0.2")
     assert (other.blocks, other.ratio, other.cross_frequency) == (("up_blocks.1", "mid_block"), 0.2, False)
-    adaptive = sw.parse_configuration("litefocus@up_blocks.1/2.56")
+    adaptive = parse_configuration("litefocus@up_blocks.1/2.56")
     assert (adaptive.keys_fixed_from_s, adaptive.ratio_at(2.56), adaptive.ratio_at(10.24)) == (2.56, 0.1, 0.1 / 4)
     assert adaptive.ratio_at(1.28) == 0.1  # never above the spec's ratio
     assert sw.parse_sampler("dpmsolver++:25", 200) == sw.Sampler("dpmsolver++", 25)
@@ -63,10 +64,11 @@ def test_configurations_and_samplers_parse_with_ratios_and_steps():
     for spec, message in [("nope", "unknown configuration 'nope'"), ("dense:0.5", "not to dense"),
                           ("litefocus:x", "must be a number"), ("litefocus:1.5", r"in \[0, 1\]"),
                           ("token_merging:1", "below 1"), ("dense@up_blocks.1", "not to dense"),
-                          ("litefocus@up_blocks.1+", "joined by '\\+'"), ("litefocus/0", "positive length"),
+                          ("litefocus@up_blocks.1+", "joined by '\\+'"), ("litefocus@", "joined by '\\+'"),
+                          ("litefocus/0", "positive length"),
                           ("same_frequency_only/2.56", "cross-frequency keys"), ("dense/2.56", "LiteFocus")]:
         with pytest.raises(ValueError, match=message):
-            sw.parse_configuration(spec)
+            parse_configuration(spec)
     for spec, message in [("euler", "unknown sampler 'euler'"), ("ddim:0", "at least 1"), ("ddim:x", "integer")]:
         with pytest.raises(ValueError, match=message):
             sw.parse_sampler(spec, 50)
@@ -74,22 +76,22 @@ def test_configurations_and_samplers_parse_with_ratios_and_steps():
 
 def test_job_ids_depend_on_what_the_job_computes_only():
     cap = sw.Caption("1", "a dog barking")
-    litefocus = sw.parse_configuration("litefocus")
+    litefocus = parse_configuration("litefocus")
     job = sw.Job(cap, litefocus, 10.24, sw.Sampler("default", 50), 0)
-    same = sw.Job(sw.Caption("1", "a dog barking", "other"), sw.parse_configuration("litefocus:0.1"), 10.24,
+    same = sw.Job(sw.Caption("1", "a dog barking", "other"), parse_configuration("litefocus:0.1"), 10.24,
                   sw.Sampler("default", 50), 0)
     assert job.id("w", None) == same.id("w", None)  # the configuration's name and the audio name do not matter
     assert sw.Job(sw.Caption("2", "a dog barking"), litefocus, 10.24, job.sampler, 0).id("w", None) != job.id("w", None)
     others = [job.id("v", None), job.id("w", 3.0), sw.Job(cap, litefocus, 20.48, job.sampler, 0).id("w", None),
               sw.Job(cap, litefocus, 10.24, sw.Sampler("default", 25), 0).id("w", None),
               sw.Job(cap, litefocus, 10.24, job.sampler, 1).id("w", None),
-              sw.Job(cap, sw.parse_configuration("litefocus_concat"), 10.24, job.sampler, 0).id("w", None)]
+              sw.Job(cap, parse_configuration("litefocus_concat"), 10.24, job.sampler, 0).id("w", None)]
     assert len(set(others + [job.id("w", None)])) == 7
 
 
 def test_jobs_run_caption_by_caption_longest_first_and_shares_interleave():
     caps = [sw.Caption(str(i), f"caption {i}") for i in range(3)]
-    configs = [sw.parse_configuration(c) for c in ("dense", "litefocus", "token_merging")]
+    configs = [parse_configuration(c) for c in ("dense", "litefocus", "token_merging")]
     jobs = sw.make_jobs(caps, configs, [2.56, 10.24], [sw.Sampler("default", 50), sw.Sampler("dpmsolver++", 10)],
                         [0])
     assert [j.caption.id for j in jobs] == ["0"] * 12 + ["1"] * 12 + ["2"] * 12
@@ -114,7 +116,7 @@ def tiny_sweep(out: Path, pipe, seeds=(0,), captions=2) -> sw.Sweep:
     from litefocus.models import weights_fingerprint
 
     caps = [sw.Caption(str(i), c) for i, c in enumerate(["a dog barking", "rain on a roof"][:captions])]
-    configs = [sw.parse_configuration(c) for c in ("dense", "litefocus", "token_merging")]
+    configs = [parse_configuration(c) for c in ("dense", "litefocus", "token_merging")]
     samplers = [sw.Sampler("default", 2), sw.Sampler("dpmsolver++", 2)]
     settings = sw.SweepSettings(weights_fingerprint(pipe), tuple(caps), tuple(configs), (0.64,), tuple(samplers),
                                 tuple(seeds), audio_format="wav")
@@ -271,7 +273,7 @@ def minildm_sweep(tmp_path_factory):
     pipe.set_progress_bar_config(disable=True)
     caps = [sw.Caption(str(i), c, f"clip{i}") for i, c in
             enumerate(["a string quartet playing a chorale", "rain on a roof", "a man speaking english calmly"])]
-    configs = [sw.parse_configuration(c) for c in ("dense", "litefocus")]
+    configs = [parse_configuration(c) for c in ("dense", "litefocus")]
     settings = sw.SweepSettings(weights_fingerprint(pipe), tuple(caps), tuple(configs), (0.64,),
                                 (sw.Sampler("default", 2),))
     sweep = sw.Sweep(root / "sweep", settings)
@@ -354,7 +356,7 @@ def test_reuse_copies_the_jobs_two_sweeps_share(minildm_sweep, tmp_path):
 
     settings = sw.SweepSettings.from_json(read_json(minildm_sweep / "sweep" / sw.MANIFEST)["settings"])
     names = ("dense", "same_frequency_only", "litefocus@down_blocks.1+up_blocks.2")
-    configs = tuple(sw.parse_configuration(c) for c in names)
+    configs = tuple(parse_configuration(c) for c in names)
     other = sw.Sweep(tmp_path / "other", replace(settings, configurations=configs))
     other.write_manifest()
     assert other.adopt(minildm_sweep / "sweep") == 6  # dense, and LiteFocus under another name: the same jobs
@@ -416,9 +418,9 @@ def torch_tensor(audio):
 
 
 def test_a_spec_splits_into_its_parts():
-    assert sw.split_spec("litefocus@down_blocks.1+up_blocks.2:0.2/2.56") == sw.Spec(
+    assert split_spec("litefocus@down_blocks.1+up_blocks.2:0.2/2.56") == Spec(
         "litefocus", ("down_blocks.1", "up_blocks.2"), "0.2", "2.56")
-    assert sw.split_spec("dense") == sw.Spec("dense", (), "", "")
+    assert split_spec("dense") == Spec("dense", (), "", "")
 
 
 def test_evaluate_sweep_opens_the_folder_once_and_writes_the_literal_stem(minildm_sweep, tmp_path, monkeypatch):
@@ -447,7 +449,7 @@ def test_evaluate_sweep_opens_the_folder_once_and_writes_the_literal_stem(minild
 
 def test_sweep_settings_round_trip_through_the_manifest():
     caps = (sw.Caption("7", "a dog barking", "yt1"), sw.Caption("9", "rain", ""))
-    configs = tuple(sw.parse_configuration(c) for c in ("dense", "litefocus@up_blocks.2:0.2", "litefocus/2.56"))
+    configs = tuple(parse_configuration(c) for c in ("dense", "litefocus@up_blocks.2:0.2", "litefocus/2.56"))
     settings = sw.SweepSettings("abc", caps, configs, (2.56, 10.24), (sw.Sampler("dpmsolver++", 25),), (0, 3), 3.5,
                                 "bfloat16", "wav")
     assert sw.SweepSettings.from_json(settings.to_json()) == settings

@@ -74,7 +74,7 @@ def audioldm2_ratio(configuration: str, seconds: float) -> float:
     """The LiteFocus ratio a configuration of the ablation would have on AudioLDM2 at ``seconds``: 0 for
     same-frequency only; r; or, for ``/S`` (set kept at its size at S s of MiniLDM audio), the ratio with the set
     kept at the same multiple of AudioLDM2's training length."""
-    from analysis.sweep import parse_configuration
+    from analysis.ablations import parse_configuration
 
     config = parse_configuration(configuration)
     ratio = config.ratio if config.cross_frequency else 0.0
