@@ -45,7 +45,7 @@ LOSSES = {  # per evidence quantity: what LiteFocus loses in a block, 0 where it
 }
 PREDICTORS = (*EVIDENCE, "dropped_keys")
 MEASURED = "measured_single_blocks"  # held_out_check's predictor without evidence: the ablation's own costs
-METRICS = ("KAD", "CLAP", "KL")  # costs per draw of captions (FAD: evaluate-sweep's paired comparisons)
+COST_METRICS = ("KAD", "CLAP", "KL")  # costs per draw of captions (FAD: evaluate-sweep's paired comparisons)
 DEFAULT_METRIC = "KAD"
 REQUIRED = ("same_frequency_ratio", "periodicity_strength", "focus_mass", "sparse_error")
 
@@ -157,8 +157,8 @@ def cost_draws(clips: xr.Dataset, configurations: list[str], seconds: float, met
                captions: list[str], baseline: str = "dense") -> np.ndarray:
     """``(configurations, R)``: the cost of each configuration against ``baseline`` for each row of ``counts``
     ``(R, captions)`` (how often each caption is drawn; a row of ones is the plain value). Positive is worse."""
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}; got {metric!r}")
+    if metric not in COST_METRICS:
+        raise ValueError(f"metric must be one of {COST_METRICS}; got {metric!r}")
     at = clips.sel(seconds=seconds, caption=captions)
     counts = np.atleast_2d(counts).astype(np.float64)
     if metric == "KAD":

@@ -106,7 +106,7 @@ def offset_profile(attention: xr.DataArray) -> xr.DataArray:
     """
     if form_of(attention, "offset_profile", ("maps", "rows", "profile")) == "profile":
         return attention
-    steps_in_time, freq_bins = attention.sizes["k_time"], attention.sizes["k_freq"]
+    time_bins, freq_bins = attention.sizes["k_time"], attention.sizes["k_freq"]
     if "query" in attention.dims:
         rows = attention.transpose(..., "query", *KEY_DIMS)
         q_time, q_freq = attention.q_time.values, attention.q_freq.values
@@ -116,16 +116,16 @@ def offset_profile(attention: xr.DataArray) -> xr.DataArray:
         q_freq = rows["q_freq"].values
     values = rows.values
     lead = values.shape[:-3]
-    profile = np.zeros((*lead, 2 * steps_in_time - 1, 2 * freq_bins - 1))
+    profile = np.zeros((*lead, 2 * time_bins - 1, 2 * freq_bins - 1))
     for i, (t, f) in enumerate(zip(q_time, q_freq)):
-        t0, f0 = steps_in_time - 1 - int(t), freq_bins - 1 - int(f)
-        profile[..., t0:t0 + steps_in_time, f0:f0 + freq_bins] += values[..., i, :, :]
+        t0, f0 = time_bins - 1 - int(t), freq_bins - 1 - int(f)
+        profile[..., t0:t0 + time_bins, f0:f0 + freq_bins] += values[..., i, :, :]
     lead_dims = [d for d in rows.dims if d not in ("query", *KEY_DIMS)]
     return xr.DataArray(
         profile / len(q_time),
         dims=(*lead_dims, "time_offset", "freq_offset"),
         coords={**_coords_without(rows, ("query", *KEY_DIMS)),
-                "time_offset": np.arange(-(steps_in_time - 1), steps_in_time),
+                "time_offset": np.arange(-(time_bins - 1), time_bins),
                 "freq_offset": np.arange(-(freq_bins - 1), freq_bins)},
         name="offset_profile",
     )
@@ -154,13 +154,13 @@ def key_offset_profile(profile: xr.DataArray) -> xr.DataArray:
     if form_of(profile, "key_offset_profile", ("maps", "rows", "profile", "key_profile")) == "key_profile":
         return profile
     profile = offset_profile(profile)
-    steps_in_time = (profile.sizes["time_offset"] + 1) // 2
+    time_bins = (profile.sizes["time_offset"] + 1) // 2
     freq_bins = (profile.sizes["freq_offset"] + 1) // 2
-    tokens = steps_in_time * freq_bins
+    tokens = time_bins * freq_bins
     dt = profile.time_offset.values[:, None]
     df = profile.freq_offset.values[None, :]
     flat = (dt * freq_bins + df + tokens - 1).ravel()
-    pairs = ((steps_in_time - np.abs(dt)) * (freq_bins - np.abs(df))).ravel().astype(float)
+    pairs = ((time_bins - np.abs(dt)) * (freq_bins - np.abs(df))).ravel().astype(float)
     mass = profile.transpose(..., "time_offset", "freq_offset").values
     mass = mass.reshape(*mass.shape[:-2], -1) * tokens
     summed = np.zeros((*mass.shape[:-1], 2 * tokens - 1))

@@ -39,9 +39,9 @@ def token_map(attention: xr.DataArray, tokens: int = 128, ax=None, title: str | 
     every F tokens. Colours are clipped at the 99th percentile so the stripes are not drowned by the diagonal.
     """
     plt = _pyplot()
-    steps_in_time, freq_bins = attention.sizes["k_time"], attention.sizes["k_freq"]
+    time_bins, freq_bins = attention.sizes["k_time"], attention.sizes["k_freq"]
     matrix = attention.transpose("q_time", "q_freq", "k_time", "k_freq").values.reshape(
-        steps_in_time * freq_bins, steps_in_time * freq_bins)[:tokens, :tokens]
+        time_bins * freq_bins, time_bins * freq_bins)[:tokens, :tokens]
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 4.5))
     image = ax.imshow(matrix, cmap="magma", vmax=np.quantile(matrix, 0.99), interpolation="nearest")

@@ -142,8 +142,8 @@ class AttentionRecorder:
                grid: tuple[int, int]) -> None:
         """Probabilities of one module call, from ``(batch, heads, N, head_dim)`` queries, keys and values of the
         chosen guidance half (see :meth:`select_batch`)."""
-        steps_in_time, freq_bins = grid
-        tokens = steps_in_time * freq_bins
+        time_bins, freq_bins = grid
+        tokens = time_bins * freq_bins
         if self.heads is not None:
             query, key, value = (x[:, self.heads] for x in (query, key, value))
         query, key, value = query.float() * attn.scale, key.float(), value.float()
@@ -162,7 +162,7 @@ class AttentionRecorder:
         key_freq = torch.arange(tokens, device=device) % freq_bins
 
         processed = self._processed_queries(name, tokens)
-        profile = torch.zeros(heads, 2 * steps_in_time - 1, 2 * freq_bins - 1, dtype=torch.float64, device=device)
+        profile = torch.zeros(heads, 2 * time_bins - 1, 2 * freq_bins - 1, dtype=torch.float64, device=device)
         entropy, focus_mass, error = (torch.zeros(heads, dtype=torch.float64, device=device) for _ in range(3))
         rows = np.empty((heads, len(kept), tokens), dtype=np.float32)
         row_of = {int(q): i for i, q in enumerate(kept)}
@@ -192,12 +192,12 @@ class AttentionRecorder:
                 focus_mass += mass[..., 0].sum((0, 2)).double()
                 relative = (numerator / mass - exact).norm(dim=-1) / exact.norm(dim=-1).clamp_min(1e-12)
                 error += relative.sum((0, 2)).double()
-                mean_probs = (probs[0] if batch == 1 else probs.mean(0)).view(heads, chunk.size, steps_in_time,
+                mean_probs = (probs[0] if batch == 1 else probs.mean(0)).view(heads, chunk.size, time_bins,
                                                                                freq_bins)
                 low = freq_bins - 1 - freq
                 for i, query_index in enumerate(chunk.tolist()):
                     query_time = query_index // freq_bins
-                    profile[:, steps_in_time - 1 - query_time:2 * steps_in_time - 1 - query_time,
+                    profile[:, time_bins - 1 - query_time:2 * time_bins - 1 - query_time,
                             low:low + freq_bins] += mean_probs[:, i]
                     if query_index in row_of:
                         rows[:, row_of[query_index]] = mean_probs[:, i].reshape(heads, tokens).cpu().numpy()
@@ -254,7 +254,7 @@ class AttentionRecorder:
             raise KeyError(f"nothing was recorded for {name}: was the pipeline called inside the with-block, "
                            f"and do the chosen steps {self.steps} exist?")
         steps = sorted(records)
-        steps_in_time, freq_bins = self._grids[name]
+        time_bins, freq_bins = self._grids[name]
         heads = self.heads if self.heads is not None else list(range(records[steps[0]]["entropy"].shape[0]))
         stack = lambda key: np.stack([records[s][key] for s in steps])  # noqa: E731
         kept = self._samples[name]
@@ -262,15 +262,15 @@ class AttentionRecorder:
             step=steps,
             timestep=("step", [self.timesteps.get(s, np.nan) for s in steps]),
             head=heads,
-            time_offset=np.arange(-(steps_in_time - 1), steps_in_time),
+            time_offset=np.arange(-(time_bins - 1), time_bins),
             freq_offset=np.arange(-(freq_bins - 1), freq_bins),
             query=np.arange(len(kept)),
             q_time=("query", kept // freq_bins),
             q_freq=("query", kept % freq_bins),
-            k_time=np.arange(steps_in_time),
+            k_time=np.arange(time_bins),
             k_freq=np.arange(freq_bins),
         )
-        rows = stack("rows").reshape(len(steps), len(heads), len(kept), steps_in_time, freq_bins)
+        rows = stack("rows").reshape(len(steps), len(heads), len(kept), time_bins, freq_bins)
         ds = xr.Dataset(
             dict(
                 offset_profile=(("step", "head", "time_offset", "freq_offset"), stack("offset_profile")),
@@ -280,11 +280,11 @@ class AttentionRecorder:
                 rows=(("step", "head", "query", "k_time", "k_freq"), rows),
             ),
             coords=coords,
-            attrs=dict(module=name, block=block_of(name), time_bins=steps_in_time, freq_bins=freq_bins,
+            attrs=dict(module=name, block=block_of(name), time_bins=time_bins, freq_bins=freq_bins,
                        guidance=self.guidance, focus_ratio=self.focus_ratio,
-                       focus_keys=cross_key_count(steps_in_time * freq_bins, self.focus_ratio), seed=self.seed,
-                       full_maps=int(len(kept) == steps_in_time * freq_bins),
-                       summary_queries=len(self._processed_queries(name, steps_in_time * freq_bins))),
+                       focus_keys=cross_key_count(time_bins * freq_bins, self.focus_ratio), seed=self.seed,
+                       full_maps=int(len(kept) == time_bins * freq_bins),
+                       summary_queries=len(self._processed_queries(name, time_bins * freq_bins))),
         )
         ds["offset_profile"].attrs["description"] = (
             "mean over queries of the attention mass at key offset (time_offset, freq_offset) from the query")
@@ -343,15 +343,15 @@ def record_attention(model, blocks: BlockSelection = None, steps: Iterable[int] 
 
 def _rows_to_map(rows: xr.DataArray) -> xr.DataArray:
     """Rows of every query (step, head, query, k_time, k_freq) -> (step, head, q_time, q_freq, k_time, k_freq)."""
-    steps_in_time, freq_bins = rows.sizes["k_time"], rows.sizes["k_freq"]
-    values = rows.values.reshape(rows.sizes["step"], rows.sizes["head"], steps_in_time, freq_bins,
-                                 steps_in_time, freq_bins)
+    time_bins, freq_bins = rows.sizes["k_time"], rows.sizes["k_freq"]
+    values = rows.values.reshape(rows.sizes["step"], rows.sizes["head"], time_bins, freq_bins,
+                                 time_bins, freq_bins)
     return xr.DataArray(
         values,
         dims=("step", "head", "q_time", "q_freq", "k_time", "k_freq"),
         coords=dict(step=rows["step"].values, timestep=("step", rows["timestep"].values), head=rows["head"].values,
-                    q_time=np.arange(steps_in_time),
-                    q_freq=np.arange(freq_bins), k_time=np.arange(steps_in_time), k_freq=np.arange(freq_bins)),
+                    q_time=np.arange(time_bins),
+                    q_freq=np.arange(freq_bins), k_time=np.arange(time_bins), k_freq=np.arange(freq_bins)),
         attrs=dict(rows.attrs),
         name="attention",
     )

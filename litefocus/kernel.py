@@ -1,5 +1,14 @@
 """LiteFocus attention as a pure function of tensors, and the dense oracle beside it.
 
+One name per quantity, here and in every module of this project:
+
+- ``time_bins`` (T): latent frames along time; ``freq_bins`` (F): latent bins along frequency (8 at AudioLDM2's
+  level 1); a module's ``(T, F)`` grid.
+- ``num_tokens`` (N = T * F): the tokens of one self-attention call.
+- ``ratio`` (r): the share of all N keys drawn at random, the cross-frequency compensation (``floor(r * N)`` keys).
+- ``steps``: denoising steps only (UNet calls of one generation); ``timestep``: the scheduler's t of one of them.
+- ``seconds``: audio length in seconds.
+
 Tokens are in diffusers' time-major order: token ``i = t * freq_bins + f`` on a ``(T, F)`` grid, ``N = T * F``.
 Each query attends to its focus set (paper, eqs. 4-6): the keys of its own frequency row, united with one set of
 ``floor(ratio * N)`` keys drawn at random from all ``N``, shared by every query, batch item and head. A key that is
@@ -172,19 +181,19 @@ def focus_attention(
 def _rows(x: torch.Tensor, freq_bins: int) -> torch.Tensor:
     """(b, h, t*f, d) -> (b*f, h, t, d): one attention problem per (batch item, frequency row)."""
     batch, heads, num_tokens, dim = x.shape
-    steps = num_tokens // freq_bins
-    return x.view(batch, heads, steps, freq_bins, dim).permute(0, 3, 1, 2, 4).reshape(-1, heads, steps, dim)
+    time_bins = num_tokens // freq_bins
+    return x.view(batch, heads, time_bins, freq_bins, dim).permute(0, 3, 1, 2, 4).reshape(-1, heads, time_bins, dim)
 
 
 def _row_keys(x: torch.Tensor, freq_bins: int, cross: torch.Tensor) -> torch.Tensor:
     """(b, h, t*f, d) -> (b*f, h, t + R, d): each row's own T keys, then the R shared random keys, written into one
     buffer (a gather and a copy; no concatenation of intermediate copies)."""
     batch, heads, num_tokens, dim = x.shape
-    steps, count = num_tokens // freq_bins, cross.numel()
-    keys = x.new_empty(batch, freq_bins, heads, steps + count, dim)
-    keys[:, :, :, :steps] = x.view(batch, heads, steps, freq_bins, dim).permute(0, 3, 1, 2, 4)
-    keys[:, :, :, steps:] = x[:, :, cross][:, None]
-    return keys.view(-1, heads, steps + count, dim)
+    time_bins, count = num_tokens // freq_bins, cross.numel()
+    keys = x.new_empty(batch, freq_bins, heads, time_bins + count, dim)
+    keys[:, :, :, :time_bins] = x.view(batch, heads, time_bins, freq_bins, dim).permute(0, 3, 1, 2, 4)
+    keys[:, :, :, time_bins:] = x[:, :, cross][:, None]
+    return keys.view(-1, heads, time_bins + count, dim)
 
 
 def _concat_attention(query, key, value, freq_bins, cross, scale):
@@ -204,8 +213,8 @@ def _exact_attention(query, key, value, freq_bins, cross, scale):
     if torch.compiler.is_compiling():
         return exact_attention_masked(query, key, value, freq_bins, cross, scale)
     batch, heads, num_tokens, dim = query.shape
-    steps = num_tokens // freq_bins
-    q_rows, k_rows, v_rows = (_rows(x, freq_bins).view(batch, freq_bins, heads, steps, dim)
+    time_bins = num_tokens // freq_bins
+    q_rows, k_rows, v_rows = (_rows(x, freq_bins).view(batch, freq_bins, heads, time_bins, dim)
                               for x in (query, key, value))
     out = torch.empty_like(q_rows)
     row_of_key = cross % freq_bins
@@ -214,7 +223,7 @@ def _exact_attention(query, key, value, freq_bins, cross, scale):
         keys = torch.cat([k_rows[:, row], key[:, :, outside]], dim=2)
         values = torch.cat([v_rows[:, row], value[:, :, outside]], dim=2)
         out[:, row] = F.scaled_dot_product_attention(q_rows[:, row], keys, values, scale=scale)
-    return _merge_rows(out.view(batch * freq_bins, heads, steps, dim), batch, freq_bins)
+    return _merge_rows(out.view(batch * freq_bins, heads, time_bins, dim), batch, freq_bins)
 
 
 def exact_attention_masked(query, key, value, freq_bins, cross, scale):
@@ -223,11 +232,12 @@ def exact_attention_masked(query, key, value, freq_bins, cross, scale):
     mask: (b*f, 1, 1, T + R), True = attend.
     """
     batch = query.shape[0]
-    steps, count = query.shape[2] // freq_bins, cross.numel()
+    time_bins, count = query.shape[2] // freq_bins, cross.numel()
     row = torch.arange(freq_bins, device=query.device)
     random_key_allowed = (cross[None, :] % freq_bins) != row[:, None]  # (f, R)
-    mask = torch.cat([random_key_allowed.new_ones(freq_bins, steps), random_key_allowed], dim=1)
-    mask = mask[None, :, None, None, :].expand(batch, freq_bins, 1, 1, steps + count).reshape(-1, 1, 1, steps + count)
+    mask = torch.cat([random_key_allowed.new_ones(freq_bins, time_bins), random_key_allowed], dim=1)
+    keys = time_bins + count
+    mask = mask[None, :, None, None, :].expand(batch, freq_bins, 1, 1, keys).reshape(-1, 1, 1, keys)
     out = F.scaled_dot_product_attention(_rows(query, freq_bins), _row_keys(key, freq_bins, cross),
                                          _row_keys(value, freq_bins, cross), attn_mask=mask, scale=scale)
     return _merge_rows(out, batch, freq_bins)
@@ -235,9 +245,9 @@ def exact_attention_masked(query, key, value, freq_bins, cross, scale):
 
 def _merge_rows(out: torch.Tensor, batch: int, freq_bins: int) -> torch.Tensor:
     """(b*f, h, t, d) -> (b, h, t*f, d), back to time-major token order."""
-    _, heads, steps, head_dim = out.shape
-    return out.view(batch, freq_bins, heads, steps, head_dim).permute(0, 2, 3, 1, 4).reshape(
-        batch, heads, steps * freq_bins, head_dim
+    _, heads, time_bins, head_dim = out.shape
+    return out.view(batch, freq_bins, heads, time_bins, head_dim).permute(0, 2, 3, 1, 4).reshape(
+        batch, heads, time_bins * freq_bins, head_dim
     )
 
 

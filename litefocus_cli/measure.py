@@ -53,9 +53,9 @@ def check_arguments(args) -> None:
     if args.queries < 1:
         raise ValueError(f"--queries must be at least 1; got {args.queries}")
     if args.budget is not None:
-        from analysis.block_choice import METRICS, attention_shares, load_cost_models
+        from analysis.block_choice import COST_METRICS, attention_shares, load_cost_models
 
-        args.budget = parse_budget(args.budget, METRICS)
+        args.budget = parse_budget(args.budget, COST_METRICS)
         try:
             attention_shares(args.target_seconds)
         except ValueError as error:

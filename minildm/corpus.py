@@ -563,6 +563,6 @@ def read_clips(corpus: Path, split: str, seconds: float, limit: int | None = Non
     return audio, rows
 
 
-def vocabulary(captions: list[str]) -> list[str]:
+def caption_vocabulary(captions: list[str]) -> list[str]:
     """The sorted words (``[a-z]+``) of ``captions``: the caption encoder's vocabulary."""
     return sorted({w for c in captions for w in re.findall(r"[a-z]+", c.lower())})

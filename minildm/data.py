@@ -198,8 +198,8 @@ def _envelope(span: str, t: np.ndarray, seconds: float, rng: np.random.Generator
     return np.clip(np.minimum((t - start) / ramp, (stop - t) / ramp), 0.0, 1.0)
 
 
-def vocabulary() -> list[str]:
-    """Every word a caption can contain, sorted."""
+def scene_vocabulary() -> list[str]:
+    """Every word a caption of the synthetic scenes can contain, sorted."""
     import re
 
     texts = ["a and with together plus rising going up ascending falling down descending"]

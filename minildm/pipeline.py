@@ -73,12 +73,12 @@ class MiniLDMPipeline(DiffusionPipeline):
         if seconds <= 0:
             raise ValueError(f"audio_length_in_s must be positive; got {seconds}")
         patch = self.codec.config.patch
-        steps_in_time = int(np.ceil(seconds * self.codec.frames_per_second / patch))
+        time_bins = int(np.ceil(seconds * self.codec.frames_per_second / patch))
         device = self._execution_device
         guided = guidance_scale > 1.0
         context = self.caption_encoder(negatives + prompts if guided else prompts)
 
-        shape = (batch, self.unet.config.in_channels, steps_in_time, 64 // patch)
+        shape = (batch, self.unet.config.in_channels, time_bins, 64 // patch)
         if latents is None:
             latents = randn_tensor(shape, generator=generator, device=device, dtype=self.unet.dtype)
         elif tuple(latents.shape) != shape:

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from litefocus.models import AUDIOLDM2_UNET_CONFIG
 
 from .codec import MelCodec
-from .data import make_clip, vocabulary
+from .data import make_clip, scene_vocabulary
 from .pipeline import DEFAULT_PATH, MiniLDMPipeline
 from .text import CaptionEncoder
 
@@ -55,7 +55,7 @@ def build(seed: int, prediction_type: str = "v_prediction", words: list[str] | N
         scheduler=DDIMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.0015,
                                 beta_end=0.0195, clip_sample=False, set_alpha_to_one=False, steps_offset=1,
                                 prediction_type=prediction_type),
-        caption_encoder=CaptionEncoder(vocabulary=vocabulary() if words is None else words),
+        caption_encoder=CaptionEncoder(vocabulary=scene_vocabulary() if words is None else words),
         codec=MelCodec(),
     )
 
@@ -131,10 +131,10 @@ def main(argv: list[str] | None = None) -> None:
         pipe = build(args.seed, args.prediction_type)
         mels, captions = make_dataset(args.clips, args.seconds, pipe.codec, args.work / "dataset.pt")
     else:
-        from .corpus import vocabulary as corpus_vocabulary
+        from .corpus import caption_vocabulary
 
         mels, captions = corpus_dataset(args.corpus, args.seconds, MelCodec(), args.work / "dataset.pt")
-        pipe = build(args.seed, args.prediction_type, corpus_vocabulary(captions))
+        pipe = build(args.seed, args.prediction_type, caption_vocabulary(captions))
         print(f"{len(captions)} corpus clips, {len(pipe.caption_encoder.config.vocabulary)} caption words")
     sample = torch.randperm(len(mels), generator=torch.Generator().manual_seed(args.seed))[:2048]
     latents_all = torch.nn.functional.pixel_unshuffle(mels[sample].float()[:, None], 4)

@@ -36,7 +36,7 @@ def test_captions_say_what_the_source_is_in_plain_words():
         assert corpus.caption(synthetic, rng).startswith("a synthesized male voice")
         assert corpus.caption(scene, rng).endswith("thunder")
     captions = [corpus.caption(s, rng) for s in (music, quartet, speech, synthetic, scene) for _ in range(10)]
-    words = corpus.vocabulary(captions)
+    words = corpus.caption_vocabulary(captions)
     assert words == sorted(set(words)) and all(re.fullmatch("[a-z]+", w) for w in words)
     assert len({corpus.caption(music, rng) for _ in range(30)}) > 1  # several wordings
 

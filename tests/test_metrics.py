@@ -7,28 +7,28 @@ import xarray as xr
 from analysis import metrics
 
 
-def planted_map(steps_in_time, freq_bins, same_row_mass, heads=2):
+def planted_map(time_bins, freq_bins, same_row_mass, heads=2):
     """Each query puts ``same_row_mass`` evenly on its own frequency row and the rest evenly on all other keys."""
-    tokens = steps_in_time * freq_bins
+    tokens = time_bins * freq_bins
     f = np.arange(tokens) % freq_bins
     same = f[:, None] == f[None, :]
-    probs = np.where(same, same_row_mass / steps_in_time, (1 - same_row_mass) / (tokens - steps_in_time))
+    probs = np.where(same, same_row_mass / time_bins, (1 - same_row_mass) / (tokens - time_bins))
     if freq_bins == 1:
         probs = np.full((tokens, tokens), 1.0 / tokens)
-    values = np.broadcast_to(probs.reshape(steps_in_time, freq_bins, steps_in_time, freq_bins),
-                             (heads, steps_in_time, freq_bins, steps_in_time, freq_bins))
+    values = np.broadcast_to(probs.reshape(time_bins, freq_bins, time_bins, freq_bins),
+                             (heads, time_bins, freq_bins, time_bins, freq_bins))
     return xr.DataArray(values.copy(), dims=("head", "q_time", "q_freq", "k_time", "k_freq"),
-                        coords=dict(head=np.arange(heads), q_time=np.arange(steps_in_time),
-                                    q_freq=np.arange(freq_bins), k_time=np.arange(steps_in_time),
+                        coords=dict(head=np.arange(heads), q_time=np.arange(time_bins),
+                                    q_freq=np.arange(freq_bins), k_time=np.arange(time_bins),
                                     k_freq=np.arange(freq_bins)))
 
 
 GRIDS = [(6, 3), (9, 5), (7, 7), (8, 8), (5, 16), (12, 11)]
 
 
-@pytest.mark.parametrize("steps_in_time, freq_bins", GRIDS)
-def test_planted_same_frequency_pattern(steps_in_time, freq_bins):
-    attention = planted_map(steps_in_time, freq_bins, 0.7)
+@pytest.mark.parametrize("time_bins, freq_bins", GRIDS)
+def test_planted_same_frequency_pattern(time_bins, freq_bins):
+    attention = planted_map(time_bins, freq_bins, 0.7)
     assert np.allclose(attention.sum(("k_time", "k_freq")), 1.0)
     np.testing.assert_allclose(metrics.same_frequency_mass(attention), 0.7, rtol=1e-12)
     np.testing.assert_allclose(metrics.same_frequency_ratio(attention), 0.7 * freq_bins, rtol=1e-12)
@@ -41,9 +41,9 @@ def test_planted_same_frequency_pattern(steps_in_time, freq_bins):
     assert (period.strength > 0.9).all()
 
 
-@pytest.mark.parametrize("steps_in_time, freq_bins", GRIDS)
-def test_uniform_attention_has_baseline_mass_and_no_period(steps_in_time, freq_bins):
-    attention = planted_map(steps_in_time, freq_bins, 1.0 / freq_bins)
+@pytest.mark.parametrize("time_bins, freq_bins", GRIDS)
+def test_uniform_attention_has_baseline_mass_and_no_period(time_bins, freq_bins):
+    attention = planted_map(time_bins, freq_bins, 1.0 / freq_bins)
     np.testing.assert_allclose(metrics.same_frequency_mass(attention), 1.0 / freq_bins, rtol=1e-12)
     np.testing.assert_allclose(metrics.same_frequency_ratio(attention), 1.0, rtol=1e-12)
     np.testing.assert_allclose(metrics.entropy(attention, normalized=True), 1.0, rtol=1e-12)
@@ -69,17 +69,17 @@ def test_rows_give_the_same_metrics_as_full_maps():
 
 def test_offset_profile_locates_a_single_planted_key():
     # every query attends only to the key one step later in time and two bins up (where it exists, else itself)
-    steps_in_time, freq_bins = 5, 4
-    values = np.zeros((steps_in_time, freq_bins, steps_in_time, freq_bins))
-    for t in range(steps_in_time):
+    time_bins, freq_bins = 5, 4
+    values = np.zeros((time_bins, freq_bins, time_bins, freq_bins))
+    for t in range(time_bins):
         for f in range(freq_bins):
-            if t + 1 < steps_in_time and f + 2 < freq_bins:
+            if t + 1 < time_bins and f + 2 < freq_bins:
                 values[t, f, t + 1, f + 2] = 1.0
             else:
                 values[t, f, t, f] = 1.0
     attention = xr.DataArray(values, dims=("q_time", "q_freq", "k_time", "k_freq"))
     profile = metrics.offset_profile(attention)
-    moved = (steps_in_time - 1) * (freq_bins - 2) / (steps_in_time * freq_bins)
+    moved = (time_bins - 1) * (freq_bins - 2) / (time_bins * freq_bins)
     np.testing.assert_allclose(profile.sel(time_offset=1, freq_offset=2), moved)
     np.testing.assert_allclose(profile.sel(time_offset=0, freq_offset=0), 1 - moved)
     np.testing.assert_allclose(metrics.time_offset_profile(profile).sel(time_offset=1), moved)
@@ -108,9 +108,9 @@ def test_every_metric_accepts_its_documented_forms_or_names_the_dims():
 
 def test_key_frequency_mass_finds_a_planted_sink_row():
     # every query puts 0.6 on the keys of row 3 (a sink), the rest evenly on the other rows' keys
-    steps_in_time, freq_bins = 5, 4
-    attention = planted_map(steps_in_time, freq_bins, 1.0 / freq_bins) * 0.0
-    attention = attention + xr.where(attention.k_freq == 3, 0.6 / steps_in_time, 0.4 / (steps_in_time * 3))
+    time_bins, freq_bins = 5, 4
+    attention = planted_map(time_bins, freq_bins, 1.0 / freq_bins) * 0.0
+    attention = attention + xr.where(attention.k_freq == 3, 0.6 / time_bins, 0.4 / (time_bins * 3))
     np.testing.assert_allclose(attention.sum(("k_time", "k_freq")), 1.0)
     mass = metrics.key_frequency_mass(attention)
     assert mass.dims == ("head", "k_freq")

@@ -10,7 +10,7 @@ import torch
 import litefocus
 from minildm import DEFAULT_PATH, MiniLDMPipeline, load_minildm
 from minildm.codec import MelCodec
-from minildm.data import KINDS, Event, make_clip, synthesize, vocabulary
+from minildm.data import KINDS, Event, make_clip, scene_vocabulary, synthesize
 
 
 def test_clips_are_a_pure_function_of_the_seed():
@@ -18,7 +18,7 @@ def test_clips_are_a_pure_function_of_the_seed():
     assert np.array_equal(a.audio, b.audio) and a.caption == b.caption
     assert not np.array_equal(a.audio, c.audio)
     assert a.audio.dtype == np.float32 and a.audio.shape == (40960,) and np.abs(a.audio).max() <= 0.9 + 1e-6
-    words = set(vocabulary())
+    words = set(scene_vocabulary())
     for seed in range(50):
         clip = make_clip(seed)
         assert set(re.findall(r"[a-z]+", clip.caption)) <= words  # the caption encoder's word rule
@@ -65,7 +65,7 @@ def test_untrained_pipeline_saves_loads_and_takes_litefocus(tmp_path):
     pipe.set_progress_bar_config(disable=True)
     pipe.save_pretrained(tmp_path / "m")
     loaded = load_minildm(tmp_path / "m")
-    assert isinstance(loaded, MiniLDMPipeline) and loaded.caption_encoder.config.vocabulary == vocabulary()
+    assert isinstance(loaded, MiniLDMPipeline) and loaded.caption_encoder.config.vocabulary == scene_vocabulary()
     run = lambda p: p("a low tone", audio_length_in_s=1.3, num_inference_steps=2, output_type="latent",
                       generator=torch.Generator().manual_seed(0)).audios
     torch.testing.assert_close(run(loaded), run(pipe))
@@ -180,4 +180,4 @@ def test_training_on_a_corpus_takes_its_train_clips_and_caption_words(tmp_path):
     train.main([*quick, "--corpus", str(root), "--out", str(tmp_path / "m")])
     words = load_minildm(tmp_path / "m").caption_encoder.config.vocabulary
     train_captions = [r["caption"] for r in rows if r["split"] == "train"]
-    assert words == corpus.vocabulary(train_captions) and "organ" in words and "russian" not in words
+    assert words == corpus.caption_vocabulary(train_captions) and "organ" in words and "russian" not in words

@@ -108,9 +108,9 @@ def audioldm2_blocks(evidence_table: pd.DataFrame) -> pd.DataFrame:
 def cost_frame(clips: xr.Dataset, evidence_table: pd.DataFrame, captions: list[str], resamples: int) -> pd.DataFrame:
     """costs.csv: one row per configuration and length."""
     frames = [bc.cost_table(clips, m, captions, resamples=resamples).set_index(["configuration", "seconds"])
-              for m in bc.METRICS]
+              for m in bc.COST_METRICS]
     table = frames[0][["kind", "blocks", "captions"]].copy()
-    for metric, frame in zip(bc.METRICS, frames):
+    for metric, frame in zip(bc.COST_METRICS, frames):
         table[[f"{metric}_cost", f"{metric}_low", f"{metric}_high"]] = frame[["cost", "low", "high"]].values
     table = table.reset_index().merge(measured_speedup(clips, captions), on=["configuration", "seconds"])
     blocks_in_audioldm2 = audioldm2_blocks(evidence_table)
@@ -131,7 +131,7 @@ def predictor_frame(clips, evidence, fit: list[str], test: list[str], resamples:
     seconds = [float(s) for s in clips.seconds.values]
     everyone = fit + test
     rows = []
-    for kind, metric, variable, late in itertools.product(KINDS, bc.METRICS, (*bc.PREDICTORS, bc.MEASURED),
+    for kind, metric, variable, late in itertools.product(KINDS, bc.COST_METRICS, (*bc.PREDICTORS, bc.MEASURED),
                                                           LATE_FRACTIONS):
         if variable in ("dropped_keys", bc.MEASURED) and late != LATE_FRACTIONS[0]:
             continue  # no attention in it: the same at any span
@@ -189,9 +189,9 @@ def default_budgets(costs: pd.DataFrame) -> list[dict[str, float]]:
     """Per metric alone: 0 and the quartiles of the positive costs of the LiteFocus sets (both lengths); then all
     metrics at 0 and at those medians."""
     sets = costs[costs.kind.eq("litefocus") & costs.configuration.map(bc.plain)]
-    quartiles = {m: np.round(np.quantile(sets[f"{m}_cost"].clip(lower=0), [0.25, 0.5, 0.75]), 4) for m in bc.METRICS}
-    budgets = [{m: float(v)} for m in bc.METRICS for v in sorted({0.0, *quartiles[m]})]
-    return budgets + [{m: 0.0 for m in bc.METRICS}, {m: float(quartiles[m][1]) for m in bc.METRICS}]
+    quartiles = {m: np.round(np.quantile(sets[f"{m}_cost"].clip(lower=0), [0.25, 0.5, 0.75]), 4) for m in bc.COST_METRICS}
+    budgets = [{m: float(v)} for m in bc.COST_METRICS for v in sorted({0.0, *quartiles[m]})]
+    return budgets + [{m: 0.0 for m in bc.COST_METRICS}, {m: float(quartiles[m][1]) for m in bc.COST_METRICS}]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> None:
     print(predictors[columns].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
 
     models = {}
-    for metric in bc.METRICS:  # per metric, the predictor that ranked the held-out sets best
+    for metric in bc.COST_METRICS:  # per metric, the predictor that ranked the held-out sets best
         mine = predictors[(predictors.kind == "litefocus") & (predictors.metric == metric)
                           & (predictors.variable != bc.MEASURED)]
         best = mine.sort_values("held_out_rho_sets", ascending=False).iloc[0]

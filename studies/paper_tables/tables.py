@@ -21,7 +21,7 @@ from minildm.pipeline import TRAINING_SECONDS
 RESULTS = shipped_path("paper_tables")
 SPEED = shipped_path("benchmarks", "speed.csv")
 PAPER_SECONDS = {1: 10, 2: 20, 4: 40, 8: 80}  # multiple of the training length -> the paper's audio length (s)
-METRICS = ("KAD", "FAD", "KL", "CLAP")
+TABLE_METRICS = ("KAD", "FAD", "KL", "CLAP")
 LOWER_IS_BETTER = {"KAD": True, "FAD": True, "KL": True, "CLAP": False}
 
 PAPER = shipped_path("paper")  # the paper's Tables 1-3 as CSV (see its README)
@@ -77,7 +77,7 @@ def metric_columns(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     speed = table.groupby(["seconds", "sampler", "steps", "configuration"], sort=False)[
         ["speedup", "unet_speedup", "clips"]].first()
     wide = wide.join(speed)
-    return wide[[m for m in METRICS if m in wide.columns] + ["speedup", "unet_speedup", "clips"]]
+    return wide[[m for m in TABLE_METRICS if m in wide.columns] + ["speedup", "unet_speedup", "clips"]]
 
 
 def audioldm2_speedups(path: Path = SPEED) -> pd.DataFrame:
@@ -185,7 +185,7 @@ def claims(results: dict) -> pd.DataFrame:
 
     def add(claim, configuration, baseline, expected, sweep="tables_1_3"):
         for seconds in lengths:
-            found_rows = {m: paired(results, sweep, configuration, baseline, seconds, m) for m in METRICS}
+            found_rows = {m: paired(results, sweep, configuration, baseline, seconds, m) for m in TABLE_METRICS}
             found_rows = {m: r for m, r in found_rows.items() if r is not None}
             if not found_rows:
                 continue
