@@ -141,7 +141,9 @@ class AttentionRecorder:
     def record(self, name: str, attn, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                grid: tuple[int, int]) -> None:
         """Probabilities of one module call, from ``(batch, heads, N, head_dim)`` queries, keys and values of the
-        chosen guidance half (see :meth:`select_batch`)."""
+        chosen guidance half (see :meth:`select_batch`), in four steps: the chosen heads (queries scaled), the focus
+        set LiteFocus would use, the probabilities of the processed queries row by row and chunk by chunk (each
+        chunk adds to the five summaries, :class:`_CallSummaries`), and the summaries stored for this step."""
         time_bins, freq_bins = grid
         tokens = time_bins * freq_bins
         if self.heads is not None:
@@ -151,21 +153,9 @@ class AttentionRecorder:
         kept = self._kept_rows(name, tokens)
         self._check_budget(name, heads, kept, tokens)
         self._grids[name] = grid
-
-        device = query.device
-        # the LiteFocus focus set of a query on frequency row f: keys of row f and the random cross keys that
-        # LiteFocus with this seed draws in this module at this timestep
-        timestep = self.timesteps.get(self.step, self.step)
-        cross = drawn_keys(module_key(self.seed, name), timestep, tokens, self.focus_ratio)
-        in_cross = torch.zeros(tokens, dtype=torch.bool, device=device)
-        in_cross[cross.to(device)] = True
-        key_freq = torch.arange(tokens, device=device) % freq_bins
-
+        in_cross, key_freq = self._focus_keys(name, tokens, freq_bins, query.device)
         processed = self._processed_queries(name, tokens)
-        profile = torch.zeros(heads, 2 * time_bins - 1, 2 * freq_bins - 1, dtype=torch.float64, device=device)
-        entropy, focus_mass, error = (torch.zeros(heads, dtype=torch.float64, device=device) for _ in range(3))
-        rows = np.empty((heads, len(kept), tokens), dtype=np.float32)
-        row_of = {int(q): i for i, q in enumerate(kept)}
+        summaries = _CallSummaries(heads, grid, kept, query.device)
         # large per-chunk results go into buffers allocated once: fresh ones cost more in page faults than the math
         chunk_max = min(self.chunk, processed.size)
         logits_buffer, probs_buffer = (query.new_empty(batch * heads * chunk_max * tokens) for _ in range(2))
@@ -180,35 +170,22 @@ class AttentionRecorder:
             extended = torch.cat([value, value * focus, key, focus], dim=-1)
             for chunk in np.array_split(group, -(-group.size // self.chunk)):
                 size = batch * heads * chunk.size * tokens
-                chunk_query = query[:, :, torch.as_tensor(chunk, device=device)]
+                chunk_query = query[:, :, torch.as_tensor(chunk, device=query.device)]
                 logits = torch.matmul(chunk_query, key_t,
                                       out=logits_buffer[:size].view(batch, heads, chunk.size, tokens))
                 probs = torch.softmax(logits, dim=-1, out=probs_buffer[:size].view_as(logits))
-                log_partition = logits.amax(-1) - probs.amax(-1).log()  # logsumexp, from the softmax's maximum
-                exact, numerator, key_mean, mass = (probs @ extended).split([dim, dim, dim, 1], dim=-1)
-                # H = -sum p log p = logsumexp(z) - sum_k p_k z_k, with z_k = q.k_k (q already scaled)
-                chunk_entropy = log_partition - (chunk_query * key_mean).sum(-1)
-                entropy += chunk_entropy.sum((0, 2)).double()
-                focus_mass += mass[..., 0].sum((0, 2)).double()
-                relative = (numerator / mass - exact).norm(dim=-1) / exact.norm(dim=-1).clamp_min(1e-12)
-                error += relative.sum((0, 2)).double()
-                mean_probs = (probs[0] if batch == 1 else probs.mean(0)).view(heads, chunk.size, time_bins,
-                                                                               freq_bins)
-                low = freq_bins - 1 - freq
-                for i, query_index in enumerate(chunk.tolist()):
-                    query_time = query_index // freq_bins
-                    profile[:, time_bins - 1 - query_time:2 * time_bins - 1 - query_time,
-                            low:low + freq_bins] += mean_probs[:, i]
-                    if query_index in row_of:
-                        rows[:, row_of[query_index]] = mean_probs[:, i].reshape(heads, tokens).cpu().numpy()
-        count = processed.size * batch
-        self._records[name][self.step] = dict(
-            offset_profile=(profile / processed.size).cpu().numpy(),
-            entropy=(entropy / count).cpu().numpy(),
-            focus_mass=(focus_mass / count).cpu().numpy(),
-            sparse_error=(error / count).cpu().numpy(),
-            rows=rows,
-        )
+                summaries.add(chunk, freq, chunk_query, logits, probs, extended)
+        self._records[name][self.step] = summaries.result(processed.size * batch, processed.size)
+
+    def _focus_keys(self, name: str, tokens: int, freq_bins: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(in_cross, key_freq)``: which keys LiteFocus with this seed draws in this module at this timestep
+        (bool ``(N,)``, :func:`litefocus.keys.drawn_keys`) and each key's frequency row (``(N,)``); a query on row f
+        focuses on the keys of row f and the drawn ones."""
+        timestep = self.timesteps.get(self.step, self.step)
+        cross = drawn_keys(module_key(self.seed, name), timestep, tokens, self.focus_ratio)
+        in_cross = torch.zeros(tokens, dtype=torch.bool, device=device)
+        in_cross[cross.to(device)] = True
+        return in_cross, torch.arange(tokens, device=device) % freq_bins
 
     def select_batch(self, x: torch.Tensor | None) -> torch.Tensor | None:
         """The batch items of the chosen classifier-free-guidance half (all of them when the batch is odd)."""
@@ -333,6 +310,55 @@ class _RecordingProcessor:
             self.recorder.record(self.name, attn, inputs.query, inputs.key, inputs.value, grid)
         original = self.layer.saved(self.name)
         return original(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
+
+
+class _CallSummaries:
+    """The five summaries of one module call, summed over chunks of queries: the offset profile ``(heads, 2T-1,
+    2F-1)``, entropy, focus mass and sparse error ``(heads,)``, and the kept rows ``(heads, kept, N)``."""
+
+    def __init__(self, heads: int, grid: tuple[int, int], kept: np.ndarray, device) -> None:
+        self.time_bins, self.freq_bins = grid
+        tokens = self.time_bins * self.freq_bins
+        self.profile = torch.zeros(heads, 2 * self.time_bins - 1, 2 * self.freq_bins - 1, dtype=torch.float64,
+                                   device=device)
+        self.entropy, self.focus_mass, self.error = (torch.zeros(heads, dtype=torch.float64, device=device)
+                                                     for _ in range(3))
+        self.rows = np.empty((heads, len(kept), tokens), dtype=np.float32)
+        self.row_of = {int(q): i for i, q in enumerate(kept)}
+
+    def add(self, chunk: np.ndarray, freq: int, chunk_query: torch.Tensor, logits: torch.Tensor, probs: torch.Tensor,
+            extended: torch.Tensor) -> None:
+        """One chunk of queries, all on frequency row ``freq``: ``probs`` ``(batch, heads, chunk, N)`` from
+        ``logits``; ``extended`` the values, the values on the focus set, the keys and the focus indicator."""
+        dim = chunk_query.shape[-1]
+        heads, time_bins, freq_bins = probs.shape[1], self.time_bins, self.freq_bins
+        log_partition = logits.amax(-1) - probs.amax(-1).log()  # logsumexp, from the softmax's maximum
+        exact, numerator, key_mean, mass = (probs @ extended).split([dim, dim, dim, 1], dim=-1)
+        # H = -sum p log p = logsumexp(z) - sum_k p_k z_k, with z_k = q.k_k (q already scaled)
+        chunk_entropy = log_partition - (chunk_query * key_mean).sum(-1)
+        self.entropy += chunk_entropy.sum((0, 2)).double()
+        self.focus_mass += mass[..., 0].sum((0, 2)).double()
+        relative = (numerator / mass - exact).norm(dim=-1) / exact.norm(dim=-1).clamp_min(1e-12)
+        self.error += relative.sum((0, 2)).double()
+        mean_probs = (probs[0] if probs.shape[0] == 1 else probs.mean(0)).view(heads, chunk.size, time_bins,
+                                                                               freq_bins)
+        low = freq_bins - 1 - freq
+        for i, query_index in enumerate(chunk.tolist()):
+            query_time = query_index // freq_bins
+            self.profile[:, time_bins - 1 - query_time:2 * time_bins - 1 - query_time,
+                         low:low + freq_bins] += mean_probs[:, i]
+            if query_index in self.row_of:
+                self.rows[:, self.row_of[query_index]] = mean_probs[:, i].reshape(heads, -1).cpu().numpy()
+
+    def result(self, count: int, queries: int) -> dict[str, np.ndarray]:
+        """Means: the profile over ``queries`` processed queries, the rest over ``count`` (queries x batch)."""
+        return dict(
+            offset_profile=(self.profile / queries).cpu().numpy(),
+            entropy=(self.entropy / count).cpu().numpy(),
+            focus_mass=(self.focus_mass / count).cpu().numpy(),
+            sparse_error=(self.error / count).cpu().numpy(),
+            rows=self.rows,
+        )
 
 
 def record_attention(model, blocks: BlockSelection = None, steps: Iterable[int] | None = None,
