@@ -392,56 +392,58 @@ def choose_blocks(ds: xr.Dataset, min_ratio: float = 2.0, max_error: float | Non
     each block's modules, heads and the last ``late_fraction`` of recorded steps, default half; a cost model
     averages it as it was fitted).
 
-    Without ``budget``, the threshold rule: blocks whose same-frequency ratio (mass on the own row over 1/F) is at
-    least ``min_ratio`` and, with ``max_error``, whose LiteFocus output error is at most that; ranked by the ratio.
-
-    With ``budget``, the budget rule: the set of blocks (of ``candidates``, default every subset) with the largest
-    estimated speed-up at ``seconds`` (:func:`estimated_speedup`, LiteFocus at ``ratio``, ``shares`` default
-    full-size AudioLDM2's from :func:`attention_shares`) whose predicted costs are within the budget; dense (no
-    block) when nothing fits. ``budget``: ``{metric: largest predicted cost}`` (``{"KAD": 0, "CLAP": 0.5}``), or one
-    number for the KAD cost (or the one model's metric). ``cost_model``: a model, ``{metric: model}``, or a file of
-    :func:`save_cost_models` (default: the models fitted on MiniLDM 2's ablation, ``data/block_ablation``).
-    ``min_ratio`` and ``max_error`` are then not used.
+    Without ``budget``, :func:`threshold_rule` (``min_ratio``, ``max_error``); with it, :func:`budget_rule`
+    (``seconds``, ``cost_model``, ``shares``, ``ratio``, ``candidates``; ``min_ratio`` and ``max_error`` are then not
+    used).
     """
     check_evidence(ds)
     if not math.isfinite(min_ratio):
         raise ValueError(f"min_ratio must be a finite number; got {min_ratio}")
+    late_fraction = 0.5 if late_fraction is None else late_fraction
     if budget is None:
-        late_fraction = 0.5 if late_fraction is None else late_fraction
-        table = block_table(ds, late_fraction)
-        span = f"averaged over modules, heads and the last {late_fraction:.0%} of recorded steps"
-        chosen = table.same_frequency_ratio >= min_ratio
-        if max_error is not None:
-            chosen &= table.sparse_error <= max_error
-        table["chosen"] = chosen
-        rule = (f"same-frequency ratio >= {min_ratio} (mass on the own row over 1/F)"
-                + (f" and LiteFocus output error <= {max_error}" if max_error is not None else "") + f", {span}")
-        return BlockChoice(table.block[chosen].tolist(), table, rule)
+        return threshold_rule(ds, min_ratio, max_error, late_fraction)
+    return budget_rule(ds, budget, seconds=seconds, cost_model=cost_model, shares=shares, ratio=ratio,
+                       candidates=candidates, late_fraction=late_fraction)
 
+
+def threshold_rule(ds: xr.Dataset, min_ratio: float = 2.0, max_error: float | None = None,
+                   late_fraction: float = 0.5) -> BlockChoice:
+    """The blocks whose same-frequency ratio (mass on the own row over 1/F) is at least ``min_ratio`` and, with
+    ``max_error``, whose LiteFocus output error is at most that; ranked by the ratio."""
+    if max_error is not None and (isinstance(max_error, bool) or not isinstance(max_error, (int, float))
+                                  or not math.isfinite(max_error)):
+        raise ValueError(f"max_error must be None or a finite number (a relative output error); got {max_error!r}")
+    table = block_table(ds, late_fraction)
+    span = f"averaged over modules, heads and the last {late_fraction:.0%} of recorded steps"
+    chosen = table.same_frequency_ratio >= min_ratio
+    if max_error is not None:
+        chosen &= table.sparse_error <= max_error
+    table["chosen"] = chosen
+    rule = (f"same-frequency ratio >= {min_ratio} (mass on the own row over 1/F)"
+            + (f" and LiteFocus output error <= {max_error}" if max_error is not None else "") + f", {span}")
+    return BlockChoice(table.block[chosen].tolist(), table, rule)
+
+
+def budget_rule(ds: xr.Dataset, budget: float | dict[str, float], *, seconds: float = 81.92,
+                cost_model: CostModel | dict[str, CostModel] | str | Path | None = None,
+                shares: pd.DataFrame | None = None, ratio: float = 0.1, candidates=None,
+                late_fraction: float = 0.5) -> BlockChoice:
+    """The set of blocks (of ``candidates``, default every subset) with the largest estimated speed-up at
+    ``seconds`` (:func:`estimated_speedup`, LiteFocus at ``ratio``, ``shares`` default full-size AudioLDM2's from
+    :func:`attention_shares`) whose predicted costs are within the budget; dense (no block) when nothing fits.
+
+    ``budget``: ``{metric: largest predicted cost}`` (``{"KAD": 0, "CLAP": 0.5}``), or one number for the KAD cost
+    (or the one model's metric). ``cost_model``: a model, ``{metric: model}``, or a file of :func:`save_cost_models`
+    (default: the models fitted on MiniLDM 2's ablation, ``data/block_ablation``).
+    """
     models = _cost_models(cost_model)
     budgets = _budgets(budget, models)
-    late_fraction = 0.5 if late_fraction is None else late_fraction
     table = block_table(ds, late_fraction)
-    costs = {}
-    for metric in budgets:  # each model on the evidence averaged as it was fitted
-        model = models[metric]
-        fitted = table if model.late_fraction == late_fraction else block_table(ds, model.late_fraction)
-        costs[metric] = model.block_costs(fitted)
-        table[f"predicted_{metric}"] = costs[metric][table.block].values
-    shares = attention_shares(seconds) if shares is None else shares
-    if candidates is None:
-        if len(table) > 16:
-            raise ValueError(f"{len(table)} blocks: too many to weigh every subset; pass candidates=")
-        candidates = [c for k in range(len(table) + 1) for c in itertools.combinations(table.block, k)]
-    known = set(table.block)
-    rows = []
-    for blocks in map(tuple, candidates):
-        if not set(blocks) <= known:
-            raise ValueError(f"candidate {blocks} names blocks without evidence: {sorted(set(blocks) - known)}")
-        rows.append(dict(blocks=blocks, **{f"predicted_{m}": float(c[list(blocks)].sum()) for m, c in costs.items()},
-                         speedup=estimated_speedup(table, blocks, shares, ratio)))
-    weighed = pd.DataFrame(rows)
-    weighed["within_budget"] = np.logical_and.reduce([weighed[f"predicted_{m}"] <= b for m, b in budgets.items()])
+    costs = predicted_block_costs(ds, table, {m: models[m] for m in budgets}, late_fraction)
+    for metric, cost in costs.items():
+        table[f"predicted_{metric}"] = cost[table.block].values
+    shares = attention_shares(seconds) if shares is None else check_shares(shares)
+    weighed = weigh_sets(table, costs, budgets, _candidate_sets(table, candidates), shares, ratio)
     fits = weighed[weighed.within_budget]
     best = fits.sort_values("speedup", ascending=False, kind="stable").iloc[0] if len(fits) else None
     chosen = list(best.blocks) if best is not None else []
@@ -455,3 +457,61 @@ def choose_blocks(ds: xr.Dataset, min_ratio: float = 2.0, max_error: float | Non
     prediction = dict(budget=budgets, seconds=seconds, speedup=float(best.speedup) if best is not None else 1.0,
                       predicted={m: float(best[f"predicted_{m}"]) if best is not None else 0.0 for m in budgets})
     return BlockChoice(chosen, table, rule, prediction, weighed)
+
+
+def predicted_block_costs(ds: xr.Dataset, table: pd.DataFrame, models: dict[str, CostModel],
+                          late_fraction: float) -> dict[str, pd.Series]:
+    """Per metric, each block's predicted cost: its model on the evidence averaged as the model was fitted. A cost
+    that is not finite (NaN evidence, a NaN slope) is an error naming the blocks: summed, it would count as 0."""
+    costs = {}
+    for metric, model in models.items():
+        fitted = table if model.late_fraction == late_fraction else block_table(ds, model.late_fraction)
+        cost = model.block_costs(fitted)
+        bad = sorted(cost.index[~np.isfinite(cost.to_numpy(dtype=float))])
+        if bad:
+            raise ValueError(f"the {metric} cost model ({model.variable}, slope {model.slope}) predicts no finite cost "
+                             f"for {', '.join(bad)}: their evidence or the model's slope is NaN or infinite")
+        costs[metric] = cost
+    return costs
+
+
+def check_shares(shares: pd.DataFrame) -> pd.DataFrame:
+    """``shares`` with columns ``freq_bins`` and ``core_share``, each share in [0, 1) (a share of a forward's time)."""
+    if not isinstance(shares, pd.DataFrame) or not {"freq_bins", "core_share"} <= set(shares.columns):
+        raise ValueError("shares must be a pandas.DataFrame with columns freq_bins and core_share (what "
+                         "attention_shares() or AttentionTiming.level_shares() return)")
+    share = shares.core_share.to_numpy(dtype=float)
+    if not np.all((share >= 0) & (share < 1)):
+        raise ValueError(f"shares.core_share must lie in [0, 1) (the attention core's share of a UNet forward); got "
+                         f"{share.tolist()}")
+    return shares
+
+
+def _candidate_sets(table: pd.DataFrame, candidates) -> list[tuple[str, ...]]:
+    """Every subset of the table's blocks (at most 16 blocks), or ``candidates`` (sets of block names) checked."""
+    if candidates is None:
+        if len(table) > 16:
+            raise ValueError(f"{len(table)} blocks: too many to weigh every subset; pass candidates=")
+        return [c for k in range(len(table) + 1) for c in itertools.combinations(table.block, k)]
+    if isinstance(candidates, str) or not all(not isinstance(c, str) for c in candidates):
+        raise ValueError("candidates must be a list of sets of block names, e.g. [(), ('down_blocks.1',), "
+                         f"('down_blocks.1', 'up_blocks.2')]; got {candidates!r}")
+    sets = [tuple(c) for c in candidates]
+    if not sets:
+        raise ValueError("candidates is empty: give at least one set of blocks (() is dense)")
+    known = set(table.block)
+    for blocks in sets:
+        if not set(blocks) <= known:
+            raise ValueError(f"candidate {blocks} names blocks without evidence: {sorted(set(blocks) - known)}")
+    return sets
+
+
+def weigh_sets(table: pd.DataFrame, costs: dict[str, pd.Series], budgets: dict[str, float],
+               sets: list[tuple[str, ...]], shares: pd.DataFrame, ratio: float) -> pd.DataFrame:
+    """One row per set of blocks: its predicted cost per metric (the blocks' costs summed), its estimated speed-up
+    and whether every cost is within its budget."""
+    rows = [dict(blocks=blocks, **{f"predicted_{m}": float(c[list(blocks)].sum()) for m, c in costs.items()},
+                 speedup=estimated_speedup(table, blocks, shares, ratio)) for blocks in sets]
+    weighed = pd.DataFrame(rows)
+    weighed["within_budget"] = np.logical_and.reduce([weighed[f"predicted_{m}"] <= b for m, b in budgets.items()])
+    return weighed

@@ -68,6 +68,30 @@ def test_budget_rule_names_bad_input():
         analysis.choose_blocks(ds, budget={"CLAP": 1.0}, cost_model=model, shares=SHARES)
 
 
+@pytest.mark.parametrize("kwargs, message", [  # issue 22, cases 7, 11 and 21: each was silently wrong or a traceback
+    (dict(cost_model=bc.CostModel("KAD", "sparse_error", float("nan"))), "predicts no finite cost for A, B, C"),
+    (dict(shares=SHARES.assign(core_share=[2.0, 0.1, 0.02])), r"core_share must lie in \[0, 1\)"),
+    (dict(shares=SHARES[["freq_bins"]]), "columns freq_bins and core_share"),
+    (dict(candidates="down_blocks.1"), "a list of sets of block names"),
+    (dict(candidates=["A"]), "a list of sets of block names"),
+    (dict(candidates=[]), "candidates is empty"),
+])
+def test_budget_rule_refuses_what_would_be_silently_wrong(kwargs, message):
+    ds = planted_evidence({"A": 0.4, "B": 0.3, "C": 0.05})
+    with pytest.raises(ValueError, match=message):
+        analysis.choose_blocks(ds, budget=0.5, **(dict(cost_model=bc.CostModel("KAD", "sparse_error", 1.0),
+                                                      shares=SHARES) | kwargs))
+
+
+def test_nan_evidence_and_a_nan_error_bound_are_refused():
+    ds = planted_evidence({"A": 0.4, "B": 0.3, "C": 0.05})
+    ds["sparse_error"] = ds.sparse_error.where(ds.block != "B")  # B's evidence NaN
+    with pytest.raises(ValueError, match="predicts no finite cost for B"):
+        analysis.choose_blocks(ds, budget=0.5, cost_model=bc.CostModel("KAD", "sparse_error", 1.0), shares=SHARES)
+    with pytest.raises(ValueError, match="max_error must be None or a finite number"):
+        analysis.choose_blocks(planted_evidence({"A": 0.4, "B": 0.3, "C": 0.05}), min_ratio=0, max_error=float("nan"))
+
+
 def test_estimated_speedup_is_the_benchmarks_flop_bound():
     """LiteFocus on the whole F = 8 level of full-size AudioLDM2 at 81.92 s: the bound benchmarks/speed.py printed."""
     measured = pd.read_csv(shipped_path("benchmarks", "speed.csv"))
