@@ -96,7 +96,8 @@ def corpus_dataset(corpus: Path, seconds: float, codec: MelCodec, path: Path) ->
     return data["mels"], data["captions"]
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command's arguments, checked (an existing ``--out`` is refused: training never replaces a folder)."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("runs/minildm/model"),
                         help="a new folder for the trained pipeline (never an existing one: to replace the shipped "
@@ -119,14 +120,14 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--out {args.out} exists; training never replaces or deletes a folder: give a new one")
     if min(args.steps, args.batch, args.clips) < 1 or not args.lr > 0 or not args.seconds >= 0.32:
         parser.error("--steps, --batch and --clips must be at least 1, --lr positive and --seconds at least 0.32")
-    torch.set_num_threads(args.threads)
-    args.work.mkdir(parents=True, exist_ok=True)
     if args.corpus is not None and not (args.corpus / "manifest.json").is_file():
         parser.error(f"--corpus {args.corpus}: no manifest.json there; build one with `make corpus`")
-    settings = dict(batch=args.batch, lr=args.lr, seconds=args.seconds, clips=args.clips, seed=args.seed,
-                    steps=args.steps, prediction_type=args.prediction_type,
-                    corpus=None if args.corpus is None else str(args.corpus))
+    return args
 
+
+def training_data(args) -> tuple[MiniLDMPipeline, torch.Tensor, list[str]]:
+    """A freshly initialised pipeline, the training log-mels ``(clips, frames, 64)`` and their captions; the codec's
+    latent mean and std set from 2048 seeded clips."""
     if args.corpus is None:
         pipe = build(args.seed, args.prediction_type)
         mels, captions = make_dataset(args.clips, args.seconds, pipe.codec, args.work / "dataset.pt")
@@ -140,78 +141,92 @@ def main(argv: list[str] | None = None) -> None:
     latents_all = torch.nn.functional.pixel_unshuffle(mels[sample].float()[:, None], 4)
     pipe.codec.latent_mean.copy_(latents_all.mean(dim=(0, 2, 3)))
     pipe.codec.latent_std.copy_(latents_all.std(dim=(0, 2, 3)))
+    return pipe, mels, captions
 
-    trainable = torch.nn.ModuleDict({"unet": pipe.unet, "caption_encoder": pipe.caption_encoder}).train()
-    ema = copy.deepcopy(trainable).eval().requires_grad_(False)
-    optimizer = torch.optim.AdamW(trainable.parameters(), lr=args.lr, weight_decay=1e-2)
-    schedule = lambda step: min(1.0, (step + 1) / 500) * 0.5 * (1 + math.cos(math.pi * min(step / args.steps, 1.0)))  # noqa: E731
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    alphas = pipe.scheduler.alphas_cumprod
-    rng = torch.Generator().manual_seed(args.seed)
-    step, history, trained_s = 0, [], 0.0
 
-    checkpoint = args.work / "checkpoint.pt"
-    if checkpoint.is_file():
+class Training:
+    """What a checkpoint holds: the trained modules and their EMA, the optimiser and its schedule (500 warm-up steps,
+    then cosine to ``steps``), the generator, the step, the loss history and the training seconds."""
+
+    def __init__(self, pipe: MiniLDMPipeline, args, settings: dict):
+        self.trainable = torch.nn.ModuleDict({"unet": pipe.unet, "caption_encoder": pipe.caption_encoder}).train()
+        self.ema = copy.deepcopy(self.trainable).eval().requires_grad_(False)
+        self.optimizer = torch.optim.AdamW(self.trainable.parameters(), lr=args.lr, weight_decay=1e-2)
+        steps = args.steps
+
+        def schedule(step: int) -> float:  # linear warm-up over 500 steps, times a cosine decay to 0 at ``steps``
+            return min(1.0, (step + 1) / 500) * 0.5 * (1 + math.cos(math.pi * min(step / steps, 1.0)))
+
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
+        self.rng = torch.Generator().manual_seed(args.seed)
+        self.step, self.history, self.trained_s = 0, [], 0.0
+        self.prediction_type, self.settings = args.prediction_type, settings
+
+    def resume(self, checkpoint: Path) -> None:
+        """Continue from ``checkpoint`` when it exists; one trained with other settings is refused, naming them."""
+        if not checkpoint.is_file():
+            return
         state = torch.load(checkpoint, weights_only=False)
         trained_with = state.get("settings", dict(prediction_type=state.get("prediction_type", "epsilon")))
-        differ = {k: (v, settings[k]) for k, v in trained_with.items() if settings.get(k) != v}
+        differ = {k: (v, self.settings[k]) for k, v in trained_with.items() if self.settings.get(k) != v}
         if differ:
             raise SystemExit(f"{checkpoint} was trained with other settings ("
                              + ", ".join(f"--{k.replace('_', '-')} {old} there, {new} now"
                                          for k, (old, new) in differ.items())
                              + "): pass the same ones to resume, or another --work folder to start anew")
-        trainable.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        rng.set_state(state["rng"])
-        step, history, trained_s = state["step"], state["history"], state["trained_s"]
-        print(f"resumed at step {step} ({trained_s / 60:.1f} min trained)")
+        self.trainable.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.rng.set_state(state["rng"])
+        self.step, self.history, self.trained_s = state["step"], state["history"], state["trained_s"]
+        print(f"resumed at step {self.step} ({self.trained_s / 60:.1f} min trained)")
 
-    def save_checkpoint():
-        _save_atomic(dict(model=trainable.state_dict(), ema=ema.state_dict(), optimizer=optimizer.state_dict(),
-                          scheduler=scheduler.state_dict(), rng=rng.get_state(), step=step, history=history,
-                          trained_s=trained_s, prediction_type=args.prediction_type, settings=settings), checkpoint)
+    def save(self, checkpoint: Path) -> None:
+        _save_atomic(dict(model=self.trainable.state_dict(), ema=self.ema.state_dict(),
+                          optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+                          rng=self.rng.get_state(), step=self.step, history=self.history, trained_s=self.trained_s,
+                          prediction_type=self.prediction_type, settings=self.settings), checkpoint)
 
-    last_save = time.perf_counter()
-    progress = tqdm(total=args.steps, initial=step, desc="training", unit="step")
-    while step < args.steps and trained_s < args.minutes * 60:
-        start = time.perf_counter()
-        index = torch.randint(0, mels.shape[0], (args.batch,), generator=rng)
+    def train_step(self, pipe: MiniLDMPipeline, mels: torch.Tensor, captions: list[str], batch: int) -> float:
+        """One step on ``batch`` random clips (captions dropped 10 % of the time, for classifier-free guidance);
+        returns the loss."""
+        alphas = pipe.scheduler.alphas_cumprod
+        start, rng = time.perf_counter(), self.rng
+        index = torch.randint(0, mels.shape[0], (batch,), generator=rng)
         x0 = pipe.codec.encode(mels[index].float())
         text = [captions[i] if torch.rand(1, generator=rng).item() > 0.1 else "" for i in index.tolist()]
-        t = torch.randint(0, len(alphas), (args.batch,), generator=rng)
+        t = torch.randint(0, len(alphas), (batch,), generator=rng)
         noise = torch.randn(x0.shape, generator=rng)
         a = alphas[t].view(-1, 1, 1, 1)
         noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        prediction = trainable["unet"](noisy, t, encoder_hidden_states=trainable["caption_encoder"](text)).sample
-        target = noise if args.prediction_type == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * x0
+        prediction = self.trainable["unet"](noisy, t,
+                                            encoder_hidden_states=self.trainable["caption_encoder"](text)).sample
+        target = noise if self.prediction_type == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * x0
         loss = torch.nn.functional.mse_loss(prediction, target)
-        optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
+        torch.nn.utils.clip_grad_norm_(self.trainable.parameters(), 1.0)
+        self.optimizer.step()
+        self.scheduler.step()
         with torch.no_grad():
-            decay = min(0.999, (1 + step) / (10 + step))
-            for e, p in zip(ema.parameters(), trainable.parameters()):
+            decay = min(0.999, (1 + self.step) / (10 + self.step))
+            for e, p in zip(self.ema.parameters(), self.trainable.parameters()):
                 e.lerp_(p, 1 - decay)
-        step += 1
-        trained_s += time.perf_counter() - start
-        history.append((step, trained_s, loss.item()))
-        progress.update(1)
-        progress.set_postfix(loss=f"{np.mean([h[2] for h in history[-100:]]):.4f}")
-        if time.perf_counter() - last_save > args.checkpoint_minutes * 60:
-            save_checkpoint()
-            last_save = time.perf_counter()
-    progress.close()
-    save_checkpoint()
+        self.step += 1
+        self.trained_s += time.perf_counter() - start
+        self.history.append((self.step, self.trained_s, loss.item()))
+        return loss.item()
 
-    pipe.unet.load_state_dict(ema["unet"].state_dict())
-    pipe.caption_encoder.load_state_dict(ema["caption_encoder"].state_dict())
+
+def save_pipeline(pipe: MiniLDMPipeline, training: Training, out: Path) -> Path:
+    """The pipeline with the EMA weights (UNet in fp16) and ``training_log.csv``, written whole into the new folder
+    ``out`` (a time-stamped sibling if it appeared meanwhile)."""
+    pipe.unet.load_state_dict(training.ema["unet"].state_dict())
+    pipe.caption_encoder.load_state_dict(training.ema["caption_encoder"].state_dict())
     pipe.unet.eval()
     pipe.caption_encoder.eval()
-    out = args.out if not args.out.exists() else args.out.with_name(f"{args.out.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    out = out if not out.exists() else out.with_name(f"{out.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))  # ours alone: removed if we fail
     try:
@@ -220,12 +235,39 @@ def main(argv: list[str] | None = None) -> None:
         with open(tmp / "training_log.csv", "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["step", "train_seconds", "loss"])
-            writer.writerows(history[::10])
+            writer.writerows(training.history[::10])
         tmp.rename(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"saved {out} after {step} steps, {trained_s / 60:.1f} min; final loss "
-          f"{np.mean([h[2] for h in history[-200:]]):.4f}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Arguments, data, training (resumable: a checkpoint every ``--checkpoint-minutes``), the pipeline saved."""
+    args = parse_arguments(argv)
+    torch.set_num_threads(args.threads)
+    args.work.mkdir(parents=True, exist_ok=True)
+    settings = dict(batch=args.batch, lr=args.lr, seconds=args.seconds, clips=args.clips, seed=args.seed,
+                    steps=args.steps, prediction_type=args.prediction_type,
+                    corpus=None if args.corpus is None else str(args.corpus))
+    pipe, mels, captions = training_data(args)
+    training = Training(pipe, args, settings)
+    checkpoint = args.work / "checkpoint.pt"
+    training.resume(checkpoint)
+    last_save = time.perf_counter()
+    progress = tqdm(total=args.steps, initial=training.step, desc="training", unit="step")
+    while training.step < args.steps and training.trained_s < args.minutes * 60:
+        training.train_step(pipe, mels, captions, args.batch)
+        progress.update(1)
+        progress.set_postfix(loss=f"{np.mean([h[2] for h in training.history[-100:]]):.4f}")
+        if time.perf_counter() - last_save > args.checkpoint_minutes * 60:
+            training.save(checkpoint)
+            last_save = time.perf_counter()
+    progress.close()
+    training.save(checkpoint)
+    out = save_pipeline(pipe, training, args.out)
+    print(f"saved {out} after {training.step} steps, {training.trained_s / 60:.1f} min; final loss "
+          f"{np.mean([h[2] for h in training.history[-200:]]):.4f}")
 
 
 def _save_atomic(obj, path: Path) -> None:
