@@ -114,7 +114,8 @@ def add_temporal_profile(path: Path, corpus: Path, clips: int = 1000, seed: int 
     return fitted
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command's arguments; those of a training run checked (an existing ``--out`` is refused)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", type=Path, default=Path("runs/corpus"))
     parser.add_argument("--out", type=Path, default=Path("runs/evaluator/model"), help="a new folder")
@@ -132,11 +133,7 @@ def main(argv: list[str] | None = None) -> None:
                              "trained evaluator's folder")
     args = parser.parse_args(argv)
     if args.add_temporal_profile is not None:
-        torch.set_num_threads(args.threads)
-        fitted = add_temporal_profile(args.add_temporal_profile, args.corpus, seed=args.seed)
-        print(f"wrote the temporal profile (weight {fitted['weight']:.4f}, {fitted['clips']} clips) into "
-              f"{args.add_temporal_profile}")
-        return
+        return args
     if not 0 <= args.shuffled_negatives <= 1:
         parser.error(f"--shuffled-negatives must lie in [0, 1]; got {args.shuffled_negatives}")
     if not (args.corpus / "sources.csv").is_file():
@@ -145,13 +142,36 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--out {args.out} exists: give a new folder (nothing there is replaced)")
     if min(args.steps, args.batch, args.crops) < 1 or not args.lr > 0 or not args.minutes > 0:
         parser.error("--steps, --batch and --crops must be at least 1, --lr and --minutes positive")
-    torch.set_num_threads(args.threads)
-    model, processor = build(args.seed)
-    sources = read_sources(args.corpus, "train")
-    classes = sorted({s.label for s in sources})
-    features, owners = crop_pool(args.corpus, sources, processor, args.crops, args.seed)
-    labels = torch.tensor([classes.index(s.label) for s in owners])
-    head = LabelHead(model.config.projection_dim, len(classes))
+    return args
+
+
+def batch_losses(model, head, processor, features, owners, labels, index, rng, shuffled_negatives: float):
+    """``(contrastive, classification)`` losses of one batch of crops ``index``: CLAP's symmetric contrastive loss
+    (crops of one source are not each other's negatives; with ``shuffled_negatives``, time-shuffled copies of that
+    share of the crops are negatives of every caption) and the label head's cross-entropy."""
+    texts = [caption(owners[i], rng) for i in index]
+    tokens = processor.tokenizer(texts, padding=True, return_tensors="pt")
+    out = model(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"],
+                input_features=features[index].float())
+    # pairs of crops of one source are not negatives of each other: their captions may say the same
+    same = torch.tensor([[owners[i].id == owners[j].id for j in index] for i in index])
+    logits = out.logits_per_audio.masked_fill(same & ~torch.eye(len(index), dtype=torch.bool), -1e4)
+    target = torch.arange(len(index))
+    if shuffled_negatives:  # time-shuffled copies of some crops: negatives of every caption
+        count = max(1, int(shuffled_negatives * len(index)))
+        shuffled = shuffle_time(features[index[:count]].float(), rng)
+        negatives = model.get_audio_features(input_features=shuffled).pooler_output
+        extra = out.text_embeds @ negatives.T * model.logit_scale_a.exp()
+        logits_text = torch.cat([logits.T, extra], dim=1)
+    else:
+        logits_text = logits.T
+    contrastive = (torch.nn.functional.cross_entropy(logits, target)
+                   + torch.nn.functional.cross_entropy(logits_text, target)) / 2
+    return contrastive, torch.nn.functional.cross_entropy(head(out.audio_embeds), labels[index])
+
+
+def train(args, model, head, processor, features, owners, labels) -> list[tuple]:
+    """The training loop (AdamW, 50 warm-up steps then cosine); the history ``(step, seconds, contrastive, label)``."""
     parameters = list(model.parameters()) + list(head.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=1e-2)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -161,26 +181,8 @@ def main(argv: list[str] | None = None) -> None:
     history, start = [], time.perf_counter()
     for step in (progress := tqdm(range(args.steps), desc="training", unit="step")):
         index = rng.choice(len(owners), args.batch, replace=False)
-        texts = [caption(owners[i], rng) for i in index]
-        tokens = processor.tokenizer(texts, padding=True, return_tensors="pt")
-        out = model(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"],
-                    input_features=features[index].float())
-        # pairs of crops of one source are not negatives of each other: their captions may say the same
-        same = torch.tensor([[owners[i].id == owners[j].id for j in index] for i in index])
-        logits = out.logits_per_audio.masked_fill(same & ~torch.eye(len(index), dtype=torch.bool), -1e4)
-        target = torch.arange(len(index))
-        if args.shuffled_negatives:  # time-shuffled copies of some crops: negatives of every caption
-            count = max(1, int(args.shuffled_negatives * len(index)))
-            shuffled = shuffle_time(features[index[:count]].float(), rng)
-            negatives = model.get_audio_features(input_features=shuffled).pooler_output
-            text_embeds = out.text_embeds
-            extra = text_embeds @ negatives.T * model.logit_scale_a.exp()
-            logits_text = torch.cat([logits.T, extra], dim=1)
-        else:
-            logits_text = logits.T
-        contrastive = (torch.nn.functional.cross_entropy(logits, target)
-                       + torch.nn.functional.cross_entropy(logits_text, target)) / 2
-        classification = torch.nn.functional.cross_entropy(head(out.audio_embeds), labels[index])
+        contrastive, classification = batch_losses(model, head, processor, features, owners, labels, index, rng,
+                                                   args.shuffled_negatives)
         loss = contrastive + classification
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -192,7 +194,12 @@ def main(argv: list[str] | None = None) -> None:
                              labels=f"{np.mean([h[3] for h in history[-20:]]):.3f}")
         if time.perf_counter() - start > args.minutes * 60:
             break
+    return history
 
+
+def save_evaluator(args, model, processor, head, classes, history, owners, sources) -> None:
+    """The evaluator's folder, written whole or not at all: CLAP, its processor, the label head, the classes, the
+    training log and settings."""
     from safetensors.torch import save_file
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -212,6 +219,25 @@ def main(argv: list[str] | None = None) -> None:
         tmp.rename(args.out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Train (or, with --add-temporal-profile, only fit the profile), then save."""
+    args = parse_arguments(argv)
+    torch.set_num_threads(args.threads)
+    if args.add_temporal_profile is not None:
+        fitted = add_temporal_profile(args.add_temporal_profile, args.corpus, seed=args.seed)
+        print(f"wrote the temporal profile (weight {fitted['weight']:.4f}, {fitted['clips']} clips) into "
+              f"{args.add_temporal_profile}")
+        return
+    model, processor = build(args.seed)
+    sources = read_sources(args.corpus, "train")
+    classes = sorted({s.label for s in sources})
+    features, owners = crop_pool(args.corpus, sources, processor, args.crops, args.seed)
+    labels = torch.tensor([classes.index(s.label) for s in owners])
+    head = LabelHead(model.config.projection_dim, len(classes))
+    history = train(args, model, head, processor, features, owners, labels)
+    save_evaluator(args, model, processor, head, classes, history, owners, sources)
     print(f"saved {args.out}: {len(history)} steps in {history[-1][1] / 60:.1f} min")
 
 

@@ -26,7 +26,61 @@ from minildm.pipeline import DEFAULT_PATH, load_minildm
 from minildm.train import build
 
 
+def denoising_errors(pipe, x0: torch.Tensor, context: torch.Tensor, generator: torch.Generator) -> dict:
+    """Per timestep: the model's noise-prediction error and that of the trivial predictor ``noisy / sqrt(1 - a)``."""
+    alphas, prediction = pipe.scheduler.alphas_cumprod, pipe.scheduler.config.prediction_type
+    errors = {}
+    for t in (999, 900, 600, 300, 100):
+        noise = torch.randn(x0.shape, generator=generator)
+        a = alphas[t]
+        noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        predicted = pipe.unet(noisy, t, encoder_hidden_states=context).sample
+        eps = predicted if prediction == "epsilon" else a.sqrt() * predicted + (1 - a).sqrt() * noisy
+        errors[t] = dict(model=float(torch.nn.functional.mse_loss(eps, noise)),
+                         trivial=float(torch.nn.functional.mse_loss(noisy / (1 - a).sqrt(), noise)))
+    return errors
+
+
+def ddim_from(pipe, context: torch.Tensor, start: int, x: torch.Tensor) -> torch.Tensor:
+    """25-step DDIM from timestep ``start`` down, starting at ``x``."""
+    pipe.scheduler.set_timesteps(25)
+    for t in pipe.scheduler.timesteps[pipe.scheduler.timesteps <= start]:
+        x = pipe.scheduler.step(pipe.unet(x, t, encoder_hidden_states=context).sample, t, x).prev_sample
+    return x
+
+
+def attention_at_noised_real(model, context: torch.Tensor, x0: torch.Tensor, alphas: torch.Tensor) -> dict:
+    """Per timestep (500, 250): the same-frequency ratio and sparse error per block, and the mass on each key
+    frequency row, of ``model``'s self-attention on real latents ``x0`` noised to that timestep."""
+    import analysis
+    from analysis import metrics
+
+    result = {}
+    for t in (500, 250):
+        noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(t))
+        noisy = alphas[t].sqrt() * x0 + (1 - alphas[t]).sqrt() * noise
+        with analysis.record_attention(model.unet, queries=4, guidance="all") as rec, torch.no_grad():
+            model.unet(noisy, t, encoder_hidden_states=context)
+        ds = analysis.sparsity_dataset(rec)
+
+        def by_block(variable: str) -> dict:
+            means = ds[variable].mean(("head", "step")).groupby("block").mean().to_series()
+            return {b: round(float(x), 3) for b, x in means.items()}
+
+        rows = rec.rows
+        sink = {}  # mass on each key frequency row, mean over modules, heads and kept queries, per block
+        for block in sorted(set(ds.block.values)):
+            masses = [metrics.key_frequency_mass(rows[m]).mean(("step", "head")).values
+                      for m in ds.module.values if ds.block.sel(module=m) == block]
+            sink[block] = [round(float(x), 3) for x in np.mean(masses, axis=0)]
+        result[t] = dict(same_frequency_ratio=by_block("same_frequency_ratio"),
+                         sparse_error=by_block("sparse_error"), key_frequency_mass=sink)
+    return result
+
+
 def main(argv: list[str] | None = None) -> None:
+    """On held-out real clips: denoising errors, DDIM from noised real latents and from noise, and attention of the
+    trained model against its random initialisation; into ``PATH/diagnosis.json``."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--path", type=Path, default=DEFAULT_PATH)
     parser.add_argument("--corpus", type=Path, default=Path("runs/corpus"), help="the corpus it was trained on")
@@ -35,76 +89,36 @@ def main(argv: list[str] | None = None) -> None:
     if args.clips < 1:
         parser.error("--clips must be at least 1")
     torch.set_num_threads(2)
-    import analysis
-    from analysis import metrics
+    from .evaluation import heldout_choice
 
     pipe = load_minildm(args.path)
     pipe.set_progress_bar_config(disable=True)
     alphas = pipe.scheduler.alphas_cumprod
-    from .evaluation import heldout_choice
-
     audio, rows = read_clips(args.corpus, "heldout", 10.24)
     chosen = heldout_choice(rows, args.clips, seed=2)
     mels = pipe.codec.mel(torch.from_numpy(audio[chosen]))
     x0 = pipe.codec.encode(mels)
     captions = [rows[i]["caption"] for i in chosen]
     generator = torch.Generator().manual_seed(0)
-    prediction = pipe.scheduler.config.prediction_type
-    out: dict = dict(prediction_type=prediction)
-
+    out: dict = dict(prediction_type=pipe.scheduler.config.prediction_type)
     with torch.no_grad():
         context = pipe.caption_encoder(captions)
-        errors = {}
-        for t in (999, 900, 600, 300, 100):
-            noise = torch.randn(x0.shape, generator=generator)
-            a = alphas[t]
-            noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
-            predicted = pipe.unet(noisy, t, encoder_hidden_states=context).sample
-            eps = predicted if prediction == "epsilon" else a.sqrt() * predicted + (1 - a).sqrt() * noisy
-            errors[t] = dict(model=float(torch.nn.functional.mse_loss(eps, noise)),
-                             trivial=float(torch.nn.functional.mse_loss(noisy / (1 - a).sqrt(), noise)))
-        out["epsilon_mse_vs_trivial"] = errors
-
-        def ddim_from(start: int, x: torch.Tensor) -> torch.Tensor:
-            pipe.scheduler.set_timesteps(25)
-            for t in pipe.scheduler.timesteps[pipe.scheduler.timesteps <= start]:
-                x = pipe.scheduler.step(pipe.unet(x, t, encoder_hidden_states=context).sample, t, x).prev_sample
-            return x
-
+        out["epsilon_mse_vs_trivial"] = denoising_errors(pipe, x0, context, generator)
         out["ddim_from_noised_real_rms_error"] = {
-            start: float((ddim_from(start, alphas[start].sqrt() * x0 + (1 - alphas[start]).sqrt()
+            start: float((ddim_from(pipe, context, start, alphas[start].sqrt() * x0 + (1 - alphas[start]).sqrt()
                                     * torch.randn(x0.shape, generator=generator)) - x0).pow(2).mean().sqrt())
             for start in (519, 199, 79)
         }
-        sampled = pipe.codec.decode(ddim_from(999, torch.randn(x0.shape, generator=generator)))
+        sampled = pipe.codec.decode(ddim_from(pipe, context, 999, torch.randn(x0.shape, generator=generator)))
         out["log_mel_std"] = dict(sampled_from_noise=float(sampled.std()), real=float(mels.std()))
-
-    def attention(model, model_context) -> dict:
-        result = {}
-        for t in (500, 250):
-            noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(t))
-            noisy = alphas[t].sqrt() * x0 + (1 - alphas[t]).sqrt() * noise
-            with analysis.record_attention(model.unet, queries=4, guidance="all") as rec, torch.no_grad():
-                model.unet(noisy, t, encoder_hidden_states=model_context)
-            ds = analysis.sparsity_dataset(rec)
-            by_block = lambda v: {b: round(float(x), 3) for b, x in  # noqa: E731
-                                  ds[v].mean(("head", "step")).groupby("block").mean().to_series().items()}
-            rows = rec.rows
-            sink = {}  # mass on each key frequency row, mean over modules, heads and kept queries, per block
-            for block in sorted(set(ds.block.values)):
-                masses = [metrics.key_frequency_mass(rows[m]).mean(("step", "head")).values
-                          for m in ds.module.values if ds.block.sel(module=m) == block]
-                sink[block] = [round(float(x), 3) for x in np.mean(masses, axis=0)]
-            result[t] = dict(same_frequency_ratio=by_block("same_frequency_ratio"), sparse_error=by_block("sparse_error"),
-                             key_frequency_mass=sink)
-        return result
 
     random_model = build(seed=1, words=pipe.caption_encoder.config.vocabulary)
     random_model.codec = pipe.codec
     with torch.no_grad():
         random_context = random_model.caption_encoder(captions)
-    out["attention_in_distribution"] = dict(trained=attention(pipe, context),
-                                            random_init=attention(random_model, random_context))
+    out["attention_in_distribution"] = dict(trained=attention_at_noised_real(pipe, context, x0, alphas),
+                                            random_init=attention_at_noised_real(random_model, random_context, x0,
+                                                                                 alphas))
     out["clips"] = dict(sources=[rows[i]["source"] for i in chosen], seconds=10.24, captions=captions)
     write_json(args.path / "diagnosis.json", out)
     print(json.dumps(out, indent=1))
