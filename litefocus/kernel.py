@@ -185,15 +185,21 @@ def _rows(x: torch.Tensor, freq_bins: int) -> torch.Tensor:
     return x.view(batch, heads, time_bins, freq_bins, dim).permute(0, 3, 1, 2, 4).reshape(-1, heads, time_bins, dim)
 
 
-def _row_keys(x: torch.Tensor, freq_bins: int, cross: torch.Tensor) -> torch.Tensor:
-    """(b, h, t*f, d) -> (b*f, h, t + R, d): each row's own T keys, then the R shared random keys, written into one
-    buffer (a gather and a copy; no concatenation of intermediate copies)."""
+def _by_rows(x: torch.Tensor, freq_bins: int) -> torch.Tensor:
+    """(b, h, t*f, d) -> a (b, f, h, t, d) view of the same memory (no copy)."""
     batch, heads, num_tokens, dim = x.shape
-    time_bins, count = num_tokens // freq_bins, cross.numel()
-    keys = x.new_empty(batch, freq_bins, heads, time_bins + count, dim)
-    keys[:, :, :, :time_bins] = x.view(batch, heads, time_bins, freq_bins, dim).permute(0, 3, 1, 2, 4)
-    keys[:, :, :, time_bins:] = x[:, :, cross][:, None]
-    return keys.view(-1, heads, time_bins + count, dim)
+    return x.view(batch, heads, num_tokens // freq_bins, freq_bins, dim).permute(0, 3, 1, 2, 4)
+
+
+def _row_keys(x: torch.Tensor, freq_bins: int, cross: torch.Tensor, width: int | None = None) -> torch.Tensor:
+    """(b, h, t*f, d) -> (b*f, h, t + R, width): each row's own T keys, then the R shared random keys, written into
+    one buffer (a gather and a copy; no concatenation of intermediate copies); channels beyond ``d`` are zero."""
+    batch, heads, num_tokens, dim = x.shape
+    time_bins, count, width = num_tokens // freq_bins, cross.numel(), width or dim
+    keys = (x.new_zeros if width > dim else x.new_empty)(batch, freq_bins, heads, time_bins + count, width)
+    keys[..., :time_bins, :dim] = _by_rows(x, freq_bins)
+    keys[..., time_bins:, :dim] = x[:, :, cross][:, None]
+    return keys.view(-1, heads, time_bins + count, width)
 
 
 def _concat_attention(query, key, value, freq_bins, cross, scale):
@@ -203,31 +209,43 @@ def _concat_attention(query, key, value, freq_bins, cross, scale):
     return _merge_rows(out, query.shape[0], freq_bins)
 
 
-def _exact_attention(query, key, value, freq_bins, cross, scale):
-    """The exact union with no mask: row ``f`` attends to its own T keys and the random keys outside row ``f``.
+def merged_width(head_dim: int, device: torch.device) -> int:
+    """The head dim of the exact union's one call: ``head_dim + 1`` (the duplicate channel), rounded up to a multiple
+    of 8 on CUDA, where the flash and memory-efficient kernels need it (q, k and v of one head dim)."""
+    width = head_dim + 1
+    return -(-width // 8) * 8 if device.type == "cuda" else width
 
-    One SDPA call per row (F calls), each mask-free, so fused kernels apply; measured faster than the masked batched
-    form on CPU (``benchmarks/kernel.py``). Under ``torch.compile`` the per-row key counts would be data-dependent
-    shapes, so the masked form (static shapes) runs there instead.
+
+def _exact_attention(query, key, value, freq_bins, cross, scale):
+    """The exact union in one mask-free SDPA call over each row's ``[own T keys | R random keys]`` (concat's layout).
+
+    A random key that lies in the query's own row stands twice in that list. Its own-row copy keeps its logit but
+    gets value 0 and 1 in one extra value channel, so the call returns ``o = N / Z`` and ``m = Z_dup / Z``, with
+    ``N`` the exact union's numerator and ``Z = Z_row + Z_random`` counting those keys twice; then
+    ``out = o / (1 - m) = N / (Z - Z_dup)``, the union (``1 - m >= 1/2``: ``Z_dup`` is at most half of ``Z``).
+    Static shapes, no mask, no boolean indexing, no host synchronisation; q, k and v padded to one head dim
+    (:func:`merged_width`) so that fused kernels apply.
     """
-    if torch.compiler.is_compiling():
-        return exact_attention_masked(query, key, value, freq_bins, cross, scale)
     batch, heads, num_tokens, dim = query.shape
-    time_bins = num_tokens // freq_bins
-    q_rows, k_rows, v_rows = (_rows(x, freq_bins).view(batch, freq_bins, heads, time_bins, dim)
-                              for x in (query, key, value))
-    out = torch.empty_like(q_rows)
-    row_of_key = cross % freq_bins
-    for row in range(freq_bins):
-        outside = cross[row_of_key != row]
-        keys = torch.cat([k_rows[:, row], key[:, :, outside]], dim=2)
-        values = torch.cat([v_rows[:, row], value[:, :, outside]], dim=2)
-        out[:, row] = F.scaled_dot_product_attention(q_rows[:, row], keys, values, scale=scale)
-    return _merge_rows(out.view(batch * freq_bins, heads, time_bins, dim), batch, freq_bins)
+    time_bins, width = num_tokens // freq_bins, merged_width(dim, query.device)
+    scale = dim ** -0.5 if scale is None else scale  # the padded width must not change the default scale
+    drawn = query.new_zeros(num_tokens).index_fill_(0, cross, 1.0)
+    duplicate = drawn.view(time_bins, freq_bins).t()[None, :, None, :, None]  # (1, f, 1, t, 1): own key drawn too
+    rows = query.new_zeros(batch, freq_bins, heads, time_bins, width)
+    rows[..., :dim] = _by_rows(query, freq_bins)
+    values = _row_keys(value, freq_bins, cross, width).view(batch, freq_bins, heads, -1, width)
+    own = values[..., :time_bins, :]
+    own[..., :dim] *= 1 - duplicate
+    own[..., dim:dim + 1] = duplicate
+    out = F.scaled_dot_product_attention(rows.view(-1, heads, time_bins, width),
+                                         _row_keys(key, freq_bins, cross, width),
+                                         values.view(-1, heads, time_bins + cross.numel(), width), scale=scale)
+    return _merge_rows(out[..., :dim] / (1 - out[..., dim:dim + 1]), batch, freq_bins)
 
 
 def exact_attention_masked(query, key, value, freq_bins, cross, scale):
-    """The exact union in one batched call: a mask drops, for each row, the random keys that lie in that row.
+    """The exact union in one batched call with a mask that drops, for each row, the random keys in that row (static
+    shapes; a masked call rules out the flash kernels). An alternative form, for benchmarks and tests.
 
     mask: (b*f, 1, 1, T + R), True = attend.
     """
@@ -243,12 +261,30 @@ def exact_attention_masked(query, key, value, freq_bins, cross, scale):
     return _merge_rows(out, batch, freq_bins)
 
 
+def exact_attention_by_rows(query, key, value, freq_bins, cross, scale):
+    """The exact union as one mask-free call per frequency row against its own keys and the random keys outside it
+    (the default until 2026-12): F calls and F boolean-mask indexings, each a host synchronisation on a GPU. An
+    alternative form, for benchmarks and tests."""
+    batch, heads, num_tokens, dim = query.shape
+    time_bins = num_tokens // freq_bins
+    q_rows, k_rows, v_rows = (_rows(x, freq_bins).view(batch, freq_bins, heads, time_bins, dim)
+                              for x in (query, key, value))
+    out = torch.empty_like(q_rows)
+    row_of_key = cross % freq_bins
+    for row in range(freq_bins):
+        outside = cross[row_of_key != row]
+        keys = torch.cat([k_rows[:, row], key[:, :, outside]], dim=2)
+        values = torch.cat([v_rows[:, row], value[:, :, outside]], dim=2)
+        out[:, row] = F.scaled_dot_product_attention(q_rows[:, row], keys, values, scale=scale)
+    return _merge_rows(out.view(batch * freq_bins, heads, time_bins, dim), batch, freq_bins)
+
+
 def _merge_rows(out: torch.Tensor, batch: int, freq_bins: int) -> torch.Tensor:
-    """(b*f, h, t, d) -> (b, h, t*f, d), back to time-major token order."""
+    """(b*f, h, t, d) -> (b, h, t*f, d), back to time-major token order, as a transposed view of a contiguous
+    (b, t*f, h, d): the layout a processor reshapes to (b, N, h*d) without another copy."""
     _, heads, time_bins, head_dim = out.shape
-    return out.view(batch, freq_bins, heads, time_bins, head_dim).permute(0, 2, 3, 1, 4).reshape(
-        batch, heads, time_bins * freq_bins, head_dim
-    )
+    return out.view(batch, freq_bins, heads, time_bins, head_dim).permute(0, 3, 1, 2, 4).reshape(
+        batch, time_bins * freq_bins, heads, head_dim).transpose(1, 2)
 
 
 def check_ratio(ratio: float) -> None:

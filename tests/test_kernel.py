@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from litefocus import cross_key_count, draw_cross_indices, focus_mask, litefocus_attention, reference_attention
-from litefocus.kernel import UNIONS, exact_attention_masked
+from litefocus.kernel import UNIONS, exact_attention_by_rows, exact_attention_masked, focus_attention
 
 
 def qkv(batch, heads, tokens, head_dim, seed=0, dtype=torch.float32):
@@ -162,13 +162,44 @@ def test_concat_with_every_key_is_not_dense_attention():
     assert (litefocus_attention(q, k, v, freq_bins=4, ratio=1.0, union="concat") - dense).abs().max() > 1e-3
 
 
-def test_masked_form_of_the_exact_union_equals_the_reference():
-    """The form that runs under torch.compile (static shapes) computes the same exact union."""
+@pytest.mark.parametrize("form", [exact_attention_masked, exact_attention_by_rows], ids=["masked", "by rows"])
+def test_the_alternative_forms_of_the_exact_union_equal_the_reference(form):
     q, k, v = qkv(2, 2, 9 * 8, 8)
     cross = draw_cross_indices(9 * 8, 0.2, torch.Generator().manual_seed(7))
-    out = exact_attention_masked(q, k, v, 8, cross, None)
-    torch.testing.assert_close(out, reference_attention(q, k, v, freq_bins=8, cross_indices=cross), atol=1e-5,
-                               rtol=1e-5)
+    torch.testing.assert_close(form(q, k, v, 8, cross, None),
+                               reference_attention(q, k, v, freq_bins=8, cross_indices=cross), atol=1e-5, rtol=1e-5)
+
+
+def test_the_default_exact_union_corrects_every_duplicate_and_keeps_the_scale():
+    """Every random key in some query's own row (cross = a whole row and more): the duplicate channel must take each
+    own-row copy out exactly once; the padded head dim must not change the default scale."""
+    q, k, v = qkv(2, 3, 6 * 4, 8, dtype=torch.float64)
+    cross = torch.tensor([0, 4, 8, 12, 16, 20, 1, 7, 22])  # row 0 whole, rows 1, 3 and 2 once each
+    ref = reference_attention(q, k, v, freq_bins=4, cross_indices=cross)
+    assert (focus_attention(q, k, v, 4, cross) - ref).abs().max() < 1e-12
+    scaled = reference_attention(q, k, v, freq_bins=4, cross_indices=cross, scale=0.3)
+    assert (focus_attention(q, k, v, 4, cross, scale=0.3) - scaled).abs().max() < 1e-12
+
+
+@pytest.mark.parametrize("union", UNIONS)
+@pytest.mark.parametrize("mode", ["both", "same_only", "cross_only"])
+def test_the_kernel_runs_on_the_meta_device(union, mode):
+    """No data-dependent shape and no host read: what a GPU runs without a synchronisation runs on ``meta``."""
+    q, k, v = (torch.empty(2, 8, 64 * 8, 32, device="meta") for _ in range(3))
+    cross = torch.empty(51, dtype=torch.int64, device="meta")
+    out = focus_attention(q, k, v, 8, None if mode == "same_only" else cross, same_frequency=mode != "cross_only",
+                          union=union)
+    assert out.shape == q.shape and out.device.type == "meta"
+
+
+def test_the_output_reshapes_to_tokens_by_channels_without_a_copy():
+    """The layout a processor wants, (b, N, h * d), is a view of what the kernel returns (dense SDPA's output needs
+    one copy for it; LiteFocus's merge of rows already made that copy)."""
+    q, k, v = qkv(2, 4, 6 * 8, 8)
+    for union in UNIONS:
+        out = litefocus_attention(q, k, v, freq_bins=8, ratio=0.2, union=union)
+        assert out.transpose(1, 2).is_contiguous()
+        assert out.transpose(1, 2).reshape(2, 48, 32).data_ptr() == out.data_ptr()
 
 
 def test_reference_computes_in_float64_for_float64_inputs():
