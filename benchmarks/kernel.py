@@ -3,14 +3,20 @@
 Default shape: ``down_blocks.1`` of AudioLDM2 for 81.92 s of audio (batch 2 under classifier-free guidance,
 8 heads, head dim 32, T 1024, F 8, N 8192, r 0.1). Repeats are interleaved; each ratio is taken against the dense
 time of the same repeat, and the median is printed. Rows: dense SDPA; LiteFocus's exact union as the library runs it
-(one mask-free SDPA per frequency row); the same union in one batched call with a mask (the form that runs under
-``torch.compile``); the authors' concatenation (``union="concat"``, mask-free, batched); the two ablations; and the
-softmax written out from the paper's equations. All sparse rows use the same random keys. Peak extra memory is measured for each implementation in a
+(one mask-free SDPA call with a duplicate channel); the same union in one call per frequency row (the default until
+2026-12, rows before then are relabelled ``litefocus_by_rows``) and in one batched call with a mask; the authors'
+concatenation (``union="concat"``, mask-free, batched); the two ablations; and the softmax written out from the
+paper's equations. All sparse rows use the same random keys.
+
+Before the timing, the operations per patched module call (:mod:`analysis.operations`: non-view aten operations of
+one tiny AudioLDM2 UNet forward at 10.24 s, minus dense's, over the 20 patched calls; on a GPU each is a kernel
+launch) of each form as the library runs it, and of the path before the batched draw (each module drawing its own
+keys, the exact union by rows), into ``data/benchmarks/operations.csv``. Peak extra memory is measured for each implementation in a
 fresh process whose large allocations glibc maps and unmaps one by one (MALLOC_MMAP_THRESHOLD_ fixed), as the
 rise of its peak resident size (VmHWM) over its resident size with the inputs in place (Linux only).
 
     python benchmarks/kernel.py                       # the issue's shape, adds a run to data/benchmarks/kernel.csv
-    python benchmarks/kernel.py --time-steps 64 --repeats 2 --csv ''   # a quick smoke run
+    python benchmarks/kernel.py --time-steps 64 --repeats 2 --csv '' --operations-csv ''   # a quick smoke run
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fullsize import status_kib  # noqa: E402
 
 from litefocus import cross_key_count, draw_cross_indices  # noqa: E402
-from litefocus.kernel import exact_attention_masked, focus_attention  # noqa: E402
+from litefocus.kernel import exact_attention_by_rows, exact_attention_masked, focus_attention  # noqa: E402
 
 
 def explicit_softmax_attention(query, key, value, *, freq_bins, cross_indices):
@@ -51,6 +57,47 @@ def explicit_softmax_attention(query, key, value, *, freq_bins, cross_indices):
         "bhftr,bhrd->bhftd", weights[..., steps:], v_cross
     )
     return out.transpose(2, 3).reshape(batch, heads, tokens, dim)
+
+
+def operations_per_call() -> list[dict]:
+    """Per form: non-view aten operations per patched module call beyond dense (see the module docstring)."""
+    import litefocus
+    import litefocus.kernel as kernel
+    import litefocus.probes as probes
+    from analysis.operations import count_operations
+    from litefocus.models import tiny_audioldm2_pipeline
+
+    pipe = tiny_audioldm2_pipeline(0)
+    pipe.set_progress_bar_config(disable=True)
+    captured = {}
+    hook = pipe.unet.register_forward_pre_hook(lambda m, a, k: captured.update(args=a, kwargs=k), with_kwargs=True)
+    pipe("a dog barking", num_inference_steps=1, audio_length_in_s=10.24, output_type="latent")
+    hook.remove()
+
+    def count() -> int:
+        with torch.no_grad(), count_operations() as counted:
+            pipe.unet(*captured["args"], **captured["kwargs"])
+        return counted.total
+
+    dense = count()
+    forms = {"exact": {}, "concat": dict(union="concat"), "same_frequency_only": dict(cross_frequency=False),
+             "cross_frequency_only": dict(same_frequency=False)}
+    rows = []
+    for path in ("batched draw, one-call exact union", "per-module draw, exact union by rows"):
+        old = path.startswith("per-module")
+        draws, exact = probes.KeyDraws.__call__, kernel._exact_attention
+        if old:  # the path before: each module draws its own keys, the exact union loops over rows
+            probes.KeyDraws.__call__ = lambda self, *a: (probes.StepProbe.__call__(self, *a),
+                                                         setattr(self, "draws", {}))[0]
+            kernel._exact_attention = exact_attention_by_rows
+        try:
+            for form, kwargs in forms.items():
+                with litefocus.enabled(pipe, ratio=0.1, **kwargs) as names:
+                    rows.append(dict(path=path, form=form, patched_calls=len(names),
+                                     operations_per_call=(count() - dense) / len(names)))
+        finally:
+            probes.KeyDraws.__call__, kernel._exact_attention = draws, exact
+    return rows
 
 
 def peak_extra_bytes(fn) -> int:
@@ -83,6 +130,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--csv", default="data/benchmarks/kernel.csv", help="'' to skip writing")
+    parser.add_argument("--operations-csv", default="data/benchmarks/operations.csv", help="'' to skip writing")
     parser.add_argument("--memory-of", help=argparse.SUPPRESS)  # internal: print one implementation's peak MiB
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -95,13 +143,15 @@ def main() -> None:
     implementations = {
         "dense_sdpa": lambda: F.scaled_dot_product_attention(q, k, v),
         "litefocus": lambda: focus_attention(q, k, v, f, cross),
+        "litefocus_by_rows": lambda: exact_attention_by_rows(q, k, v, f, cross, None),
         "litefocus_masked": lambda: exact_attention_masked(q, k, v, f, cross, None),
         "litefocus_concat": lambda: focus_attention(q, k, v, f, cross, union="concat"),
         "same_frequency_only": lambda: focus_attention(q, k, v, f, None),
         "cross_frequency_only": lambda: focus_attention(q, k, v, f, cross, same_frequency=False),
         "explicit_softmax": lambda: explicit_softmax_attention(q, k, v, freq_bins=f, cross_indices=cross),
     }
-    flop_share = {"dense_sdpa": 1.0, "litefocus": 1 / f + r, "litefocus_masked": 1 / f + r,
+    flop_share = {"dense_sdpa": 1.0, "litefocus": 1 / f + r, "litefocus_by_rows": 1 / f + r - r / f,
+                  "litefocus_masked": 1 / f + r,
                   "litefocus_concat": 1 / f + r, "same_frequency_only": 1 / f, "cross_frequency_only": r,
                   "explicit_softmax": 1 / f + r}
     if args.memory_of:
@@ -109,6 +159,14 @@ def main() -> None:
         F.scaled_dot_product_attention(*small)
         print(peak_extra_bytes(implementations[args.memory_of]) / 2**20)
         return
+    operations = operations_per_call()
+    print("operations per patched module call beyond dense (tiny AudioLDM2 UNet, 10.24 s, 20 patched calls):")
+    for row in operations:
+        print(f"  {row['path']:<40}{row['form']:<22}{row['operations_per_call']:>8.1f}")
+    if args.operations_csv:
+        from litefocus.files import write_csv
+
+        write_csv(args.operations_csv, [dict(row, torch=torch.__version__) for row in operations])
     for fn in implementations.values():  # warm-up
         fn()
     times = {name: [] for name in implementations}
@@ -142,11 +200,14 @@ def main() -> None:
     if args.csv:
         import pandas as pd
 
-        from litefocus.files import write_csv
+        from litefocus.files import read_csv, write_csv
 
-        old = pd.read_csv(args.csv) if Path(args.csv).is_file() else pd.DataFrame()
+        old = read_csv(args.csv) if Path(args.csv).is_file() else pd.DataFrame()
         if "run" not in old:  # rows of the kernel before union= and keyed draws: not comparable, not kept
             old = pd.DataFrame()
+        elif len(old):  # runs before 2026-12-01 timed the exact union by rows under the name litefocus
+            before = (old.implementation == "litefocus") & (old.run < "2026-12-01")
+            old.loc[before, "implementation"] = "litefocus_by_rows"
         table = pd.concat([old, pd.DataFrame(rows)], ignore_index=True)
         write_csv(args.csv, table)
         spread = table[table.time_steps == t].groupby("implementation", sort=False).time_vs_dense.agg(["min", "max",

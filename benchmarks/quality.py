@@ -19,7 +19,7 @@ import torch
 
 from analysis import quality
 from analysis.evaluator import OFFLINE_PATH, Evaluator
-from litefocus.files import write_csv
+from litefocus.files import read_csv, write_csv
 
 CSV = Path(__file__).resolve().parent.parent / "data" / "benchmarks" / "quality.csv"
 
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     print(pd.Series(row).to_string())
     if args.csv:
         path = Path(args.csv)
-        table = pd.concat([pd.read_csv(path), pd.DataFrame([row])]) if path.is_file() else pd.DataFrame([row])
+        table = pd.concat([read_csv(path), pd.DataFrame([row])]) if path.is_file() else pd.DataFrame([row])
         write_csv(path, table)
 
 

@@ -36,7 +36,7 @@ from fullsize import machine, unet_inputs  # noqa: E402
 
 from analysis.ablations import ABLATIONS, Configuration, ablations  # noqa: E402
 from analysis.timing import time_attention  # noqa: E402
-from litefocus.files import write_csv  # noqa: E402
+from litefocus.files import read_csv, write_csv  # noqa: E402
 from litefocus.models import audioldm2_unet  # noqa: E402
 
 def forward_seconds(unet, inputs: tuple[tuple, dict]) -> float:
@@ -89,7 +89,7 @@ def measure_length(unet, seconds: float, repeats: int, configurations: list[Conf
 def merge_rows(path: Path, rows: list[dict], keys: list[str]) -> None:
     """Replace the rows of ``path`` (a CSV) that have the same ``keys`` as ``rows``, keep every other; atomic."""
     new = pd.DataFrame(rows)
-    old = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=new.columns)
+    old = read_csv(path) if path.is_file() else pd.DataFrame(columns=new.columns)
     if len(old):
         def key(table):
             return list(zip(*(table[k].round(2) if k == "seconds" else table[k] for k in keys)))

@@ -29,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from litefocus.files import write_csv
+from litefocus.files import read_csv, write_csv
 
 ROOT = Path(__file__).resolve().parent.parent
 CSV = ROOT / "data" / "benchmarks" / "sweep.csv"
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
                       generation_s=cost["pipeline_s_per_job"],
                       command="python benchmarks/sweep.py " + " ".join(argv if argv is not None else sys.argv[1:]))
         path = Path(args.csv)
-        old = pd.read_csv(path) if path.is_file() else pd.DataFrame()
+        old = read_csv(path) if path.is_file() else pd.DataFrame()
         new = pd.concat([old, pd.DataFrame([record])], ignore_index=True)
         write_csv(path, new)
         print("added a row to", path)

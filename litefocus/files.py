@@ -47,6 +47,14 @@ def write_csv(path: str | os.PathLike, table) -> Path:
     return write_atomic(path, lambda tmp: table.to_csv(tmp, index=False))
 
 
+def read_csv(path: str | os.PathLike):
+    """A CSV as a ``pandas.DataFrame``, every float exactly as written (Python's parser: pandas' fast one may move a
+    value by one unit in the last place, and a table read and written back would then change committed numbers)."""
+    import pandas as pd
+
+    return pd.read_csv(path, engine="python")
+
+
 def write_json(path: str | os.PathLike, data) -> Path:
     return write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2) + "\n"))
 

@@ -36,7 +36,13 @@ def mix32(x):
 
 def fold_in(key, data):
     """A new key from ``key`` and ``data`` (ints in ``[0, 2**32)`` or int64 tensors of them)."""
-    return mix32(key ^ mix32((data + 0x9E3779B9) & MASK))
+    return mix32(key ^ data_hash(data))
+
+
+def data_hash(data):
+    """The half of :func:`fold_in` that depends on ``data`` alone: ``fold_in(key, data) = mix32(key ^ data_hash(data))``,
+    so a hash of many keys against the same data computes it once."""
+    return mix32((data + 0x9E3779B9) & MASK)
 
 
 def check_seed(seed) -> int:
@@ -74,6 +80,15 @@ def keyed_cross_indices(num_tokens: int, count: int, key, device: torch.device |
         key = key.to(device)
     scores = fold_in(key, torch.arange(num_tokens, device=device))
     return scores.topk(count, largest=False, sorted=False).indices.sort().values
+
+
+def drawn_rows(call_keys: torch.Tensor, num_tokens: int, count: int) -> torch.Tensor:
+    """:func:`keyed_cross_indices` of many keys at once: ``(M,)`` int64 call keys -> ``(M, count)`` sorted indices,
+    row ``i`` equal bit for bit to ``keyed_cross_indices(num_tokens, count, call_keys[i])`` (one hash, one top-k and
+    one sort for all M: what a UNet call draws for every patched module of one grid size)."""
+    index = torch.arange(num_tokens, device=call_keys.device)
+    scores = mix32(call_keys[:, None] ^ data_hash(index)[None, :])
+    return scores.topk(count, dim=1, largest=False, sorted=False).indices.sort(dim=1).values
 
 
 def call_key(seed: int, module: str, timestep):

@@ -9,7 +9,7 @@ import torch
 
 from .layers import ProcessorLayer, layers_of
 from .options import PAPER_BLOCKS, LiteFocusOptions
-from .probes import attach_grid_probes, attach_step_probe
+from .probes import attach_grid_probes, attach_key_draws, attach_step_probe
 from .processor import LiteFocusAttnProcessor
 from .selection import BlockSelection, self_attention_modules, unet_of
 
@@ -94,7 +94,8 @@ def _attach(unet: torch.nn.Module, names: list[str], options: LiteFocusOptions, 
     """Hooks for the grid and the timestep, then one LiteFocus processor per named module, as one layer."""
     layer = ProcessorLayer(unet, kind)
     probes, layer.hooks = attach_grid_probes(unet, names)
-    step, hook = attach_step_probe(unet)
+    step, hook = (attach_key_draws(unet, names, options.seed, options.ratio) if options.cross_frequency
+                  else attach_step_probe(unet))
     layer.hooks.append(hook)
     layer.attach(lambda name, _: LiteFocusAttnProcessor(options, name, probes.get(name), step), names)
     return layer

@@ -1,11 +1,16 @@
 """Forward pre-hooks that tell a self-attention processor what its inputs do not carry: the ``(time_bins, freq_bins)``
-grid of its tokens (from the enclosing ``Transformer2DModel``'s 4-D input) and the timestep of the UNet call. Used
-alike by LiteFocus's processor, the attention recorder and the attention timer."""
+grid of its tokens (from the enclosing ``Transformer2DModel``'s 4-D input) and the timestep of the UNet call, and,
+for LiteFocus, the random keys of every patched module at that timestep, drawn once per UNet call. Used alike by
+LiteFocus's processor, the attention recorder and the attention timer."""
 
 from __future__ import annotations
 
 import torch
 from diffusers.models.transformers.transformer_2d import Transformer2DModel
+
+from .kernel import cross_key_count
+from .keys import drawn_rows, mix32, module_key, data_hash, timestep_code
+from .selection import level_of
 
 
 class GridProbe:
@@ -30,6 +35,66 @@ class StepProbe:
 
     def __call__(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
         self.timestep = args[1] if len(args) > 1 else kwargs.get("timestep")
+
+
+class KeyDraws(StepProbe):
+    """The timestep of each UNet call and the random keys of every patched module at it, drawn in one batch per UNet
+    level: one hash, one top-k and one sort for all the level's modules instead of one each. Each module's keys are
+    still a function of ``(seed, module name, timestep)`` alone, bit for bit :func:`litefocus.keys.drawn_keys`.
+
+    The pre-hook only notes the timestep and the input's ``(T, F)``; the first processor of the call draws for all
+    (:meth:`keys_for`), inside the same traced graph under ``torch.compile``. A level's grid is predicted from the
+    input's ``(T, F)``, halved (rounding up) once per level, as the UNets of AudioLDM, AudioLDM2 and MusicLDM
+    downsample; a processor whose tokens do not match gets None and draws its own keys.
+    """
+
+    def __init__(self, unet: torch.nn.Module, names: list[str], seed: int, ratio: float) -> None:
+        super().__init__()
+        self.ratio = ratio
+        by_level = sorted(names, key=lambda name: level_of(name, unet))  # each level one contiguous slice
+        self.levels = [(level, [n for n in by_level if level_of(n, unet) == level])
+                       for level in sorted({level_of(n, unet) for n in names})]
+        self.module_keys = [module_key(seed, name) for name in by_level]
+        self._keys_on: dict[torch.device, torch.Tensor] = {}
+        self.input_grid: tuple[int, int] | None = None
+        self.draws: dict[str, tuple[int, torch.Tensor]] | None = None
+
+    def __call__(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        super().__call__(module, args, kwargs)
+        sample = args[0] if args else kwargs["sample"]
+        self.input_grid = tuple(sample.shape[-2:]) if sample.ndim == 4 else None
+        self.draws = None  # drawn by the first processor of this call
+
+    def keys_for(self, name: str, num_tokens: int, device: torch.device) -> torch.Tensor | None:
+        """This call's keys of module ``name`` (sorted int64), or None where the predicted grid does not match."""
+        if self.draws is None:
+            self.draws = self._draw(device)
+        drawn = self.draws.get(name)
+        return drawn[1] if drawn is not None and drawn[0] == num_tokens else None
+
+    def _module_keys_on(self, device: torch.device) -> torch.Tensor:
+        """The module keys ``(M,)`` on ``device``: copied there once in eager mode; a constant of the graph under
+        ``torch.compile``."""
+        if torch.compiler.is_compiling():
+            return torch.tensor(self.module_keys, dtype=torch.int64, device=device)
+        if device not in self._keys_on:
+            self._keys_on[device] = torch.tensor(self.module_keys, dtype=torch.int64, device=device)
+        return self._keys_on[device]
+
+    def _draw(self, device: torch.device) -> dict[str, tuple[int, torch.Tensor]]:
+        if self.timestep is None or self.input_grid is None:
+            return {}
+        code = timestep_code(self.timestep)
+        code = code.to(device) if isinstance(code, torch.Tensor) else code
+        keys = self._module_keys_on(device)
+        call_keys = mix32(keys ^ data_hash(code))  # fold_in(module key, timestep code), every module at once
+        (time0, freq0), draws, start = self.input_grid, {}, 0
+        for level, names in self.levels:
+            num_tokens = -(-time0 // 2**level) * -(-freq0 // 2**level)
+            rows = drawn_rows(call_keys[start:start + len(names)], num_tokens, cross_key_count(num_tokens, self.ratio))
+            draws.update({name: (num_tokens, rows[i]) for i, name in enumerate(names)})
+            start += len(names)
+        return draws
 
 
 def attach_grid_probes(unet: torch.nn.Module, names: list[str]) -> tuple[dict[str, GridProbe], list]:
@@ -65,3 +130,9 @@ def attach_step_probe(unet: torch.nn.Module) -> tuple[StepProbe, torch.utils.hoo
     """A :class:`StepProbe` hooked to ``unet``'s forward, and its hook handle (remove it to detach)."""
     step = StepProbe()
     return step, unet.register_forward_pre_hook(step, with_kwargs=True)
+
+
+def attach_key_draws(unet: torch.nn.Module, names: list[str], seed: int, ratio: float):
+    """A :class:`KeyDraws` hooked to ``unet``'s forward, and its hook handle (remove it to detach)."""
+    draws = KeyDraws(unet, names, seed, ratio)
+    return draws, unet.register_forward_pre_hook(draws, with_kwargs=True)

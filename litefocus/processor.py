@@ -66,7 +66,8 @@ class LiteFocusAttnProcessor:
         name: the module's name in the UNet; with the seed and the UNet call's timestep it keys the random draw, so
             the keys of a call are a function of ``(seed, name, timestep)`` alone.
         grid: the probe of the enclosing ``Transformer2DModel``, giving ``(T, F)`` for 3-D inputs.
-        step: the probe of the UNet's timestep.
+        step: the probe of the UNet's timestep; a :class:`litefocus.probes.KeyDraws` also hands over this call's keys,
+            drawn for every patched module at once.
     """
 
     def __init__(self, options: LiteFocusOptions, name: str, grid: GridProbe | None, step: StepProbe) -> None:
@@ -82,6 +83,10 @@ class LiteFocusAttnProcessor:
                 f"LiteFocus on {self.name} needs the UNet call's timestep to key its random draw, but no UNet forward "
                 "reported one; apply LiteFocus with litefocus.apply(pipe_or_unet, ...) and call the UNet as usual"
             )
+        keys_for = getattr(self.step, "keys_for", None)  # this UNet call's batched draw (KeyDraws)
+        drawn = keys_for(self.name, num_tokens, device) if keys_for is not None else None
+        if drawn is not None:
+            return drawn
         return drawn_keys(self.key, self.step.timestep, num_tokens, self.options.ratio, device)
 
     def __call__(

@@ -69,3 +69,13 @@ def test_write_csv_round_trips_a_table_without_its_index(tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(path), table.reset_index(drop=True))
     pd.testing.assert_frame_equal(pd.read_csv(write_csv(path, [dict(a=1), dict(a=2)])), pd.DataFrame(dict(a=[1, 2])))
     assert sorted(p.name for p in path.parent.iterdir()) == ["t.csv"]
+
+
+def test_read_csv_gives_back_every_float_exactly(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("x\n0.20383249399992565\n0.23733164297710252\n")  # pandas' fast parser moves both by one ULP
+    from litefocus.files import read_csv
+
+    assert read_csv(path).x.tolist() == [0.20383249399992565, 0.23733164297710252]
+    write_csv(path, read_csv(path))
+    assert read_csv(path).x.tolist() == [0.20383249399992565, 0.23733164297710252]
