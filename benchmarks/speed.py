@@ -6,10 +6,12 @@ depend on weights), fp32, batch 2 (one denoising step under classifier-free guid
 
 - every configuration runs once as a warm-up, then ``--repeats`` interleaved rounds (the order rotates each round);
   a configuration's speed-up is the median over rounds of dense time / its time in the same round;
-- one more dense forward under ``analysis.timing`` gives the time in each self-attention module and in its attention
-  core (SDPA), per level: the attention share of Figure 1, and each configuration's Amdahl bounds: the speed-up if
-  the attention cores it sparsifies took zero time (``bound_zero``) or only their FLOP share, 1/F + r for LiteFocus
-  (``bound_flop``; the target compares against this one).
+- each round ends with one dense forward under ``analysis.timing``: the time in each self-attention module and in
+  its attention core (SDPA), per level; their median over rounds gives the attention share of Figure 1, and each
+  configuration's Amdahl bounds: the speed-up if the attention cores it sparsifies took zero time (``bound_zero``)
+  or only their FLOP share, 1/F + r for LiteFocus (``bound_flop``; the target compares against this one). A
+  speed-up above its zero-time bound is flagged (``exceeds_bound``, and a warning): one of the two measurements is
+  off.
 
 Rows are merged into the CSVs after each length (written atomically), keyed by (length, configuration) and (length,
 level): a rerun measures only the configurations missing at a length (with dense, against which speed-ups are
@@ -56,18 +58,18 @@ def measure_length(unet, seconds: float, repeats: int, configurations: list[Conf
         with config.applied(unet):
             forward_seconds(unet, inputs)
     times = {c.name: [] for c in configurations}
-    for round_index in range(repeats if configurations else 0):
-        shift = round_index % len(configurations)
+    timed_rounds = []  # one dense forward under analysis.timing per round: the attention share is their median
+    for round_index in range(max(repeats, 1)):
+        shift = round_index % len(configurations) if configurations else 0
         for config in configurations[shift:] + configurations[:shift]:
             with config.applied(unet):
                 times[config.name].append(forward_seconds(unet, inputs))
             print(f"  {seconds:6.2f} s  round {round_index + 1}/{repeats}  {config.name:<32}"
                   f"{times[config.name][-1]:8.2f} s", flush=True)
-    with time_attention(unet) as timing:
-        forward_seconds(unet, inputs)
-    modules = timing.table()
-    total = timing.forward_s
-
+        with time_attention(unet) as timing:
+            forward_seconds(unet, inputs)
+        timed_rounds.append(timing)
+    modules, total, levels = median_timing(timed_rounds)
     speed_rows = []
     for config in configurations:
         shares = [config.core_share(m, f) for m, f in zip(modules.module, modules.freq_bins)]
@@ -81,9 +83,28 @@ def measure_length(unet, seconds: float, repeats: int, configurations: list[Conf
             blocks=" ".join(config.blocks), ratio=config.ratio, same_frequency=config.same_frequency,
             cross_frequency=config.cross_frequency, repeats=repeats, median_s=statistics.median(times[config.name]),
             speedup=speedup, speedup_min=min(speedups), speedup_max=max(speedups),
-            bound_zero=total / (total - saved_zero), bound_flop=bound, of_bound_flop=speedup / bound, **machine()))
-    share_rows = [dict(seconds=seconds, **row, **machine()) for row in timing.level_shares().to_dict("records")]
+            bound_zero=total / (total - saved_zero), bound_flop=bound, of_bound_flop=speedup / bound,
+            exceeds_bound=bool(speedup > total / (total - saved_zero)), **machine()))
+        if speed_rows[-1]["exceeds_bound"]:
+            print(f"  warning: {config.name} at {seconds:g} s measured {speedup:.2f}x, above its zero-time bound "
+                  f"{speed_rows[-1]['bound_zero']:.2f}x: the rounds or the attention share are off (a loaded machine?)")
+    share_rows = [dict(seconds=seconds, rounds=len(timed_rounds), **row, **machine()) for row in levels]
     return speed_rows, share_rows
+
+
+def median_timing(rounds: list) -> tuple[pd.DataFrame, float, list[dict]]:
+    """Per module the median over rounds of its module and core seconds, the median forward seconds, and per level
+    the median of each round's shares (``AttentionTiming.level_shares``), from interleaved timed rounds."""
+    tables = [r.table() for r in rounds]
+    modules = tables[0].copy()
+    for column in ("module_s", "core_s"):
+        modules[column] = pd.concat([table[column] for table in tables], axis=1).median(axis=1).to_numpy()
+    total = statistics.median(r.forward_s for r in rounds)
+    shares = pd.concat([r.level_shares() for r in rounds])
+    levels = shares.groupby("level", as_index=False).median()
+    for column in ("tokens", "freq_bins", "modules"):
+        levels[column] = levels[column].astype(int)
+    return modules, total, levels.to_dict("records")
 
 
 def merge_rows(path: Path, rows: list[dict], keys: list[str]) -> None:
