@@ -21,6 +21,8 @@ import json
 import math
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -38,6 +40,7 @@ AUDIO_FORMATS = ("flac", "wav")
 """``flac``: 24-bit FLAC (lossless down to -144 dB full scale); ``wav``: 32-bit float WAV (the samples exactly;
 written by scipy, whose files hold no time stamp, unlike libsndfile's PEAK chunk)."""
 JOBS = "jobs"
+LOCK = ".sweep.lock"
 JOB_VERSION = "litefocus sweep job v1"  # in every job id: bump it when what a job computes changes
 
 
@@ -217,19 +220,38 @@ class SweepSettings:
 
 # ---------------------------------------------------------------- the sweep folder
 def read_rows(out: str | os.PathLike) -> pd.DataFrame:
-    """The rows of a sweep folder's finished jobs, in the one order every reader uses: by job id."""
+    """The rows of a sweep folder's finished jobs, in the one order every reader uses: by job id. A row that is not
+    whole JSON is an error that names it and says how to redo it."""
     import pandas as pd
 
     folder = Path(out) / JOBS
-    return pd.DataFrame([read_json(folder / f"{job_id}.json") for job_id in sorted(finished(folder))])
+    rows = []
+    for job_id in sorted(finished(folder)):
+        path = folder / f"{job_id}.json"
+        if not readable_row(path):
+            raise ValueError(f"{path} is not whole JSON (cut short?): rerun the same litefocus sweep command, which "
+                             "runs that job again")
+        rows.append(read_json(path))
+    return pd.DataFrame(rows)
 
 
 def finished(folder: Path) -> set[str]:
-    """Ids of the jobs whose row is written in a sweep's jobs ``folder`` (none when it does not exist; temporary
-    files of writes in progress, hidden, do not count)."""
+    """Ids of the jobs whose row and audio are both written in a sweep's jobs ``folder`` (none when it does not
+    exist; temporary files of writes in progress, hidden, do not count). A job whose audio was deleted is not
+    finished: a rerun generates it again."""
     if not Path(folder).is_dir():
         return set()
-    return {e.name[:-5] for e in os.scandir(folder) if e.name.endswith(".json") and not e.name.startswith(".")}
+    names = {e.name for e in os.scandir(folder) if not e.name.startswith(".")}
+    return {n[:-5] for n in names if n.endswith(".json") and any(f"{n[:-5]}.{f}" in names for f in AUDIO_FORMATS)}
+
+
+def readable_row(path: Path) -> bool:
+    """Whether a job row is whole JSON (a row cut short by a full disk or a killed copy is not)."""
+    try:
+        json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 class Sweep:
@@ -253,7 +275,7 @@ class Sweep:
             if differ:
                 raise ValueError(f"--out {self.out} holds another sweep (its {MANIFEST} differs in: "
                                  f"{', '.join(differ)}); resume it with the same settings, or choose a new folder")
-        elif self.out.is_dir() and any(self.out.iterdir()):
+        elif self.out.is_dir() and any(p.name != LOCK for p in self.out.iterdir()):
             raise ValueError(f"--out {self.out} holds files but no {MANIFEST}: choose a new or empty folder")
 
     def write_manifest(self) -> None:
@@ -266,8 +288,28 @@ class Sweep:
         return finished(self.out / JOBS)
 
     def pending(self) -> list[tuple[str, Job]]:
-        done = self.done()
+        """The jobs to run: those without a whole row and its audio (a cut-short row is run again)."""
+        done = {i for i in self.done() if readable_row(self.out / JOBS / f"{i}.json")}
         return [(i, job) for i, job in zip(self.ids, self.jobs) if i not in done]
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the folder's lock (an exclusive ``flock`` on ``OUT/.sweep.lock``) for one run; a second run into the
+        same folder, from another terminal, is refused instead of running every job twice."""
+        import fcntl
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        with open(self.out / LOCK, "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ValueError(f"--out {self.out}: another litefocus sweep is writing into this folder now; wait "
+                                 "for it to finish (then rerun this command to resume), or choose another folder"
+                                 ) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def adopt(self, other: str | os.PathLike) -> int:
         """Copy the finished jobs of sweep folder ``other`` that this sweep also has (the same id: the same job) into
@@ -353,9 +395,16 @@ def run_sweep(pipe, sweep: Sweep, process_index: int = 0, num_processes: int = 1
     otherwise find it half-written and refuse it), and all list the pending jobs between two barriers, so that they
     split the same list, before any of them writes a job.
     """
+    barrier()
+    with sweep.lock() if process_index == 0 else nullcontext():  # one run at a time into a folder
+        return _run_share(pipe, sweep, process_index, num_processes, threads, barrier, progress, reuse)
+
+
+def _run_share(pipe, sweep: Sweep, process_index: int, num_processes: int, threads: int, barrier, progress: bool,
+               reuse) -> int:
+    """:func:`run_sweep` after the folder is checked and locked."""
     from tqdm.auto import tqdm
 
-    barrier()
     if process_index == 0:
         sweep.write_manifest()
         for other in reuse:

@@ -23,6 +23,12 @@ MANIFEST = "run.json"
 def check_out(out: Path, command: str) -> None:
     """Raise ValueError, before any work, unless ``out`` can take this command's results."""
     out = Path(out)
+    if out.is_symlink():  # a run replaces the folder whole: it would replace the link, not what it points to
+        raise ValueError(f"--out {out} is a symbolic link (to {os.readlink(out)}): give the folder itself, or a new "
+                         "path")
+    if out.name in ("", ".", ".."):
+        raise ValueError(f"--out {out}: give a folder by its name (a run replaces the folder whole, so not "
+                         f"'{out}'), e.g. {out / 'results'}")
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is an existing file; give a folder")
     if out.is_dir() and any(out.iterdir()):

@@ -149,3 +149,21 @@ def test_measure_takes_a_local_folder_of_this_projects_pipeline(tmp_path):
     assert main(["measure", "--model", str(DEFAULT_PATH), "--seconds", "1.28", "--steps", "1", "--queries", "2",
                  "--blocks", "down_blocks.1", "--out", str(tmp_path / "m")]) == 0
     assert json.loads((tmp_path / "m" / "run.json").read_text())["model"] == str(DEFAULT_PATH)
+
+
+def test_out_that_is_a_link_or_dot_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    """Issue 22's data loss 3 (a link to an earlier run: results written, then the link replaced by a folder) and
+    case 28 ('--out .': the whole run, then an error)."""
+    from litefocus_cli import models
+
+    monkeypatch.setattr(models, "load_model", lambda *a: pytest.fail("loaded a model despite a bad --out"))
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "run.json").write_text('{"command": "generate"}')
+    (tmp_path / "link").symlink_to(earlier)
+    assert main(["generate", "--out", str(tmp_path / "link")]) == 2
+    assert "is a symbolic link" in capsys.readouterr().err
+    assert (tmp_path / "link").is_symlink() and (earlier / "run.json").is_file()
+    monkeypatch.chdir(tmp_path)
+    assert main(["measure", "--out", "."]) == 2
+    assert "give a folder by its name" in capsys.readouterr().err

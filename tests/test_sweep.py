@@ -456,3 +456,30 @@ def test_sweep_settings_round_trip_through_the_manifest():
     assert settings.to_json()["samplers"] == ["dpmsolver++:25"] and settings.configuration_names[1] == \
         "litefocus@up_blocks.2:0.2"
     assert len(settings.jobs()) == 2 * 3 * 2 * 1 * 2
+
+
+def test_a_job_whose_audio_was_deleted_or_whose_row_was_cut_short_runs_again(tmp_path, tiny_pipe):
+    """Issue 22's data loss 2: 'rm S/jobs/ID.flac' then a rerun said every job was done; and a truncated row blocked
+    every rerun."""
+    sweep = tiny_sweep(tmp_path / "s", tiny_pipe, captions=1)
+    sweep.check_out()
+    sw.run_sweep(tiny_pipe, sweep, threads=2, progress=False)
+    first, second = sorted(sweep.done())[:2]
+    (sweep.out / "jobs" / f"{first}.wav").unlink()
+    (sweep.out / "jobs" / f"{second}.json").write_text('{"id": "cut')
+    assert {i for i, _ in sweep.pending()} == {first, second}
+    with pytest.raises(ValueError, match=f"{second}.json is not whole JSON.*rerun the same litefocus sweep command"):
+        sw.read_rows(sweep.out)
+    assert sw.run_sweep(tiny_pipe, sweep, threads=2, progress=False) == 2
+    assert sweep.pending() == [] and len(sw.read_rows(sweep.out)) == len(sweep.jobs)
+
+
+def test_a_second_run_into_the_same_folder_is_refused_while_the_first_runs(tmp_path, tiny_pipe):
+    sweep = tiny_sweep(tmp_path / "s", tiny_pipe, captions=1)
+    sweep.check_out()
+    with sweep.lock():  # the first run, from another terminal
+        other = tiny_sweep(tmp_path / "s", tiny_pipe, captions=1)
+        other.check_out()
+        with pytest.raises(ValueError, match="another litefocus sweep is writing into this folder now"):
+            sw.run_sweep(tiny_pipe, other, threads=2, progress=False)
+    assert sw.run_sweep(tiny_pipe, other, threads=2, progress=False) == len(other.jobs)  # after it, it runs
