@@ -50,8 +50,9 @@ class Embedded:
 
 
 def check_audio(audio, sampling_rate: int, name: str = "audio") -> list[np.ndarray]:
-    """Clips as a list of 1-D float32 arrays: from ``(n, samples)`` or a list of 1-D arrays. Empty, NaN or silent
-    clips, and a non-positive rate, are errors that name the clip."""
+    """Clips as a list of 1-D float32 arrays: from ``(n, samples)`` or a list of 1-D arrays, float in [-1, 1] or
+    integer PCM (scaled to [-1, 1] by its type's range). Empty, NaN or silent clips, and a non-positive rate, are
+    errors that name the clip."""
     if not (isinstance(sampling_rate, (int, np.integer)) and not isinstance(sampling_rate, bool) and sampling_rate > 0):
         raise ValueError(f"sampling_rate must be a positive integer (Hz); got {sampling_rate!r}")
     clips = list(audio) if not isinstance(audio, np.ndarray) or audio.ndim == 2 else None
@@ -61,7 +62,14 @@ def check_audio(audio, sampling_rate: int, name: str = "audio") -> list[np.ndarr
         raise ValueError(f"{name} holds no clips")
     out = []
     for i, clip in enumerate(clips):
-        clip = np.asarray(clip, dtype=np.float32)
+        clip = np.asarray(clip)
+        if clip.dtype.kind in "iu":  # integer PCM (scipy.io.wavfile.read's int16, int32, uint8): to [-1, 1]
+            info = np.iinfo(clip.dtype)
+            middle = (int(info.max) + int(info.min) + 1) / 2
+            clip = (clip.astype(np.float64) - middle) / (int(info.max) + 1 - middle)
+        elif clip.dtype.kind not in "f":
+            raise ValueError(f"{name}[{i}] must hold float samples in [-1, 1] or integer PCM; got {clip.dtype}")
+        clip = clip.astype(np.float32)
         if clip.ndim != 1 or clip.size < sampling_rate // 10:
             raise ValueError(f"{name}[{i}] must be 1-D with at least 0.1 s of samples; got shape {clip.shape}")
         if not np.isfinite(clip).all():
@@ -188,6 +196,9 @@ class Evaluator:
         """Everything the metrics need for ``audio`` (``(n, samples)`` or a list of 1-D clips at ``sampling_rate``)
         and, when given, its ``captions`` (one per clip)."""
         clips = check_audio(audio, sampling_rate)
+        if isinstance(captions, str):
+            raise ValueError(f"captions must be a list of strings, one per clip; got the string {captions!r} (for one "
+                             "clip, pass [caption])")
         if captions is not None and len(captions) != len(clips):
             raise ValueError(f"{len(captions)} captions for {len(clips)} clips: give one caption per clip")
         clap_audio = self.clap_audio(resample(clips, sampling_rate, self.sampling_rate))

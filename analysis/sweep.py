@@ -314,7 +314,8 @@ class Sweep:
     def adopt(self, other: str | os.PathLike) -> int:
         """Copy the finished jobs of sweep folder ``other`` that this sweep also has (the same id: the same job) into
         this one, audio first and row last (under this sweep's name for the configuration), each atomically; return
-        how many. Jobs shared between sweeps run once."""
+        how many. Jobs shared between sweeps run once; those whose audio is in another format than this sweep's
+        are not copied (they run here)."""
         import shutil
 
         source = Path(other) / JOBS
@@ -323,12 +324,16 @@ class Sweep:
         theirs = finished(source)
         done = self.done()
         wanted = [(i, job) for i, job in zip(self.ids, self.jobs) if i in theirs and i not in done]
+        copied = 0
         for job_id, job in wanted:
             row = dict(read_json(source / f"{job_id}.json"), configuration=job.configuration.name)  # this sweep's name
             audio = Path(row["audio"]).name
+            if not audio.endswith(f".{self.settings.audio_format}"):  # another format: this sweep runs it itself
+                continue
+            copied += 1
             write_atomic(self.out / JOBS / audio, lambda tmp, a=source / audio: shutil.copyfile(a, tmp))
             write_json(self.out / JOBS / f"{job_id}.json", row)
-        return len(wanted)
+        return copied
 
     def rows(self):
         """The written rows as a ``pandas.DataFrame`` (:func:`read_rows`)."""

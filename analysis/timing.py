@@ -49,12 +49,12 @@ class AttentionTiming:
             self._hooks.append(module.register_forward_hook(lambda m, a, o, n=name: self._leave(n)))
         self._hooks.append(self.unet.register_forward_pre_hook(lambda m, a: self._enter("")))
         self._hooks.append(self.unet.register_forward_hook(lambda m, a, o: self._leave("")))
-        self._sdpa = torch.nn.functional.scaled_dot_product_attention
-        torch.nn.functional.scaled_dot_product_attention = self._timed_sdpa
+        self._sdpa = _attach_core_timer(self)
         return self
 
     def __exit__(self, *exc) -> None:
-        torch.nn.functional.scaled_dot_product_attention = self._sdpa
+        """Detach, in any order relative to other timings (the SDPA wrapper goes with the last of them)."""
+        _detach_core_timer(self)
         self._sdpa = None
         for hook in self._hooks:
             hook.remove()
@@ -73,12 +73,9 @@ class AttentionTiming:
         else:
             self.forward_s += elapsed
 
-    def _timed_sdpa(self, *args, **kwargs):
-        start = time.perf_counter()
-        out = self._sdpa(*args, **kwargs)
+    def _core_time(self, seconds: float) -> None:
         if self._running is not None:
-            self.core_s[self._running] += time.perf_counter() - start
-        return out
+            self.core_s[self._running] += seconds
 
     def table(self) -> pd.DataFrame:
         """One row per self-attention module: block, level, time_bins, freq_bins, module_s, core_s (seconds)."""
@@ -102,6 +99,35 @@ class AttentionTiming:
                 core_s=group.core_s.sum(), forward_s=self.forward_s, module_share=group.module_s.sum() / self.forward_s,
                 core_share=group.core_s.sum() / self.forward_s))
         return pd.DataFrame(rows)
+
+
+_TIMINGS: list[AttentionTiming] = []  # the open timings, which one SDPA wrapper serves
+_SDPA: list = []  # the SDPA function that wrapper replaced
+
+
+def _timed_sdpa(*args, **kwargs):
+    start = time.perf_counter()
+    out = _SDPA[0](*args, **kwargs)
+    for timing in _TIMINGS:
+        timing._core_time(time.perf_counter() - start)
+    return out
+
+
+def _attach_core_timer(timing: AttentionTiming):
+    """Put the one SDPA wrapper in place with the first open timing; returns the SDPA it wraps."""
+    if not _TIMINGS:
+        _SDPA[:] = [torch.nn.functional.scaled_dot_product_attention]
+        torch.nn.functional.scaled_dot_product_attention = _timed_sdpa
+    _TIMINGS.append(timing)
+    return _SDPA[0]
+
+
+def _detach_core_timer(timing: AttentionTiming) -> None:
+    """Take ``timing`` off; the last one to go puts the original SDPA back."""
+    if timing in _TIMINGS:
+        _TIMINGS.remove(timing)
+    if not _TIMINGS and _SDPA:
+        torch.nn.functional.scaled_dot_product_attention = _SDPA.pop()
 
 
 def time_attention(model, blocks: BlockSelection = None) -> AttentionTiming:

@@ -66,9 +66,10 @@ def save_figure(figure, path: str | os.PathLike, **savefig_kwargs) -> Path:
 
 
 def write_wav(path: str | os.PathLike, audio, sampling_rate: int) -> Path:
-    """``audio``: 1-D float array in [-1, 1] (clipped), written as 16-bit PCM."""
+    """``audio``: 1-D float array in [-1, 1] (clipped), written as 32-bit float WAV: the samples exactly, also those
+    too quiet for 16-bit PCM (a random-weight model's output peaks near 1e-7)."""
     import numpy as np
     from scipy.io import wavfile
 
-    pcm = (np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0) * 32767).astype(np.int16)
-    return write_atomic(path, lambda tmp: wavfile.write(tmp, sampling_rate, pcm))
+    samples = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
+    return write_atomic(path, lambda tmp: wavfile.write(tmp, sampling_rate, samples))

@@ -19,6 +19,7 @@ authors' code).
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
@@ -288,7 +289,8 @@ def _merge_rows(out: torch.Tensor, batch: int, freq_bins: int) -> torch.Tensor:
 
 
 def check_ratio(ratio: float) -> None:
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 <= ratio <= 1.0:
+    """A ratio is a real number in [0, 1] (Python's or numpy's; not a bool, a string or NaN)."""
+    if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not 0.0 <= ratio <= 1.0:
         raise ValueError(f"ratio must lie in [0, 1] (a number: the share of all keys drawn at random); got {ratio!r}")
 
 

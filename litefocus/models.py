@@ -70,7 +70,10 @@ def load_pipeline(name_or_path: str | os.PathLike = "cvssp/audioldm2", **kwargs)
     """
     from diffusers import DiffusionPipeline
 
-    path = Path(name_or_path)
+    if not isinstance(name_or_path, (str, os.PathLike)) or not str(name_or_path).strip():
+        raise ValueError(f"name_or_path must be a hub id like cvssp/audioldm2 or a folder written by save_pretrained; "
+                         f"got {name_or_path!r}")
+    path = Path(name_or_path).expanduser()
     if path.is_dir():
         return _pipeline_class(path).from_pretrained(path, **kwargs)
     if path.exists() or isinstance(name_or_path, os.PathLike) or str(name_or_path).startswith((".", "/", "~")):

@@ -30,6 +30,7 @@ class LiteFocusOptions:
 
     def __post_init__(self) -> None:
         check_ratio(self.ratio)
+        object.__setattr__(self, "ratio", float(self.ratio))  # np.float32(0.1) is accepted, and kept as a float
         check_union(self.union)
         check_seed(self.seed)
         for name in ("same_frequency", "cross_frequency"):

@@ -53,6 +53,9 @@ def run_folder(out: Path, command: str, settings: dict) -> Iterator[Path]:
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_partials(out)
     partial = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-{os.getpid()}-"))
+    umask = os.umask(0)
+    os.umask(umask)
+    partial.chmod(0o777 & ~umask)  # mkdtemp's 0700 would make the results private to their writer
     try:
         yield partial
         write_json(partial / MANIFEST, {**settings, "command": command})

@@ -5,6 +5,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from scipy.io import wavfile
 
@@ -17,7 +18,8 @@ def test_generate_writes_both_renders_and_a_summary(tmp_path, capsys):
     assert summary["modules"] == 20 and summary["dense_s"] > 0 and summary["litefocus_s"] > 0
     rate, dense = wavfile.read(tmp_path / "dense.wav")
     _, sparse = wavfile.read(tmp_path / "litefocus.wav")
-    assert rate == 16000 and dense.shape == sparse.shape == (41600,)
+    assert rate == 16000 and dense.shape == sparse.shape == (41600,) and dense.dtype == np.float32
+    assert np.abs(dense).max() > 0  # random weights: quiet, not zero (16-bit PCM rounded it to 0)
     assert "speed-up" in capsys.readouterr().out
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
 

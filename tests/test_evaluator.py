@@ -274,3 +274,19 @@ def test_the_evaluators_identity_follows_its_files(evaluator_path, tmp_path):
     assert evaluator_id(Evaluator.offline(folder)) == evaluator_id(Evaluator.offline(evaluator_path))
     write_json(folder / "classes.json", ["music", "speech", "wind"])  # another head's classes: another cache
     assert evaluator_id(Evaluator.offline(folder)) != evaluator_id(Evaluator.offline(evaluator_path))
+
+
+def test_integer_pcm_is_scaled_and_a_caption_string_is_refused():
+    """Issue 22, cases 6 and 16: int16 clips (what scipy.io.wavfile.read returns) were cast without scaling, FAD 2.22
+    instead of 0.07; a string as captions was read as one caption per character."""
+    from analysis.evaluator import check_audio
+
+    clip = tones(1, 1.0)[0]
+    pcm = np.round(clip * 32767).astype(np.int16)
+    scaled = check_audio([pcm], RATE)[0]
+    assert np.abs(scaled - clip).max() < 1e-4
+    unsigned = (np.round(clip * 127) + 128).astype(np.uint8)
+    assert np.abs(check_audio([unsigned], RATE)[0] - clip).max() < 1e-2
+    evaluator = Evaluator.offline()
+    with pytest.raises(ValueError, match="captions must be a list of strings"):
+        evaluator.embed(tones(2, 1.0), RATE, "ab")

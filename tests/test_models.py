@@ -42,3 +42,20 @@ def test_load_pipeline_errors_for_folders(tmp_path):
     (tmp_path / "model_index.json").write_text('{"_class_name": "NoSuchPipeline", "unet": ["nowhere", "X"]}')
     with pytest.raises(ValueError, match="names the pipeline class 'NoSuchPipeline'"):
         load_pipeline(tmp_path)
+
+
+@pytest.mark.parametrize("bad", [None, "", "  "])
+def test_load_pipeline_names_what_it_takes(bad):
+    """Issue 22, case 24: None and '' reached diffusers' traceback; '~/...' was not expanded."""
+    from litefocus.models import load_pipeline
+
+    with pytest.raises(ValueError, match="a hub id like cvssp/audioldm2 or a folder"):
+        load_pipeline(bad)
+
+
+def test_load_pipeline_expands_the_home_folder(monkeypatch, tmp_path):
+    from litefocus.models import load_pipeline
+    from minildm import DEFAULT_PATH, MiniLDMPipeline
+
+    monkeypatch.setenv("HOME", str(DEFAULT_PATH.parent))
+    assert type(load_pipeline("~/minildm")) is MiniLDMPipeline

@@ -243,3 +243,16 @@ def test_grid_mismatch_and_missing_grid_errors():
         attn(torch.randn(1, 20, 16))
     with pytest.raises(RuntimeError, match="cross-attention"):
         attn(torch.randn(1, 24, 16), encoder_hidden_states=torch.randn(1, 3, 16))
+
+
+def test_numpy_scalars_are_numbers_and_strings_are_not():
+    """Issue 22, case 32: ratio=np.float32(0.1) was refused; a ratio is any real number in [0, 1]."""
+    import numpy as np
+
+    from litefocus.options import LiteFocusOptions
+
+    options = LiteFocusOptions(ratio=np.float32(0.25))
+    assert options.ratio == 0.25 and type(options.ratio) is float
+    for bad in ("0.1", float("nan"), True, 1.5):
+        with pytest.raises(ValueError, match="ratio must lie in"):
+            LiteFocusOptions(ratio=bad)

@@ -483,3 +483,14 @@ def test_a_second_run_into_the_same_folder_is_refused_while_the_first_runs(tmp_p
         with pytest.raises(ValueError, match="another litefocus sweep is writing into this folder now"):
             sw.run_sweep(tiny_pipe, other, threads=2, progress=False)
     assert sw.run_sweep(tiny_pipe, other, threads=2, progress=False) == len(other.jobs)  # after it, it runs
+
+
+def test_reuse_copies_only_audio_in_this_sweeps_format(tmp_path, tiny_pipe):
+    """Issue 22, case 15: --reuse of a WAV sweep into a FLAC sweep left WAV files under a manifest that says FLAC."""
+    wav = tiny_sweep(tmp_path / "wav", tiny_pipe, captions=1)
+    wav.check_out()
+    sw.run_sweep(tiny_pipe, wav, threads=2, progress=False)
+    flac = sw.Sweep(tmp_path / "flac", replace(wav.settings, audio_format="flac"))
+    flac.write_manifest()
+    assert flac.adopt(wav.out) == 0 and len(flac.pending()) == len(flac.jobs)
+    assert not list((flac.out / "jobs").glob("*.wav"))

@@ -34,3 +34,20 @@ def test_core_time_is_the_planted_sdpa_time_of_self_attention_only(tiny_pipe, mo
     level1 = table[table.block.isin(["down_blocks.1", "up_blocks.2"])]
     assert (level1.level == 1).all() and (level1.freq_bins == 8).all() and (level1.time_bins == 33).all()
     assert set(table.level) == {1, 2, 3}
+
+
+def test_timings_exited_in_any_order_leave_sdpa_as_it_was(tiny_pipe):
+    """Issue 22, case 18: two timings exited out of order left a dead wrapper as SDPA for the rest of the process."""
+    import torch.nn.functional as F
+
+    from analysis.timing import time_attention
+
+    original = F.scaled_dot_product_attention
+    first, second = time_attention(tiny_pipe), time_attention(tiny_pipe)
+    first.__enter__()
+    second.__enter__()
+    q = torch.randn(1, 1, 4, 8)
+    first.__exit__(None, None, None)
+    assert torch.equal(F.scaled_dot_product_attention(q, q, q), original(q, q, q))  # still works, one timing open
+    second.__exit__(None, None, None)
+    assert F.scaled_dot_product_attention is original
