@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import numbers
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -378,7 +379,7 @@ def _budgets(budget, models: dict[str, CostModel]) -> dict[str, float]:
     for metric, value in budget.items():
         if metric not in models:
             raise ValueError(f"budget names {metric!r}, for which there is no cost model (models: {sorted(models)})")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
             raise ValueError(f"budget must be a finite number (the largest predicted cost allowed); got "
                              f"{metric}={value!r}")
     return {m: float(v) for m, v in budget.items()}
@@ -397,8 +398,8 @@ def choose_blocks(ds: xr.Dataset, min_ratio: float = 2.0, max_error: float | Non
     used).
     """
     check_evidence(ds)
-    if not math.isfinite(min_ratio):
-        raise ValueError(f"min_ratio must be a finite number; got {min_ratio}")
+    if isinstance(min_ratio, bool) or not isinstance(min_ratio, numbers.Real) or not math.isfinite(min_ratio):
+        raise ValueError(f"min_ratio must be a finite number (a same-frequency ratio; 1 = uniform); got {min_ratio!r}")
     late_fraction = 0.5 if late_fraction is None else late_fraction
     if budget is None:
         return threshold_rule(ds, min_ratio, max_error, late_fraction)
@@ -410,7 +411,7 @@ def threshold_rule(ds: xr.Dataset, min_ratio: float = 2.0, max_error: float | No
                    late_fraction: float = 0.5) -> BlockChoice:
     """The blocks whose same-frequency ratio (mass on the own row over 1/F) is at least ``min_ratio`` and, with
     ``max_error``, whose LiteFocus output error is at most that; ranked by the ratio."""
-    if max_error is not None and (isinstance(max_error, bool) or not isinstance(max_error, (int, float))
+    if max_error is not None and (isinstance(max_error, bool) or not isinstance(max_error, numbers.Real)
                                   or not math.isfinite(max_error)):
         raise ValueError(f"max_error must be None or a finite number (a relative output error); got {max_error!r}")
     table = block_table(ds, late_fraction)

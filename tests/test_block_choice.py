@@ -256,3 +256,14 @@ def test_block_study_end_to_end_on_planted_costs(tmp_path):
     check = pd.read_csv(tmp_path / "budget_check.csv")
     planted = check[~check.budget.str.contains("KAD")]  # the embeddings, and so KAD, are noise here
     assert planted.within_budget.all() and (planted.chosen != "dense").any()
+
+
+def test_numpy_numbers_are_accepted_and_strings_named():
+    """Issue 22, case 32: budget={"KAD": np.float32(0.1)} and min_ratio="2"."""
+    ds = planted_evidence({"A": 0.4, "B": 0.3, "C": 0.05})
+    model = bc.CostModel("KAD", "sparse_error", 1.0)
+    choice = analysis.choose_blocks(ds, budget={"KAD": np.float32(0.5)}, cost_model=model, shares=SHARES)
+    assert sorted(choice) == ["A", "C"]
+    assert list(analysis.choose_blocks(ds, min_ratio=np.float64(1.8))) == ["C"]
+    with pytest.raises(ValueError, match="min_ratio must be a finite number"):
+        analysis.choose_blocks(ds, min_ratio="2")
