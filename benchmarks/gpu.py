@@ -34,7 +34,8 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
-FORMS = ("dense", "exact", "exact_by_rows", "exact_masked", "concat", "same_frequency_only", "cross_frequency_only")
+FORMS = ("dense", "exact", "exact_merged", "exact_masked", "exact_by_rows", "concat", "same_frequency_only",
+         "cross_frequency_only")  # exact: the device's default form (merged on CUDA, masked on a CPU)
 LEVEL_1 = dict(batch=2, heads=8, head_dim=32, freq_bins=8, ratio=0.1)
 
 
@@ -73,6 +74,7 @@ def form_call(form: str, q, k, v, cross):
     return {
         "dense": lambda: F.scaled_dot_product_attention(q, k, v),
         "exact": lambda: K.focus_attention(q, k, v, f, cross),
+        "exact_merged": lambda: K.exact_attention_merged(q, k, v, f, cross, None),
         "exact_by_rows": lambda: K.exact_attention_by_rows(q, k, v, f, cross, None),
         "exact_masked": lambda: K.exact_attention_masked(q, k, v, f, cross, None),
         "concat": lambda: K.focus_attention(q, k, v, f, cross, union="concat"),

@@ -3,9 +3,9 @@
 Default shape: ``down_blocks.1`` of AudioLDM2 for 81.92 s of audio (batch 2 under classifier-free guidance,
 8 heads, head dim 32, T 1024, F 8, N 8192, r 0.1). Repeats are interleaved; each ratio is taken against the dense
 time of the same repeat, and the median is printed. Rows: dense SDPA; LiteFocus's exact union as the library runs it
-(one mask-free SDPA call with a duplicate channel); the same union in one call per frequency row (the default until
-2026-12, rows before then are relabelled ``litefocus_by_rows``) and in one batched call with a mask; the authors'
-concatenation (``union="concat"``, mask-free, batched); the two ablations; and the softmax written out from the
+(on a CPU one masked SDPA call with static shapes); the same union in one mask-free call with a duplicate channel
+(the GPU's default, ``litefocus_merged``), in one call per frequency row (the default until 2026-12, rows before then
+are relabelled ``litefocus_by_rows``); the authors' concatenation (``union="concat"``, mask-free, batched); the two ablations; and the softmax written out from the
 paper's equations. All sparse rows use the same random keys.
 
 Before the timing, the operations per patched module call (:mod:`analysis.operations`: non-view aten operations of
@@ -37,7 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fullsize import status_kib  # noqa: E402
 
 from litefocus import cross_key_count, draw_cross_indices  # noqa: E402
-from litefocus.kernel import exact_attention_by_rows, exact_attention_masked, focus_attention  # noqa: E402
+from litefocus.kernel import (  # noqa: E402
+    exact_attention_by_rows, exact_attention_masked, exact_attention_merged, focus_attention,
+)
 
 
 def explicit_softmax_attention(query, key, value, *, freq_bins, cross_indices):
@@ -143,6 +145,7 @@ def main() -> None:
     implementations = {
         "dense_sdpa": lambda: F.scaled_dot_product_attention(q, k, v),
         "litefocus": lambda: focus_attention(q, k, v, f, cross),
+        "litefocus_merged": lambda: exact_attention_merged(q, k, v, f, cross, None),
         "litefocus_by_rows": lambda: exact_attention_by_rows(q, k, v, f, cross, None),
         "litefocus_masked": lambda: exact_attention_masked(q, k, v, f, cross, None),
         "litefocus_concat": lambda: focus_attention(q, k, v, f, cross, union="concat"),
@@ -150,7 +153,8 @@ def main() -> None:
         "cross_frequency_only": lambda: focus_attention(q, k, v, f, cross, same_frequency=False),
         "explicit_softmax": lambda: explicit_softmax_attention(q, k, v, freq_bins=f, cross_indices=cross),
     }
-    flop_share = {"dense_sdpa": 1.0, "litefocus": 1 / f + r, "litefocus_by_rows": 1 / f + r - r / f,
+    flop_share = {"dense_sdpa": 1.0, "litefocus": 1 / f + r, "litefocus_merged": 1 / f + r,
+                  "litefocus_by_rows": 1 / f + r - r / f,
                   "litefocus_masked": 1 / f + r,
                   "litefocus_concat": 1 / f + r, "same_frequency_only": 1 / f, "cross_frequency_only": r,
                   "explicit_softmax": 1 / f + r}
@@ -205,9 +209,12 @@ def main() -> None:
         old = read_csv(args.csv) if Path(args.csv).is_file() else pd.DataFrame()
         if "run" not in old:  # rows of the kernel before union= and keyed draws: not comparable, not kept
             old = pd.DataFrame()
-        elif len(old):  # runs before 2026-12-01 timed the exact union by rows under the name litefocus
+        elif len(old):  # the library's default exact union was timed as litefocus: by rows before 2026-12-01, then
+            # the merged one-call form in two runs, then (on a CPU) the masked form
             before = (old.implementation == "litefocus") & (old.run < "2026-12-01")
             old.loc[before, "implementation"] = "litefocus_by_rows"
+            merged = (old.implementation == "litefocus") & old.run.isin(["2026-12-02T00:19:44", "2026-12-02T00:50:48"])
+            old.loc[merged, "implementation"] = "litefocus_merged"
         table = pd.concat([old, pd.DataFrame(rows)], ignore_index=True)
         write_csv(args.csv, table)
         spread = table[table.time_steps == t].groupby("implementation", sort=False).time_vs_dense.agg(["min", "max",

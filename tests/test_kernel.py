@@ -7,7 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from litefocus import cross_key_count, draw_cross_indices, focus_mask, litefocus_attention, reference_attention
-from litefocus.kernel import UNIONS, exact_attention_by_rows, exact_attention_masked, focus_attention
+from litefocus.kernel import (
+    UNIONS, exact_attention_by_rows, exact_attention_masked, exact_attention_merged, focus_attention,
+)
 
 
 def qkv(batch, heads, tokens, head_dim, seed=0, dtype=torch.float32):
@@ -162,7 +164,8 @@ def test_concat_with_every_key_is_not_dense_attention():
     assert (litefocus_attention(q, k, v, freq_bins=4, ratio=1.0, union="concat") - dense).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("form", [exact_attention_masked, exact_attention_by_rows], ids=["masked", "by rows"])
+@pytest.mark.parametrize("form", [exact_attention_merged, exact_attention_masked, exact_attention_by_rows],
+                         ids=["merged", "masked", "by rows"])
 def test_the_alternative_forms_of_the_exact_union_equal_the_reference(form):
     q, k, v = qkv(2, 2, 9 * 8, 8)
     cross = draw_cross_indices(9 * 8, 0.2, torch.Generator().manual_seed(7))
@@ -171,14 +174,16 @@ def test_the_alternative_forms_of_the_exact_union_equal_the_reference(form):
 
 
 def test_the_default_exact_union_corrects_every_duplicate_and_keeps_the_scale():
-    """Every random key in some query's own row (cross = a whole row and more): the duplicate channel must take each
-    own-row copy out exactly once; the padded head dim must not change the default scale."""
+    """Every random key in some query's own row (cross = a whole row and more): the merged form's duplicate channel
+    must take each own-row copy out exactly once, and its padded head dim must not change the default scale."""
     q, k, v = qkv(2, 3, 6 * 4, 8, dtype=torch.float64)
     cross = torch.tensor([0, 4, 8, 12, 16, 20, 1, 7, 22])  # row 0 whole, rows 1, 3 and 2 once each
     ref = reference_attention(q, k, v, freq_bins=4, cross_indices=cross)
-    assert (focus_attention(q, k, v, 4, cross) - ref).abs().max() < 1e-12
     scaled = reference_attention(q, k, v, freq_bins=4, cross_indices=cross, scale=0.3)
-    assert (focus_attention(q, k, v, 4, cross, scale=0.3) - scaled).abs().max() < 1e-12
+    for form in (exact_attention_merged, exact_attention_masked):  # the GPU's default and the CPU's
+        assert (form(q, k, v, 4, cross, None) - ref).abs().max() < 1e-12
+        assert (form(q, k, v, 4, cross, 0.3) - scaled).abs().max() < 1e-12
+    assert (focus_attention(q, k, v, 4, cross) - ref).abs().max() < 1e-12
 
 
 @pytest.mark.parametrize("union", UNIONS)
