@@ -9,7 +9,7 @@ import torch
 from diffusers.models.transformers.transformer_2d import Transformer2DModel
 
 from .kernel import cross_key_count
-from .keys import drawn_rows, mix32, module_key, data_hash, timestep_code
+from .keys import data_hash, drawn_rows, mix32, module_key, timestep_code
 from .selection import level_of
 
 
