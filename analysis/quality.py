@@ -238,8 +238,11 @@ def clap_score(audio_emb, text_emb, resamples: int = 1000, seed: int = 0) -> Est
 
 
 def mean_with_interval(values: np.ndarray, resamples: int = 1000, seed: int = 0) -> Estimate:
-    """The mean of per-clip ``values`` ``(n,)`` with the 95 % bootstrap interval over clips."""
+    """The mean of per-clip ``values`` ``(n,)`` with the 95 % bootstrap interval over clips; NaN, interval included,
+    when any value is NaN (never a value of NaN with an interval drawn from the other clips)."""
     values = np.asarray(values, dtype=np.float64)
+    if np.isnan(values).any():
+        return Estimate(np.nan, np.nan, np.nan, len(values))
     rng = np.random.default_rng(seed)
     boot = values[rng.integers(0, len(values), (resamples, len(values)))].mean(1)
     return Estimate(float(values.mean()), *_interval(list(boot)), len(values))

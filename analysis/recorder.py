@@ -79,7 +79,7 @@ class AttentionRecorder:
     ):
         if guidance not in GUIDANCE_HALVES:
             raise ValueError(f"guidance must be one of {GUIDANCE_HALVES}; got {guidance!r}")
-        if queries != "all" and not (isinstance(queries, int) and queries > 0):
+        if queries != "all" and (isinstance(queries, bool) or not (isinstance(queries, int) and queries > 0)):
             raise ValueError(f"queries must be 'all' or a positive number of sampled query tokens; got {queries!r}")
         if summary_queries is not None and not (isinstance(summary_queries, int) and summary_queries > 0):
             raise ValueError(f"summary_queries must be None (all) or a positive number; got {summary_queries!r}")
@@ -94,7 +94,7 @@ class AttentionRecorder:
         self.names = self_attention_modules(self.unet, blocks)
         self.steps = None if steps is None else check_steps(steps)
         self.queries, self.guidance, self.max_bytes = queries, guidance, int(max_bytes)
-        self.heads = None if heads is None else sorted(set(int(h) for h in heads))
+        self.heads = None if heads is None else check_heads(heads, self.unet, self.names)
         self.focus_ratio, self.seed, self.chunk = focus_ratio, seed, chunk
         self.step = -1
         self.timesteps: dict[int, float] = {}
@@ -359,6 +359,20 @@ class _CallSummaries:
             sparse_error=(self.error / count).cpu().numpy(),
             rows=self.rows,
         )
+
+
+def check_heads(heads, unet, names: list[str]) -> list[int]:
+    """``heads`` as sorted distinct ints, each below every chosen module's head count; an error names what is valid."""
+    if isinstance(heads, (str, bytes)) or not hasattr(heads, "__iter__"):
+        raise ValueError(f"heads must be a list of head indices (or None: all); got {heads!r}")
+    chosen = sorted(set(heads))
+    if not chosen or not all(isinstance(h, int) and not isinstance(h, bool) and h >= 0 for h in chosen):
+        raise ValueError(f"heads must be a non-empty list of head indices >= 0 (or None: all); got {list(heads)!r}")
+    fewest = min(unet.get_submodule(name).heads for name in names)
+    if chosen[-1] >= fewest:
+        raise ValueError(f"heads {[h for h in chosen if h >= fewest]} do not exist in every chosen module: the "
+                         f"fewest heads among them is {fewest} (indices 0 to {fewest - 1})")
+    return chosen
 
 
 def record_attention(model, blocks: BlockSelection = None, steps: Iterable[int] | None = None,

@@ -91,6 +91,8 @@ class AttentionTiming:
     def level_shares(self) -> pd.DataFrame:
         """One row per UNet level: tokens, freq_bins, modules, module_s, core_s (summed), forward_s, and the shares
         of the forward time the modules (``module_share``) and their attention cores (``core_share``) took."""
+        if not self.forward_s:
+            raise ValueError("no UNet forward was timed: call the UNet (or the pipeline) inside the with-block")
         rows = []
         for level, group in self.table().groupby("level"):
             rows.append(dict(

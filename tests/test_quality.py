@@ -143,3 +143,9 @@ def test_per_clip_values_average_to_the_set_statistics():
 def test_fad_shrinks_only_when_a_set_has_no_more_clips_than_dimensions():
     assert quality.default_shrinkage(513, 1000, 512) == 0.0
     assert quality.default_shrinkage(512, 1000, 512) == 0.1 == quality.default_shrinkage(1000, 48, 64)
+
+
+def test_a_nan_clip_makes_the_whole_estimate_nan():
+    """Issue 22, case 13: mean_with_interval([1, nan]) gave NaN with the interval (1, 1)."""
+    estimate = quality.mean_with_interval(np.array([1.0, np.nan, 2.0]), resamples=50)
+    assert np.isnan([estimate.value, estimate.low, estimate.high]).all()

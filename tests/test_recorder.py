@@ -143,3 +143,17 @@ def test_sampled_summaries_estimate_the_full_ones(tiny_pipe):
     np.testing.assert_allclose(metrics.same_frequency_mass(b["offset_profile"]),
                                metrics.same_frequency_mass(a["offset_profile"]), rtol=0.1)
     assert not np.allclose(b["offset_profile"], a["offset_profile"])  # it really is a different (sampled) estimate
+
+
+@pytest.mark.parametrize("heads, message", [
+    ([], "a non-empty list of head indices"),
+    ([0, 99], r"heads \[99\] do not exist in every chosen module: the fewest heads among them is"),
+    ("01", "must be a list of head indices"),
+    ([True], "a non-empty list of head indices"),
+])
+def test_heads_are_checked_before_the_run(tiny_pipe, heads, message):
+    """Issue 22, case 19: heads beyond the head count failed mid-run (IndexError), [] only later."""
+    with pytest.raises(ValueError, match=message):
+        analysis.record_attention(tiny_pipe, heads=heads)
+    with pytest.raises(ValueError, match="queries must be 'all' or a positive number"):
+        analysis.record_attention(tiny_pipe, queries=True)

@@ -2,6 +2,7 @@
 
 import time
 
+import pytest
 import torch
 from conftest import generate_latents
 
@@ -51,3 +52,12 @@ def test_timings_exited_in_any_order_leave_sdpa_as_it_was(tiny_pipe):
     assert torch.equal(F.scaled_dot_product_attention(q, q, q), original(q, q, q))  # still works, one timing open
     second.__exit__(None, None, None)
     assert F.scaled_dot_product_attention is original
+
+
+def test_level_shares_without_a_timed_forward_say_so(tiny_pipe):
+    from analysis.timing import time_attention
+
+    with time_attention(tiny_pipe) as timing:
+        pass
+    with pytest.raises(ValueError, match="no UNet forward was timed"):
+        timing.level_shares()
