@@ -80,6 +80,13 @@ def check_audio(audio, sampling_rate: int, name: str = "audio") -> list[np.ndarr
     return out
 
 
+def check_captions(captions) -> None:
+    """Each caption a non-empty string; an error names the first that is not, by its index."""
+    for i, caption in enumerate(captions):
+        if not isinstance(caption, str) or not caption.strip():
+            raise ValueError(f"captions[{i}] must be a non-empty string (the CLAP score needs it); got {caption!r}")
+
+
 def resample(clips: list[np.ndarray], sampling_rate: int, target: int) -> list[np.ndarray]:
     """``clips`` at ``target`` Hz (librosa's default resampler); unchanged when the rates agree."""
     if sampling_rate == target:
@@ -201,6 +208,8 @@ class Evaluator:
                              "clip, pass [caption])")
         if captions is not None and len(captions) != len(clips):
             raise ValueError(f"{len(captions)} captions for {len(clips)} clips: give one caption per clip")
+        if captions is not None:
+            check_captions(captions)
         clap_audio = self.clap_audio(resample(clips, sampling_rate, self.sampling_rate))
         probabilities, embeddings = self.classifier(resample(clips, sampling_rate, self.classifier_rate), clap_audio)
         return Embedded(audio=np.asarray(clap_audio if embeddings is None else embeddings, dtype=np.float64),

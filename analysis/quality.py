@@ -293,7 +293,7 @@ def evaluate(generated, reference, captions: list[str] | None = None, evaluator=
     """
     import pandas as pd
 
-    from .evaluator import Evaluator, check_audio
+    from .evaluator import Evaluator, check_audio, check_captions
 
     def load(x, name):
         if isinstance(x, (str, Path)):
@@ -308,6 +308,8 @@ def evaluate(generated, reference, captions: list[str] | None = None, evaluator=
     ref_names, ref, ref_rate = load(reference, "reference")
     if captions is not None and len(captions) != len(gen):
         raise ValueError(f"{len(captions)} captions for {len(gen)} generated clips: give one caption per clip")
+    if captions is not None:
+        check_captions(captions)
     if min(len(gen), len(ref)) < 2:
         raise ValueError(f"FAD and KAD need at least 2 clips a set; got {len(gen)} generated, {len(ref)} reference")
     if fad_shrinkage is not None and not 0 <= fad_shrinkage <= 1:

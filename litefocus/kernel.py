@@ -96,6 +96,7 @@ def reference_attention(
     :func:`litefocus_attention`; computes in the inputs' precision (at least float32); ``O(N^2)`` memory.
     """
     num_tokens = _check_inputs(query, key, value, freq_bins, same_frequency, cross_frequency, union)
+    check_scale(scale)
     cross = _resolve_cross_indices(num_tokens, ratio, cross_frequency, cross_indices, generator, query.device, union)
     _check_nonempty(same_frequency, cross)
     token = torch.arange(num_tokens, device=query.device)
@@ -148,6 +149,7 @@ def litefocus_attention(
     keys]``: ``N * (T + R)`` scores in all, against ``N * N`` for dense attention (the FLOP ratio is ``1 / F + r``).
     """
     num_tokens = _check_inputs(query, key, value, freq_bins, same_frequency, cross_frequency, union)
+    check_scale(scale)
     cross = _resolve_cross_indices(num_tokens, ratio, cross_frequency, cross_indices, generator, query.device, union)
     _check_nonempty(same_frequency, cross)
     return focus_attention(query, key, value, freq_bins, cross, same_frequency=same_frequency, scale=scale,
@@ -330,6 +332,11 @@ def _check_inputs(query, key, value, freq_bins, same_frequency, cross_frequency,
             "query, key and value must be (batch, heads, N, head_dim) self-attention tensors of one shape "
             f"(value's head_dim too); got {tuple(query.shape)}, {tuple(key.shape)}, {tuple(value.shape)}"
         )
+    if not query.dtype == key.dtype == value.dtype:
+        raise TypeError(f"query, key and value must share one dtype; got {query.dtype}, {key.dtype}, {value.dtype}")
+    if query.shape[1] == 0 or query.shape[3] == 0:
+        raise ValueError(f"query, key and value need at least one head and head_dim >= 1; got shape "
+                         f"{tuple(query.shape)}")
     check_freq_bins(freq_bins)
     num_tokens = query.shape[2]
     if num_tokens == 0:
@@ -342,8 +349,18 @@ def _check_inputs(query, key, value, freq_bins, same_frequency, cross_frequency,
     return num_tokens
 
 
+def check_scale(scale) -> None:
+    """A softmax scale is None (``head_dim ** -0.5``) or a positive finite real number."""
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, numbers.Real)
+                              or not math.isfinite(scale) or scale <= 0):
+        raise ValueError(f"scale must be None (head_dim ** -0.5) or a positive finite number; got {scale!r}")
+
+
 def _resolve_cross_indices(num_tokens, ratio, cross_frequency, cross_indices, generator, device, union):
     check_ratio(ratio)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None; got {generator!r} (for a seed, pass "
+                        "torch.Generator().manual_seed(seed))")
     if not cross_frequency:
         if cross_indices is not None:
             raise ValueError("cross_indices were given with cross_frequency=False; drop one of the two")

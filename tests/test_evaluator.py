@@ -290,3 +290,9 @@ def test_integer_pcm_is_scaled_and_a_caption_string_is_refused():
     evaluator = Evaluator.offline()
     with pytest.raises(ValueError, match="captions must be a list of strings"):
         evaluator.embed(tones(2, 1.0), RATE, "ab")
+
+
+def test_an_empty_caption_is_named_by_its_index_before_embedding():
+    """Issue 22, case 33."""
+    with pytest.raises(ValueError, match=r"captions\[1\] must be a non-empty string"):
+        Evaluator.offline().embed(tones(2, 1.0), RATE, ["a flute", " "])

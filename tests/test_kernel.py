@@ -230,3 +230,19 @@ def test_bad_tensors(change, error, message):
     for fn in (litefocus_attention, reference_attention):
         with pytest.raises(error, match=message):
             fn(q, k, v, freq_bins=8)
+
+
+@pytest.mark.parametrize("change, kwargs, error, message", [
+    (lambda q, k, v: (q, k, v.double()), {}, TypeError, "share one dtype"),
+    (lambda q, k, v: (q[:, :0], k[:, :0], v[:, :0]), {}, ValueError, "at least one head"),
+    (lambda q, k, v: (q[..., :0], k[..., :0], v[..., :0]), {}, ValueError, "head_dim >= 1"),
+    (lambda q, k, v: (q, k, v), dict(scale="a"), ValueError, "scale must be None"),
+    (lambda q, k, v: (q, k, v), dict(scale=-1.0), ValueError, "scale must be None"),
+    (lambda q, k, v: (q, k, v), dict(generator=5), TypeError, "generator must be a torch.Generator"),
+])
+def test_bad_arguments_of_the_public_kernel_are_named(change, kwargs, error, message):
+    """Issue 22, case 20: mixed dtypes reached SDPA's error (the reference accepted them); empty heads, a string
+    scale and an int generator gave tracebacks."""
+    q, k, v = change(*qkv(1, 2, 5 * 8, 4))
+    with pytest.raises(error, match=message):
+        litefocus_attention(q, k, v, freq_bins=8, **kwargs)
