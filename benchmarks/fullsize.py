@@ -23,6 +23,21 @@ def unet_inputs(seconds: float, batch: int = 2, seed: int = 0, dtype: torch.dtyp
     return (sample, 500), dict(encoder_hidden_states=context, encoder_hidden_states_1=context_1)
 
 
+def tiny_unet_call(seconds: float = 10.24):
+    """The tiny random-weight AudioLDM2 pipeline's UNet and ``(args, kwargs)`` of one of its steps at ``seconds``."""
+    from litefocus.models import tiny_audioldm2_pipeline
+
+    pipe = tiny_audioldm2_pipeline(0)
+    pipe.set_progress_bar_config(disable=True)
+    captured = {}
+    hook = pipe.unet.register_forward_pre_hook(lambda m, a, k: captured.update(args=a, kwargs=k), with_kwargs=True)
+    try:
+        pipe("a dog barking", num_inference_steps=1, audio_length_in_s=seconds, output_type="latent")
+    finally:
+        hook.remove()
+    return pipe.unet, (captured["args"], captured["kwargs"])
+
+
 def status_kib(field: str) -> int:
     """A field of /proc/self/status in KiB (VmRSS, VmHWM)."""
     for line in Path("/proc/self/status").read_text().splitlines():

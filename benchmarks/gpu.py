@@ -39,18 +39,19 @@ FORMS = ("dense", "exact", "exact_merged", "exact_masked", "exact_by_rows", "con
 LEVEL_1 = dict(batch=2, heads=8, head_dim=32, freq_bins=8, ratio=0.1)
 
 
-def load_kernel():
-    """``litefocus.kernel``; without diffusers installed, the file itself (it needs torch alone)."""
+def load(package: str, module: str):
+    """``package.module``; where the package's other dependencies are missing (diffusers, xarray), the file itself
+    (``litefocus/kernel.py`` and ``analysis/operations.py`` need torch alone)."""
     try:
-        from litefocus import kernel
+        return importlib.import_module(f"{package}.{module}")
     except ImportError:
-        spec = importlib.util.spec_from_file_location("litefocus_kernel", ROOT / "litefocus" / "kernel.py")
-        kernel = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(kernel)
-    return kernel
+        spec = importlib.util.spec_from_file_location(f"{package}_{module}", ROOT / package / f"{module}.py")
+        loaded = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(loaded)
+        return loaded
 
 
-K = load_kernel()
+K = load("litefocus", "kernel")
 
 
 def time_bins(seconds: float) -> int:
@@ -117,19 +118,10 @@ def sdpa_backends(call) -> list[str]:
 
 
 def operations(call) -> int:
-    """Non-view aten operations of one call (``analysis.operations``' count, written out: no import of analysis)."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class Count(TorchDispatchMode):
-        total = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            Count.total += 0 if func.is_view else 1
-            return func(*args, **(kwargs or {}))
-
-    with Count():
+    """Non-view aten operations of one call (:mod:`analysis.operations`)."""
+    with load("analysis", "operations").count_operations() as counted:
         call()
-    return Count.total
+    return counted.total
 
 
 def launches_and_syncs(call) -> tuple[int, int]:
@@ -252,7 +244,7 @@ def unet_rows(device: str, dtype: torch.dtype, seconds: float, rounds: int, tiny
     """One UNet step, dense against LiteFocus on the paper's blocks, interleaved rounds."""
     try:
         import litefocus
-        from fullsize import unet_inputs
+        from fullsize import tiny_unet_call, unet_inputs
         from litefocus.models import audioldm2_unet
     except ImportError as error:
         return [dict(section="unet", form="dense", note=f"skipped: {error}")]
@@ -276,19 +268,6 @@ def unet_rows(device: str, dtype: torch.dtype, seconds: float, rounds: int, tiny
                  ms=1000 * statistics.median(s), ms_min=1000 * min(s), ms_max=1000 * max(s),
                  vs_dense=statistics.median(s) / dense, speedup=dense / statistics.median(s))
             for form, s in times.items()]
-
-
-def tiny_unet_call(seconds: float):
-    """The tiny AudioLDM2 pipeline's UNet and the inputs of one of its steps (for the dry run)."""
-    from litefocus.models import tiny_audioldm2_pipeline
-
-    pipe = tiny_audioldm2_pipeline(0)
-    pipe.set_progress_bar_config(disable=True)
-    captured = {}
-    hook = pipe.unet.register_forward_pre_hook(lambda m, a, k: captured.update(args=a, kwargs=k), with_kwargs=True)
-    pipe("a dog barking", num_inference_steps=1, audio_length_in_s=seconds, output_type="latent")
-    hook.remove()
-    return pipe.unet, (captured["args"], captured["kwargs"])
 
 
 def print_table(rows: list[dict]) -> None:

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fullsize import status_kib  # noqa: E402
+from fullsize import status_kib, tiny_unet_call  # noqa: E402
 
 from litefocus import cross_key_count, draw_cross_indices  # noqa: E402
 from litefocus.kernel import (  # noqa: E402
@@ -67,18 +67,11 @@ def operations_per_call() -> list[dict]:
     import litefocus.kernel as kernel
     import litefocus.probes as probes
     from analysis.operations import count_operations
-    from litefocus.models import tiny_audioldm2_pipeline
-
-    pipe = tiny_audioldm2_pipeline(0)
-    pipe.set_progress_bar_config(disable=True)
-    captured = {}
-    hook = pipe.unet.register_forward_pre_hook(lambda m, a, k: captured.update(args=a, kwargs=k), with_kwargs=True)
-    pipe("a dog barking", num_inference_steps=1, audio_length_in_s=10.24, output_type="latent")
-    hook.remove()
+    unet, (unet_args, unet_kwargs) = tiny_unet_call(10.24)
 
     def count() -> int:
         with torch.no_grad(), count_operations() as counted:
-            pipe.unet(*captured["args"], **captured["kwargs"])
+            unet(*unet_args, **unet_kwargs)
         return counted.total
 
     dense = count()
@@ -94,7 +87,7 @@ def operations_per_call() -> list[dict]:
             kernel._exact_attention = exact_attention_by_rows
         try:
             for form, kwargs in forms.items():
-                with litefocus.enabled(pipe, ratio=0.1, **kwargs) as names:
+                with litefocus.enabled(unet, ratio=0.1, **kwargs) as names:
                     rows.append(dict(path=path, form=form, patched_calls=len(names),
                                      operations_per_call=(count() - dense) / len(names)))
         finally:

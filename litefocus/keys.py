@@ -77,9 +77,7 @@ def keyed_cross_indices(num_tokens: int, count: int, key, device: torch.device |
     """
     if isinstance(key, torch.Tensor):
         device = key.device if device is None else device
-        key = key.to(device)
-    scores = fold_in(key, torch.arange(num_tokens, device=device))
-    return scores.topk(count, largest=False, sorted=False).indices.sort().values
+    return drawn_rows(torch.as_tensor(key, dtype=torch.int64, device=device).reshape(1), num_tokens, count)[0]
 
 
 def drawn_rows(call_keys: torch.Tensor, num_tokens: int, count: int) -> torch.Tensor:

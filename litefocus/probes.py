@@ -36,6 +36,10 @@ class StepProbe:
     def __call__(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
         self.timestep = args[1] if len(args) > 1 else kwargs.get("timestep")
 
+    def keys_for(self, name: str, num_tokens: int, device: torch.device) -> torch.Tensor | None:
+        """No keys drawn in advance: the processor draws its own (:class:`KeyDraws` draws them for all at once)."""
+        return None
+
 
 class KeyDraws(StepProbe):
     """The timestep of each UNet call and the random keys of every patched module at it, drawn in one batch per UNet

@@ -83,8 +83,7 @@ class LiteFocusAttnProcessor:
                 f"LiteFocus on {self.name} needs the UNet call's timestep to key its random draw, but no UNet forward "
                 "reported one; apply LiteFocus with litefocus.apply(pipe_or_unet, ...) and call the UNet as usual"
             )
-        keys_for = getattr(self.step, "keys_for", None)  # this UNet call's batched draw (KeyDraws)
-        drawn = keys_for(self.name, num_tokens, device) if keys_for is not None else None
+        drawn = self.step.keys_for(self.name, num_tokens, device)  # this UNet call's batched draw, if any
         if drawn is not None:
             return drawn
         return drawn_keys(self.key, self.step.timestep, num_tokens, self.options.ratio, device)
