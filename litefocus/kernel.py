@@ -221,8 +221,8 @@ def merged_width(head_dim: int, device: torch.device) -> int:
 
 def _exact_attention(query, key, value, freq_bins, cross, scale):
     """The exact union in one SDPA call with static shapes and no host synchronisation: on a CPU the masked form
-    (its fused kernel takes a mask at little cost, while a head dim padded to 33 costs it about 15 %), elsewhere the
-    mask-free :func:`exact_attention_merged` (a mask would rule out the flash kernels of a GPU)."""
+    (its fused kernel takes a mask at little cost, while a head dim padded to 33 costs it more: benchmarks/kernel.py),
+    elsewhere the mask-free :func:`exact_attention_merged` (a mask would rule out the flash kernels of a GPU)."""
     if query.device.type == "cpu":
         return exact_attention_masked(query, key, value, freq_bins, cross, scale)
     return exact_attention_merged(query, key, value, freq_bins, cross, scale)
