@@ -4,8 +4,9 @@ score) and class probabilities (KL).
 One class, two sources of weights, one code path (transformers' ``ClapModel`` either way):
 
 - ``Evaluator.from_pretrained()``: the public models. CLAP ``laion/clap-htsat-unfused`` (the CLAP AudioLDM2 uses)
-  for audio and text embeddings; class probabilities from PANNs CNN14 (``pip install panns-inference``, the model
-  audioldm_eval uses for FD and KL; its 2048-d embedding then serves FAD and KAD) or from transformers' AST
+  for audio and text embeddings; class probabilities from PANNs CNN14 at 32 kHz (panns-inference's default
+  checkpoint; its 2048-d embedding then serves FAD and KAD; the ``audioldm_eval`` protocol uses the 16 kHz one,
+  :mod:`analysis.field_models`) or from transformers' AST
   (``MIT/ast-finetuned-audioset-10-10-0.4593``).
 - ``Evaluator.offline()``: the evaluator trained here (``data/evaluator``, ``python -m studies.evaluator.training``):
   a small ``ClapModel`` trained contrastively on the MiniLDM 2 corpus, with a linear classifier of the corpus'
@@ -285,8 +286,8 @@ def _panns(device: str, checkpoint: str | None):
     try:
         from panns_inference import AudioTagging, labels
     except ImportError as error:
-        raise ImportError("classifier='panns' needs panns-inference: pip install 'litefocus[panns]' "
-                          "(or pass an AST name as classifier=)") from error
+        raise ImportError("classifier='panns' needs panns-inference (pip install panns-inference), or pass an AST "
+                          "name as classifier=") from error
     try:
         tagger = AudioTagging(checkpoint_path=checkpoint, device=device)
     except Exception as error:  # it downloads its checkpoint when none is given: offline that fails

@@ -56,41 +56,128 @@ def _trace_sqrt_product(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sqrt(np.clip(np.linalg.eigvalsh(root.T @ b @ root), 0, None)).sum())
 
 
+def _shrunk(cov: np.ndarray, shrinkage: float) -> np.ndarray:
+    """``(1 - s) S + s Tr(S)/d I``: the covariance pulled toward a multiple of the identity."""
+    if not shrinkage:
+        return cov
+    return (1 - shrinkage) * cov + shrinkage * np.trace(cov) / cov.shape[0] * np.eye(cov.shape[0], dtype=cov.dtype)
+
+
+def _root_rows(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The weighted mean of rows ``x`` ``(n, d)`` drawn ``w`` ``(n,)`` times each, and rows ``Y`` (the drawn ones)
+    with ``Y^T Y`` their unbiased covariance (``np.cov``'s frequency weights): ``sqrt(w_i) (x_i - mean) /
+    sqrt(sum w - 1)``."""
+    drawn = w > 0
+    total = float(w.sum())
+    mean = (w @ x) / total
+    return mean, np.sqrt(w[drawn])[:, None] * (x[drawn] - mean) / np.sqrt(total - 1)
+
+
+def _frechet_from_rows(mean_a, ya, mean_b, yb, shrinkage: float) -> float:
+    """The Fréchet distance from means and covariance roots ``S = Y^T Y``. With fewer rows than dimensions (and no
+    shrinkage) it works on rows: ``Tr((S_a S_b)^(1/2))`` is the sum of the singular values of ``Y_a Y_b^T`` (the
+    nonzero eigenvalues of ``S_a S_b`` are those of ``(Y_a Y_b^T)(Y_a Y_b^T)^T``), exact and far cheaper for
+    2048-d embeddings of tens of clips; else on ``d x d`` covariances (:func:`_trace_sqrt_product`)."""
+    diff = mean_a - mean_b
+    if not shrinkage and max(len(ya), len(yb)) < ya.shape[1]:
+        cross = float(np.linalg.svd(ya @ yb.T, compute_uv=False).sum())
+        return float(diff @ diff + (ya * ya).sum() + (yb * yb).sum() - 2 * cross)
+    cov_a, cov_b = _shrunk(ya.T @ ya, shrinkage), _shrunk(yb.T @ yb, shrinkage)
+    return float(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2 * _trace_sqrt_product(cov_a, cov_b))
+
+
 def _frechet(a: np.ndarray, b: np.ndarray, shrinkage: float) -> float:
-    def stats(x):
-        cov = np.cov(x, rowvar=False)
-        if shrinkage:
-            cov = (1 - shrinkage) * cov + shrinkage * np.trace(cov) / cov.shape[0] * np.eye(cov.shape[0])
-        return x.mean(0), cov
-
-    (mu_a, cov_a), (mu_b, cov_b) = stats(a), stats(b)
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b)
-                 - 2 * _trace_sqrt_product(cov_a, cov_b))
+    """The Fréchet distance of the Gaussians fitted to rows ``a`` ``(n, d)`` and ``b`` ``(m, d)``, in float64."""
+    return _frechet_from_rows(*_root_rows(a, np.ones(len(a))), *_root_rows(b, np.ones(len(b))), shrinkage)
 
 
-def frechet_distance(emb_a, emb_b, shrinkage: float = 0.0, resamples: int = 100, seed: int = 0) -> Estimate:
+def _frechet_draws(a: np.ndarray, b: np.ndarray, weights_a: np.ndarray, weights_b: np.ndarray,
+                   shrinkage: float) -> np.ndarray:
+    """:func:`_frechet` of bootstrap draws without gathering them: row ``r`` of ``weights_a`` ``(R, n)`` says how
+    often each row of ``a`` is drawn (``np.cov``'s frequency weights), likewise ``weights_b`` ``(R, m)``; ``(R,)``.
+
+    Each draw is computed in float32 on rows centred on their full set's mean (the float64 value keeps every digit;
+    a draw serves the percentiles of a 95 % interval): per draw one ``(d, n) @ (n, d)`` product a set and one
+    ``d x d`` Cholesky factor and symmetric eigensolve, the exact cost of a Fréchet distance, about half that of
+    float64 on gathered copies (or, with fewer distinct clips than dimensions, one small SVD)."""
+    mean_a, mean_b = a.mean(0), b.mean(0)
+    ca, cb = (a - mean_a).astype(np.float32), (b - mean_b).astype(np.float32)
+    out = np.empty(len(weights_a))
+    for r, (wa, wb) in enumerate(zip(weights_a.astype(np.float32), weights_b.astype(np.float32))):
+        shift_a, ya = _root_rows(ca, wa)
+        shift_b, yb = _root_rows(cb, wb)
+        out[r] = _frechet_from_rows(mean_a + shift_a, ya, mean_b + shift_b, yb, shrinkage)
+    return out
+
+
+def _check_shrinkage(shrinkage) -> float:
+    if isinstance(shrinkage, bool) or not isinstance(shrinkage, (int, float, np.integer, np.floating)) \
+            or not 0.0 <= float(shrinkage) <= 1.0:
+        raise ValueError(f"shrinkage must be a number in [0, 1]; got {shrinkage!r}")
+    return float(shrinkage)
+
+
+def frechet_distance(emb_a, emb_b, shrinkage: float = 0.0, resamples: int = 100, seed: int = 0,
+                     full_rank: bool = True) -> Estimate:
     """Fréchet distance between Gaussians fitted to two sets of embeddings ``(n, d)`` (FAD, Kilgour et al. 2019):
-    ``|mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2))``.
+    ``|mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2))``, ``S`` the unbiased covariance (``np.cov``). With
+    ``shrinkage`` 0 this is audioldm_eval's ``frechet_distance`` (its ``scipy.linalg.sqrtm`` form) on the same
+    embeddings, to float precision (``tests/test_field_formulas.py``).
 
     A full-rank covariance needs more clips than dimensions: with fewer, pass ``shrinkage`` in (0, 1] (each covariance
     becomes ``(1 - s) S + s Tr(S)/d I``; the value then depends on ``s``), or use :func:`kernel_distance`.
     FAD is biased upward at small sets, and a bootstrap draw (with repeated clips) is a smaller set still: the
     interval shows the spread over clips but sits above the value, far above it for tens of clips. Compare FADs at
-    equal clip counts only; for small sets prefer KAD, which is unbiased.
+    equal clip counts only; for small sets prefer KAD, which is unbiased. ``full_rank=False`` computes it on
+    singular covariances too, as audioldm_eval does (its FD on 2048-d CNN14 embeddings of fewer clips).
     """
     a, b = _embeddings(emb_a, "emb_a"), _embeddings(emb_b, "emb_b")
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"emb_a and emb_b have different dimensions: {a.shape[1]} and {b.shape[1]}")
-    if not 0.0 <= shrinkage <= 1.0:
-        raise ValueError(f"shrinkage must lie in [0, 1]; got {shrinkage}")
-    if shrinkage == 0.0 and min(len(a), len(b)) <= a.shape[1]:
+    shrinkage = _check_shrinkage(shrinkage)
+    if full_rank and shrinkage == 0.0 and min(len(a), len(b)) <= a.shape[1]:
         raise ValueError(f"FAD needs more clips than embedding dimensions for a full-rank covariance: got "
                          f"{len(a)} and {len(b)} clips of {a.shape[1]} dimensions; pass shrinkage (e.g. 0.1) and say so, "
                          "or use kernel_distance, which has no such bound")
     rng = np.random.default_rng(seed)
-    boot = [_frechet(a[rng.integers(0, len(a), len(a))], b[rng.integers(0, len(b), len(b))], shrinkage)
-            for _ in range(resamples)]
-    return Estimate(_frechet(a, b, shrinkage), *_interval(boot), len(a))
+    draws = [(rng.integers(0, len(a), len(a)), rng.integers(0, len(b), len(b))) for _ in range(resamples)]
+    boot = _frechet_draws(a, b, _counts([d[0] for d in draws], len(a)), _counts([d[1] for d in draws], len(b)),
+                          shrinkage)
+    return Estimate(_frechet(a, b, shrinkage), *_interval(list(boot)), len(a))
+
+
+def frechet_audio_distance(frames_generated, frames_reference, resamples: int = 100, seed: int = 0,
+                           full_rank: bool = True) -> Estimate:
+    """FAD as audioldm_eval computes it (``frechet_audio_distance``): the Fréchet distance of the frame embeddings of
+    each set, every frame of every clip pooled as one sample (VGGish: one 128-d row per 0.96 s), no shrinkage.
+
+    ``frames_generated``, ``frames_reference``: one ``(frames, d)`` array per clip. The interval resamples clips,
+    each with all its frames (frames of one clip are not independent). ``n`` counts generated clips.
+    ``full_rank=False``: computed on singular covariances too (fewer frames than dimensions), as audioldm_eval does."""
+    def pooled(frames, name):
+        frames = [np.asarray(f, dtype=np.float64) for f in frames] if isinstance(frames, (list, tuple)) else None
+        if not frames:
+            raise ValueError(f"{name} must be a non-empty list of (frames, dims) arrays, one per clip")
+        for i, f in enumerate(frames):
+            if f.ndim != 2 or len(f) < 1 or f.shape[1] != frames[0].shape[1]:
+                raise ValueError(f"{name}[{i}] must be (frames, {frames[0].shape[-1]}) with at least one frame; got "
+                                 f"shape {f.shape}")
+        owner = np.repeat(np.arange(len(frames)), [len(f) for f in frames])
+        return _embeddings(np.concatenate(frames), name), owner, len(frames)
+
+    (a, owner_a, clips_a), (b, owner_b, clips_b) = pooled(frames_generated, "frames_generated"), \
+        pooled(frames_reference, "frames_reference")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"frames_generated and frames_reference have different dimensions: {a.shape[1]} and "
+                         f"{b.shape[1]}")
+    if full_rank and min(len(a), len(b)) <= a.shape[1]:
+        raise ValueError(f"FAD needs more frames than embedding dimensions for a full-rank covariance: got "
+                         f"{len(a)} and {len(b)} frames of {a.shape[1]} dimensions")
+    rng = np.random.default_rng(seed)
+    draws = [(rng.integers(0, clips_a, clips_a), rng.integers(0, clips_b, clips_b)) for _ in range(resamples)]
+    weights_a = _counts([d[0] for d in draws], clips_a)[:, owner_a]
+    weights_b = _counts([d[1] for d in draws], clips_b)[:, owner_b]
+    return Estimate(_frechet(a, b, 0.0), *_interval(list(_frechet_draws(a, b, weights_a, weights_b, 0.0))), clips_a)
 
 
 def default_shrinkage(clips_a: int, clips_b: int, dims: int) -> float:
@@ -182,20 +269,25 @@ def paired_difference(metric: str, gen_a, gen_b, reference, shrinkage: float = 0
     if a.shape != b.shape or a.shape[1] != r.shape[1]:
         raise ValueError(f"gen_a and gen_b must pair row by row, with the reference's dimensions; got {a.shape}, "
                          f"{b.shape} and {r.shape}")
+    if metric not in ("FAD", "KAD"):
+        raise ValueError(f"metric must be 'FAD' or 'KAD'; got {metric!r}")
+    shrinkage = _check_shrinkage(shrinkage)
+    if metric == "FAD" and shrinkage == 0.0 and min(len(a), len(r)) <= a.shape[1]:
+        raise ValueError(f"FAD needs more clips than embedding dimensions for a full-rank covariance: got "
+                         f"{len(a)} paired and {len(r)} reference clips of {a.shape[1]} dimensions; pass shrinkage "
+                         "(e.g. 0.1) and say so, or compare by KAD")
     rng = np.random.default_rng(seed)
     draws = [(rng.integers(0, len(a), len(a)), rng.integers(0, len(r), len(r))) for _ in range(resamples)]
+    cg, cr = _counts([d[0] for d in draws], len(a)), _counts([d[1] for d in draws], len(r))
     if metric == "KAD":
         sigma = median_bandwidth(r)
         ka, kb = _kernels(a, r, sigma), _kernels(b, r, sigma)
         ones_g, ones_r = np.ones((1, len(a))), np.ones((1, len(r)))
         value = float((_mmd(ka, ones_g, ones_r) - _mmd(kb, ones_g, ones_r))[0])
-        cg, cr = _counts([d[0] for d in draws], len(a)), _counts([d[1] for d in draws], len(r))
         boot = list(_mmd(ka, cg, cr) - _mmd(kb, cg, cr))
-    elif metric == "FAD":
-        value = _frechet(a, r, shrinkage) - _frechet(b, r, shrinkage)
-        boot = [_frechet(a[i], r[j], shrinkage) - _frechet(b[i], r[j], shrinkage) for i, j in draws]
     else:
-        raise ValueError(f"metric must be 'FAD' or 'KAD'; got {metric!r}")
+        value = _frechet(a, r, shrinkage) - _frechet(b, r, shrinkage)
+        boot = list(_frechet_draws(a, r, cg, cr, shrinkage) - _frechet_draws(b, r, cg, cr, shrinkage))
     return Estimate(value, *_interval(boot), len(a))
 
 
@@ -219,6 +311,67 @@ def kl_divergence(probs_generated, probs_reference, eps: float = 1e-6, resamples
     """Mean over paired clips of :func:`kl_per_clip`: class probabilities ``(n, classes)`` of a generated clip and of
     the reference clip of the same caption, as audioldm_eval pairs them."""
     return mean_with_interval(kl_per_clip(probs_generated, probs_reference, eps), resamples, seed)
+
+
+KL_EPS = 1e-6
+"""audioldm_eval's ``EPS``, added to the generated side's probability inside the log."""
+
+
+def _logits(x, name: str) -> np.ndarray:
+    """Classifier logits ``(n, classes)``; an error when they look like probabilities (every value in [0, 1])."""
+    x = _embeddings(x, name, 1)
+    if ((x >= 0) & (x <= 1)).all():
+        raise ValueError(f"{name} must be logits (CNN14's 527 scores before the sigmoid); every value lies in [0, 1], "
+                         "so these look like probabilities: pass the logits (analysis.field_models.cnn14_outputs)")
+    return x
+
+
+def _paired_logits(logits_generated, logits_reference) -> tuple[np.ndarray, np.ndarray]:
+    g, r = _logits(logits_generated, "logits_generated"), _logits(logits_reference, "logits_reference")
+    if g.shape != r.shape:
+        raise ValueError(f"logits_generated and logits_reference must pair row by row (the same file name on both "
+                         f"sides); got {g.shape} and {r.shape}")
+    return g, r
+
+
+def _kl_rows(p_reference: np.ndarray, p_generated: np.ndarray, eps: float) -> np.ndarray:
+    """``sum_c p_ref log(p_ref / (p_gen + eps))`` per row, with ``0 log 0 = 0`` (torch's ``kl_div``)."""
+    from scipy.special import xlogy
+
+    return (xlogy(p_reference, p_reference) - p_reference * np.log(p_generated + eps)).sum(1)
+
+
+def kl_softmax_per_pair(logits_generated, logits_reference, eps: float = KL_EPS) -> np.ndarray:
+    """``KL(softmax(ref) || softmax(gen) + eps)`` per pair of logit rows ``(n, classes)``: the terms of
+    audioldm_eval's ``kullback_leibler_divergence_softmax`` (``audioldm_eval/metrics/kl.py``, ``calculate_kl``:
+    ``kl_div((softmax(gen) + EPS).log(), softmax(ref), reduction="sum") / n``), in float64."""
+    from scipy.special import softmax
+
+    g, r = _paired_logits(logits_generated, logits_reference)
+    return _kl_rows(softmax(r, axis=1), softmax(g, axis=1), eps)
+
+
+def kl_sigmoid_per_pair(logits_generated, logits_reference, eps: float = KL_EPS) -> np.ndarray:
+    """The same on the sigmoids, not normalised over classes: the terms of audioldm_eval's
+    ``kullback_leibler_divergence_sigmoid`` (``kl_div((sigmoid(gen) + EPS).log(), sigmoid(ref), "sum") / n``); a
+    sum of 527 unnormalised terms, each of either sign."""
+    from scipy.special import expit
+
+    g, r = _paired_logits(logits_generated, logits_reference)
+    return _kl_rows(expit(r), expit(g), eps)
+
+
+def kl_softmax(logits_generated, logits_reference, eps: float = KL_EPS, resamples: int = 1000,
+               seed: int = 0) -> Estimate:
+    """audioldm_eval's ``kullback_leibler_divergence_softmax``: the mean over pairs of
+    :func:`kl_softmax_per_pair` (its sum divided by the pair count), with a bootstrap interval over pairs."""
+    return mean_with_interval(kl_softmax_per_pair(logits_generated, logits_reference, eps), resamples, seed)
+
+
+def kl_sigmoid(logits_generated, logits_reference, eps: float = KL_EPS, resamples: int = 1000,
+               seed: int = 0) -> Estimate:
+    """audioldm_eval's ``kullback_leibler_divergence_sigmoid``: the mean over pairs of :func:`kl_sigmoid_per_pair`."""
+    return mean_with_interval(kl_sigmoid_per_pair(logits_generated, logits_reference, eps), resamples, seed)
 
 
 def clap_per_clip(audio_emb, text_emb) -> np.ndarray:
@@ -279,9 +432,16 @@ def read_folder(path) -> tuple[list[str], list[np.ndarray], int]:
 
 
 def evaluate(generated, reference, captions: list[str] | None = None, evaluator=None,
-             sampling_rate: int | None = None, fad_shrinkage: float | None = None, seed: int = 0):
-    """FAD, KAD, KL and CLAP score of ``generated`` audio against ``reference`` audio, with 95 % bootstrap intervals:
-    a tidy ``pandas.DataFrame`` (``metric, value, low, high, clips, reference_clips, evaluator, note``).
+             sampling_rate: int | None = None, fad_shrinkage: float | None = None, seed: int = 0,
+             protocol: str = "clap_kad", field_models=None):
+    """Quality of ``generated`` audio against ``reference`` audio under a named ``protocol``
+    (:mod:`analysis.protocols`), with 95 % bootstrap intervals: a tidy ``pandas.DataFrame`` (``protocol, metric,
+    value, low, high, clips, reference_clips, backbone, checkpoint, sampling_rate, crop, note``).
+
+    ``protocol="audioldm_eval"`` or ``"paper"``: audioldm_eval's metrics under its names (VGGish and CNN14-16k:
+    ``field_models``, a :class:`analysis.protocols.FieldModels`, default the released weights); ``seed`` seeds the
+    paper's crops. The rest of this docstring is the default, ``"clap_kad"``: FAD (of one clip embedding per clip),
+    KAD, KL and CLAP score.
 
     ``generated``, ``reference``: folders of audio files, or ``(clips, samples)`` arrays / lists of 1-D clips at
     ``sampling_rate``. ``captions``: one per generated clip (in sorted file order for a folder); the CLAP score needs
@@ -294,6 +454,14 @@ def evaluate(generated, reference, captions: list[str] | None = None, evaluator=
     import pandas as pd
 
     from .evaluator import Evaluator, check_audio, check_captions
+    from .protocols import check_protocol, evaluate_field
+
+    chosen = check_protocol(protocol, seed)
+    if chosen.field_models:
+        if fad_shrinkage is not None:
+            raise ValueError(f"fad_shrinkage applies to the clap_kad protocol only; {chosen.name} computes FAD and FD "
+                             "as audioldm_eval does, without shrinkage")
+        return evaluate_field(generated, reference, chosen, captions, evaluator, field_models, sampling_rate)
 
     def load(x, name):
         if isinstance(x, (str, Path)):
@@ -340,8 +508,11 @@ def evaluate(generated, reference, captions: list[str] | None = None, evaluator=
         estimates["CLAP"] = clap_score(gen_embedded.clap_audio, gen_embedded.text, seed=seed)
     else:
         notes["CLAP"] = "left out: no captions"
+    described = dict(protocol=chosen.name, backbone=evaluator.name, checkpoint=getattr(evaluator, "identity", "")[:12],
+                     sampling_rate=evaluator.sampling_rate, crop=chosen.crop_label(), evaluator=evaluator.name)
     rows = [dict(metric=m, value=e.value, low=e.low, high=e.high, clips=len(gen), reference_clips=len(ref),
-                 evaluator=evaluator.name, note=notes.get(m, "")) for m, e in estimates.items()]
+                 **described, note=notes.get(m, "")) for m, e in estimates.items()]
     rows += [dict(metric=m, value=np.nan, low=np.nan, high=np.nan, clips=len(gen), reference_clips=len(ref),
-                  evaluator=evaluator.name, note=note) for m, note in notes.items() if m not in estimates]
-    return pd.DataFrame(rows)
+                  **described, note=note) for m, note in notes.items() if m not in estimates]
+    return pd.DataFrame(rows)[["protocol", "metric", "value", "low", "high", "clips", "reference_clips", "backbone",
+                               "checkpoint", "sampling_rate", "crop", "evaluator", "note"]]

@@ -1,5 +1,6 @@
-"""``litefocus evaluate GENERATED_DIR --reference DIR [--captions FILE]``: FAD, KAD, KL and CLAP score of a folder
-of generated audio against a folder of reference audio, with 95 % bootstrap intervals (``analysis.quality``)."""
+"""``litefocus evaluate GENERATED_DIR --reference DIR [--captions FILE] [--protocol NAME]``: the quality of a folder of
+generated audio against a folder of reference audio under a named protocol (``analysis.protocols``: clap_kad, the
+default, or audioldm_eval's metrics), with 95 % bootstrap intervals (``analysis.quality``)."""
 
 from __future__ import annotations
 
@@ -22,9 +23,36 @@ def add_parser(commands) -> argparse.ArgumentParser:
     sub.add_argument("--fad-shrinkage", type=float, default=None,
                      help="covariance shrinkage for FAD in [0, 1] (default: 0, or 0.1 when a set has no more clips "
                           "than embedding dimensions)")
+    add_protocol_arguments(sub)
     sub.add_argument("--out", type=Path, default=None, help="also write the table here (.csv)")
     sub.set_defaults(func=run)
     return sub
+
+
+def add_protocol_arguments(sub) -> None:
+    """``--protocol`` and the weights of audioldm_eval's models (``analysis.protocols``)."""
+    from analysis.protocols import DEFAULT, PROTOCOLS
+
+    sub.add_argument("--protocol", default=DEFAULT, choices=list(PROTOCOLS),
+                     help="clap_kad (default: the evaluator's clip embeddings, KAD-centred, for small sets), "
+                          "audioldm_eval (VGGish FAD, CNN14-16k FD, KL softmax and sigmoid, CLAP: the paper's tool) "
+                          "or paper (audioldm_eval on a seeded random 10 s crop of each longer clip)")
+    sub.add_argument("--crop-seed", type=int, default=0, help="seed of the paper protocol's crops")
+    sub.add_argument("--vggish-checkpoint", type=Path, default=None,
+                     help="vggish-10086976.pth for the audioldm_eval and paper protocols (default: the torch hub "
+                          "cache, else downloaded)")
+    sub.add_argument("--cnn14-checkpoint", type=Path, default=None,
+                     help="Cnn14_16k_mAP=0.438.pth for the audioldm_eval and paper protocols (default: "
+                          "~/.cache/audioldm_eval/ckpt or ~/panns_data, else downloaded)")
+
+
+def load_field_models(args):
+    """audioldm_eval's models when ``--protocol`` needs them, else None."""
+    from analysis.protocols import FieldModels, check_protocol
+
+    if not check_protocol(args.protocol).field_models:
+        return None
+    return FieldModels.load(args.vggish_checkpoint, args.cnn14_checkpoint)
 
 
 def load_evaluator(name: str):
@@ -43,14 +71,21 @@ def load_evaluator(name: str):
 def run(args) -> int:
     from analysis import quality
     from analysis.captions import captions_of_files
+    from analysis.protocols import check_protocol
 
     names = [p.stem for p in quality.audio_files(args.generated)]  # both folders checked before a model loads
     quality.audio_files(args.reference)
     captions = None if args.captions is None else captions_of_files(args.captions, names)
     if args.out is not None and args.out.suffix.lower() != ".csv":
         raise ValueError(f"--out must name a .csv file; got {args.out}")
-    evaluator = load_evaluator(args.evaluator)
-    table = quality.evaluate(args.generated, args.reference, captions, evaluator, fad_shrinkage=args.fad_shrinkage)
+    protocol = check_protocol(args.protocol, args.crop_seed)
+    if protocol.field_models and args.fad_shrinkage is not None:
+        raise ValueError(f"--fad-shrinkage applies to --protocol clap_kad only; {protocol.name} computes FAD as "
+                         "audioldm_eval does")
+    models = load_field_models(args)
+    evaluator = load_evaluator(args.evaluator) if captions is not None or not protocol.field_models else None
+    table = quality.evaluate(args.generated, args.reference, captions, evaluator, fad_shrinkage=args.fad_shrinkage,
+                             protocol=protocol, field_models=models, seed=args.crop_seed)
     print(table.to_string(index=False, float_format="%.4g"))
     if args.out is not None:
         from litefocus.files import write_csv

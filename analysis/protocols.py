@@ -1,0 +1,263 @@
+"""Evaluation protocols, named: which models embed the clips, which formulas compare them, which part of each clip
+counts. Every output row says its protocol, backbone, checkpoint, sampling rate and crop.
+
+- ``"clap_kad"`` (the offline default; recommended for small sets): an :class:`analysis.evaluator.Evaluator`'s one
+  embedding per clip. Its ``FAD`` is the Fréchet distance of those clip embeddings (what audioldm_eval calls FD, not
+  its FAD), ``KAD`` the kernel audio distance (unbiased: it converges with far fewer clips), ``KL`` the KL of class
+  probabilities renormalised to sum to one (neither of audioldm_eval's two KLs), ``CLAP`` the CLAP score.
+- ``"audioldm_eval"``: what audioldm_eval computes (the paper's tool), under its names: ``frechet_audio_distance``
+  (VGGish frames pooled, :func:`analysis.quality.frechet_audio_distance`), ``frechet_distance`` (CNN14-16k 2048-d
+  clip embeddings), ``kullback_leibler_divergence_softmax`` and ``_sigmoid`` (CNN14-16k logits, clips paired by file
+  name as audioldm_eval pairs them), and ``clap_score`` (the evaluator's CLAP). Models: :mod:`analysis.field_models`.
+- ``"paper"``: the same on a random 10 s crop of each clip longer than 10 s, seeded by ``seed`` and the file name
+  (the LiteFocus authors scored their 20 to 80 s clips so; their repository, issue 1).
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import field_models, quality
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A named way to score clips. ``crop_seconds``: each longer clip is scored on a random crop of this length
+    (seeded by ``seed`` and its name); None scores whole clips."""
+
+    name: str
+    description: str
+    field_models: bool  # audioldm_eval's models and formulas (else the evaluator's)
+    crop_seconds: float | None = None
+    seed: int = 0
+
+    def crop_label(self) -> str:
+        if self.crop_seconds is None:
+            return "whole clip" + (" (padded to 2 s)" if self.field_models else "")
+        return f"random {self.crop_seconds:g} s (seed {self.seed})"
+
+    def with_seed(self, seed: int) -> Protocol:
+        return Protocol(self.name, self.description, self.field_models, self.crop_seconds, int(seed))
+
+
+PROTOCOLS = {
+    "clap_kad": Protocol("clap_kad", "the evaluator's clip embeddings: FD (column FAD), KAD, KL of renormalised "
+                         "class probabilities, CLAP score", field_models=False),
+    "audioldm_eval": Protocol("audioldm_eval", "audioldm_eval: VGGish FAD on pooled frames, CNN14-16k FD, KL softmax "
+                              "and KL sigmoid on logits, CLAP score", field_models=True),
+    "paper": Protocol("paper", "audioldm_eval on a seeded random 10 s crop of each longer clip", field_models=True,
+                      crop_seconds=10.0),
+}
+DEFAULT = "clap_kad"
+FIELD_METRICS = ("frechet_audio_distance", "frechet_distance", "kullback_leibler_divergence_softmax",
+                 "kullback_leibler_divergence_sigmoid", "clap_score")
+
+
+def check_protocol(protocol, seed: int = 0) -> Protocol:
+    """The :class:`Protocol` a name gives (or a Protocol itself); an error lists the valid names."""
+    if isinstance(protocol, Protocol):
+        return protocol
+    if not isinstance(protocol, str) or protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}; got {protocol!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed must be an integer; got {seed!r}")
+    return PROTOCOLS[protocol].with_seed(seed)
+
+
+def crop(clip: np.ndarray, sampling_rate: int, protocol: Protocol, name: str) -> np.ndarray:
+    """The part of ``clip`` the protocol scores: a random ``crop_seconds`` window, the same for one file name and
+    seed whatever else is in the set (``np.random.default_rng([seed, crc32(name)])``); clips no longer than the
+    window are whole."""
+    if protocol.crop_seconds is None:
+        return clip
+    window = int(round(protocol.crop_seconds * sampling_rate))
+    if len(clip) <= window:
+        return clip
+    rng = np.random.default_rng([protocol.seed, zlib.crc32(name.encode())])
+    start = int(rng.integers(0, len(clip) - window + 1))
+    return clip[start: start + window]
+
+
+def check_lengths(clips: list[np.ndarray], sampling_rate: int, names: list[str], argument: str,
+                  protocol: Protocol) -> None:
+    """A field protocol's clips hold at least one VGGish frame (0.975 s: audioldm_eval would pad a shorter one with
+    silence to 2 s and score mostly that); under ``"paper"``, generated clips hold the whole crop."""
+    shortest = field_models.VGGISH_FRAME_SAMPLES / field_models.SAMPLING_RATE
+    for name, clip in zip(names, clips):
+        seconds = len(clip) / sampling_rate
+        if seconds < shortest:
+            raise ValueError(f"{argument}: {name} lasts {seconds:.3f} s, shorter than one VGGish frame "
+                             f"({shortest} s): the {protocol.name} protocol cannot score it")
+        if argument == "generated" and protocol.crop_seconds and seconds < protocol.crop_seconds - 1e-9:
+            raise ValueError(f"generated: {name} lasts {seconds:.2f} s, shorter than the {protocol.name} protocol's "
+                             f"{protocol.crop_seconds:g} s crop")
+
+
+@dataclass
+class FieldModels:
+    """VGGish and CNN14-16k (:mod:`analysis.field_models`) and the names of their weights."""
+
+    vggish: object
+    cnn14: object
+    vggish_checkpoint: str = "random weights"
+    cnn14_checkpoint: str = "random weights"
+
+    @classmethod
+    def load(cls, vggish_checkpoint=None, cnn14_checkpoint=None, device: str = "cpu") -> FieldModels:
+        """The released weights (paths, or found and downloaded as :func:`field_models.find_checkpoint` says)."""
+        vggish_path = field_models.find_checkpoint(vggish_checkpoint, field_models.VGGISH_FILE,
+                                                   field_models.VGGISH_URL, "vggish_checkpoint")
+        cnn14_path = field_models.find_checkpoint(cnn14_checkpoint, field_models.CNN14_16K_FILE,
+                                                  field_models.CNN14_16K_URL, "cnn14_checkpoint")
+        return cls(field_models.load_vggish(vggish_path, device), field_models.load_cnn14(cnn14_path, device),
+                   vggish_path.name, cnn14_path.name)
+
+    def describe(self) -> dict[str, tuple[str, str]]:
+        """``{metric: (backbone, checkpoint)}`` for the rows."""
+        vggish = ("VGGish (torchvggish, no PCA, last ReLU removed)", self.vggish_checkpoint)
+        cnn14 = ("PANNs CNN14 16 kHz (panns-inference Cnn14)", self.cnn14_checkpoint)
+        return {"frechet_audio_distance": vggish, "frechet_distance": cnn14,
+                "kullback_leibler_divergence_softmax": cnn14, "kullback_leibler_divergence_sigmoid": cnn14}
+
+
+@dataclass
+class FieldFeatures:
+    """One set of clips under a field protocol: VGGish ``frames`` (one ``(k, 128)`` array a clip), CNN14
+    ``embeddings`` ``(n, 2048)`` and ``logits`` ``(n, 527)``."""
+
+    frames: list[np.ndarray]
+    embeddings: np.ndarray
+    logits: np.ndarray
+
+
+def field_features(clips: list[np.ndarray], rates: list[int], names: list[str], protocol: Protocol,
+                   models: FieldModels, progress: bool = False) -> FieldFeatures:
+    """Crop (``"paper"``), prepare (:func:`field_models.prepare`) and embed each clip (at its own rate in ``rates``)
+    with both models."""
+    from tqdm.auto import tqdm
+
+    prepared = [field_models.prepare(crop(c, r, protocol, n), r) for c, r, n in zip(clips, rates, names)]
+    frames = [field_models.vggish_frames(models.vggish, c) for c in tqdm(prepared, desc="VGGish", disable=not progress)]
+    embeddings, logits = field_models.cnn14_outputs(models.cnn14, prepared)
+    return FieldFeatures(frames, embeddings.astype(np.float64), logits.astype(np.float64))
+
+
+def pair_by_file_name(generated: list[str], reference: list[str]) -> tuple[list[int], list[int], str]:
+    """Indices of the pairs audioldm_eval scores the KLs on, and a note. Its rule (``get_filename_intersection_ratio``
+    and ``calculate_kl``): file names (with their suffix) must be shared by more than 99 % of each side; then every
+    reference file whose name a generated file has is a pair. Fewer: no pairs (audioldm_eval reports -1)."""
+    for side, names in (("generated", generated), ("reference", reference)):
+        if len(set(names)) != len(names):
+            raise ValueError(f"{side} has repeated file names: the KLs pair clips by name")
+    position = {n: i for i, n in enumerate(generated)}
+    shared = [n for n in reference if n in position]
+    if len(shared) / len(generated) > 0.99 and len(shared) / len(reference) > 0.99:
+        left = len(generated) - len(shared) + len(reference) - len(shared)
+        note = f"{left} file(s) without a namesake left out, as audioldm_eval does" if left else ""
+        return [position[n] for n in shared], [reference.index(n) for n in shared], note
+    missing = [n for n in generated if n not in set(reference)][:3]
+    return [], [], (f"left out, as audioldm_eval leaves it out (-1): {len(shared)} of {len(generated)} generated and "
+                    f"{len(reference)} reference file names are shared (it needs more than 99 % of each side); "
+                    f"e.g. not in the reference: {', '.join(missing) or '-'}")
+
+
+def field_rows(gen: FieldFeatures, ref: FieldFeatures, pairs: tuple[list[int], list[int], str], models: FieldModels,
+               clap: quality.Estimate | None = None, clap_backbone: tuple[str, str] = ("", ""),
+               resamples: int = 100, seed: int = 0) -> list[dict]:
+    """The metric rows of one generated set against one reference set under a field protocol (no protocol columns:
+    the caller adds them). FD on fewer clips than 2048 dimensions is what audioldm_eval computes (singular
+    covariances), and the note says it is biased."""
+    n, m = len(gen.embeddings), len(ref.embeddings)
+    described = models.describe()
+    rows = []
+
+    def add(metric, estimate, note=""):
+        backbone, checkpoint = described.get(metric, clap_backbone)
+        rows.append(dict(metric=metric, value=estimate.value, low=estimate.low, high=estimate.high, clips=n,
+                         reference_clips=m, backbone=backbone, checkpoint=checkpoint, note=note))
+
+    frames = min(sum(len(f) for f in gen.frames), sum(len(f) for f in ref.frames))
+    add("frechet_audio_distance", quality.frechet_audio_distance(gen.frames, ref.frames, resamples, seed,
+                                                                 full_rank=False),
+        "" if frames > gen.frames[0].shape[1] else f"{frames} frames for 128 dimensions: singular covariances")
+    add("frechet_distance", quality.frechet_distance(gen.embeddings, ref.embeddings, resamples=resamples, seed=seed,
+                                                     full_rank=False),
+        "" if min(n, m) > gen.embeddings.shape[1] else
+        f"{min(n, m)} clips for 2048 dimensions: singular covariances, as audioldm_eval computes it; biased, "
+        "compare at equal clip counts only")
+    gi, ri, note = pairs
+    for metric, formula in (("kullback_leibler_divergence_softmax", quality.kl_softmax),
+                            ("kullback_leibler_divergence_sigmoid", quality.kl_sigmoid)):
+        if gi:
+            add(metric, formula(gen.logits[gi], ref.logits[ri], resamples=1000, seed=seed), note)
+        else:
+            add(metric, quality.Estimate(np.nan, np.nan, np.nan, n), note)
+    if clap is not None:
+        add("clap_score", clap)
+    return rows
+
+
+def read_clips(path) -> tuple[list[str], list[np.ndarray], list[int]]:
+    """The audio files of a folder as audioldm_eval reads them: file names (with suffix), the first channel of
+    each, and each file's sampling rate."""
+    import soundfile
+
+    names, clips, rates = [], [], []
+    for file in quality.audio_files(path):
+        audio, rate = soundfile.read(file, dtype="float32", always_2d=True)
+        names.append(file.name)
+        clips.append(audio[:, 0])
+        rates.append(rate)
+    return names, clips, rates
+
+
+def evaluate_field(generated, reference, protocol: Protocol, captions=None, evaluator=None, models=None,
+                   sampling_rate: int | None = None, resamples: int = 100, progress: bool = False):
+    """:func:`analysis.quality.evaluate` under a field protocol (see the module docstring): a tidy DataFrame."""
+    import pandas as pd
+
+    from .evaluator import check_audio, check_captions
+
+    def load(x, argument):
+        if isinstance(x, (str, Path)):
+            names, clips, rates = read_clips(x)
+        elif sampling_rate is None:
+            raise ValueError(f"{argument} is an array: pass its sampling_rate (Hz)")
+        else:
+            names, clips, rates = [str(i) for i in range(len(x))], x, [sampling_rate] * len(x)
+        clips = [check_audio([c], r, f"{argument}: {n}")[0] for c, r, n in zip(clips, rates, names)]
+        for clip, rate, name in zip(clips, rates, names):
+            check_lengths([clip], rate, [name], argument, protocol)
+        return names, clips, rates
+
+    gen_names, gen, gen_rates = load(generated, "generated")
+    ref_names, ref, ref_rates = load(reference, "reference")
+    if min(len(gen), len(ref)) < 2:
+        raise ValueError(f"the Fréchet distances need at least 2 clips a set; got {len(gen)} generated, {len(ref)} "
+                         "reference")
+    if captions is not None:
+        if len(captions) != len(gen):
+            raise ValueError(f"{len(captions)} captions for {len(gen)} generated clips: give one caption per clip")
+        check_captions(captions)
+    pairs = pair_by_file_name(gen_names, ref_names)
+    models = models or FieldModels.load()
+    clap, clap_backbone = None, ("", "")
+    if captions is not None:
+        from .evaluator import Evaluator, resample
+
+        evaluator = evaluator or Evaluator.offline()
+        parts = [resample([crop(c, r, protocol, n)], r, evaluator.sampling_rate)[0]
+                 for c, r, n in zip(gen, gen_rates, gen_names)]
+        clap = quality.clap_score(evaluator.clap_audio(parts), evaluator.text(list(captions)), seed=protocol.seed)
+        clap_backbone = (f"CLAP of {evaluator.name}", evaluator.name)
+    rows = field_rows(field_features(gen, gen_rates, gen_names, protocol, models, progress),
+                      field_features(ref, ref_rates, ref_names, protocol, models, progress), pairs, models, clap,
+                      clap_backbone, resamples, protocol.seed)
+    table = pd.DataFrame(rows).assign(protocol=protocol.name, sampling_rate=field_models.SAMPLING_RATE,
+                                      crop=protocol.crop_label(), evaluator=evaluator.name if evaluator else "")
+    return table[["protocol", "metric", "value", "low", "high", "clips", "reference_clips", "backbone", "checkpoint",
+                  "sampling_rate", "crop", "evaluator", "note"]]
