@@ -56,8 +56,8 @@ def find_checkpoint(checkpoint, filename: str, url: str, argument: str) -> Path:
         if path.is_file():
             return path
     target = _search_paths(filename)[0]
-    how = (f"download {url} where you have internet and pass its path as {argument} (or put it in "
-           f"{target.parent})")
+    how = (f"download {url} where you have internet and pass its path as {argument} "
+           f"(--{argument.replace('_', '-')}), or put it in {target.parent}")
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
         raise FileNotFoundError(f"no {filename} here and downloads are off (HF_HUB_OFFLINE): {how}")
     try:

@@ -82,19 +82,23 @@ def crop(clip: np.ndarray, sampling_rate: int, protocol: Protocol, name: str) ->
     return clip[start: start + window]
 
 
+def check_seconds(seconds: float, name: str, argument: str, protocol: Protocol) -> None:
+    """A field protocol's clip lasts at least one VGGish frame (0.975 s: audioldm_eval would pad a shorter one with
+    silence to 2 s and score mostly that); under ``"paper"``, a generated clip holds the whole crop."""
+    shortest = field_models.VGGISH_FRAME_SAMPLES / field_models.SAMPLING_RATE
+    if seconds < shortest:
+        raise ValueError(f"{argument}: {name} lasts {seconds:.3f} s, shorter than one VGGish frame ({shortest} s): "
+                         f"the {protocol.name} protocol cannot score it")
+    if argument == "generated" and protocol.crop_seconds and seconds < protocol.crop_seconds - 1e-9:
+        raise ValueError(f"generated: {name} lasts {seconds:.2f} s, shorter than the {protocol.name} protocol's "
+                         f"{protocol.crop_seconds:g} s crop")
+
+
 def check_lengths(clips: list[np.ndarray], sampling_rate: int, names: list[str], argument: str,
                   protocol: Protocol) -> None:
-    """A field protocol's clips hold at least one VGGish frame (0.975 s: audioldm_eval would pad a shorter one with
-    silence to 2 s and score mostly that); under ``"paper"``, generated clips hold the whole crop."""
-    shortest = field_models.VGGISH_FRAME_SAMPLES / field_models.SAMPLING_RATE
+    """:func:`check_seconds` of each clip."""
     for name, clip in zip(names, clips):
-        seconds = len(clip) / sampling_rate
-        if seconds < shortest:
-            raise ValueError(f"{argument}: {name} lasts {seconds:.3f} s, shorter than one VGGish frame "
-                             f"({shortest} s): the {protocol.name} protocol cannot score it")
-        if argument == "generated" and protocol.crop_seconds and seconds < protocol.crop_seconds - 1e-9:
-            raise ValueError(f"generated: {name} lasts {seconds:.2f} s, shorter than the {protocol.name} protocol's "
-                             f"{protocol.crop_seconds:g} s crop")
+        check_seconds(len(clip) / sampling_rate, name, argument, protocol)
 
 
 @dataclass

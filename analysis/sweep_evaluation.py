@@ -104,6 +104,77 @@ def embed_reference(out: Path, folder: Path, evaluator) -> tuple[list[str], dict
     return [str(n) for n in data.pop("names")], data
 
 
+def protocol_id(protocol, models) -> str:
+    """A folder name for one field protocol's cached features: its name, crop and seed, and 12 hex digits of the
+    hash of both models' weights."""
+    from litefocus.models import weights_fingerprint
+
+    digest = hashlib.sha256(f"{weights_fingerprint(models.vggish)}:{weights_fingerprint(models.cnn14)}".encode())
+    crop = "" if protocol.crop_seconds is None else f"-crop{protocol.crop_seconds:g}s-seed{protocol.seed}"
+    return f"{protocol.name}{crop}-{digest.hexdigest()[:12]}"
+
+
+def _read_first_channel(path: Path) -> tuple[np.ndarray, int]:
+    import soundfile
+
+    audio, rate = soundfile.read(path, dtype="float32", always_2d=True)
+    return audio[:, 0], rate
+
+
+def _features_npz(features) -> dict:
+    return dict(frames=np.concatenate(features.frames), frame_counts=np.array([len(f) for f in features.frames]),
+                embeddings=features.embeddings, logits=features.logits)
+
+
+def _features_of(data: dict, index=None):
+    from .protocols import FieldFeatures
+
+    frames = np.split(data["frames"], np.cumsum(data["frame_counts"])[:-1])
+    index = range(len(frames)) if index is None else index
+    return FieldFeatures([frames[i] for i in index], data["embeddings"][index], data["logits"][index])
+
+
+def field_job_features(out: Path, rows: pd.DataFrame, protocol, models, progress: bool = True) -> dict:
+    """``{job id: features of its clip}`` under a field protocol (one-clip :class:`analysis.protocols.FieldFeatures`
+    arrays), computing only the jobs not yet cached in ``OUT/embeddings/PROTOCOL-ID/``; a clip's crop is seeded by its
+    file name."""
+    from tqdm.auto import tqdm
+
+    from .protocols import check_lengths, field_features
+
+    cache = Path(out) / "embeddings" / protocol_id(protocol, models)
+    cache.mkdir(parents=True, exist_ok=True)
+    missing = [r for r in rows.to_dict("records") if not (cache / f"{r['id']}.npz").is_file()]
+    for r in tqdm(missing, desc=f"{protocol.name} features", disable=not progress or not missing):
+        clip, rate = _read_first_channel(Path(out) / r["audio"])
+        name = Path(r["audio"]).name
+        check_lengths([clip], rate, [f"job {r['id']} ({name})"], "generated", protocol)
+        arrays = _features_npz(field_features([clip], [rate], [name], protocol, models))
+        write_atomic(cache / f"{r['id']}.npz", lambda tmp, a=arrays: _save_npz(tmp, a))
+    return {r: dict(np.load(cache / f"{r}.npz")) for r in rows["id"]}
+
+
+def field_reference_features(out: Path, folder: Path, protocol, models) -> tuple[list[str], dict]:
+    """Stems and features (the arrays of :func:`_features_npz`) of a reference folder under a field protocol,
+    cached under the sweep by the files' names, sizes and modification times."""
+    from .protocols import check_lengths, field_features, read_clips
+
+    files = quality.audio_files(folder)
+    stamp = json.dumps([[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files])
+    key = hashlib.sha256(f"{folder.resolve()}\n{stamp}".encode()).hexdigest()[:16]
+    path = Path(out) / "embeddings" / protocol_id(protocol, models) / f"reference-{key}.npz"
+    if not path.is_file():
+        names, clips, rates = read_clips(folder)
+        for clip, rate, name in zip(clips, rates, names):
+            check_lengths([clip], rate, [name], "reference", protocol)
+        arrays = _features_npz(field_features(clips, rates, names, protocol, models)) | dict(
+            names=np.array([Path(n).stem for n in names]))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, lambda tmp: _save_npz(tmp, arrays))
+    data = dict(np.load(path))
+    return [str(n) for n in data.pop("names")], data
+
+
 def _cell_rows(gen: dict, ref_names: list[str], ref: dict, audio_ids: list[str], shrinkage: float | None,
                audio_dim: int, resamples: int, seed: int) -> list[dict]:
     """The metric rows of one set of generated embeddings against one reference set."""
@@ -153,9 +224,13 @@ def write_tables(table: pd.DataFrame, path_stem: Path) -> list[Path]:
     ``STEM.nc``, each written atomically."""
     path_stem = Path(path_stem)  # the literal stem: "ev/litefocus_r0.1" -> ev/litefocus_r0.1.csv, never ev/litefocus_r0.csv
     csv_path = write_csv(path_stem.with_name(path_stem.name + ".csv"), table)
-    numeric = table.drop(columns=["note", "evaluator", "steps"]).copy()
+    described = [c for c in ("protocol", "backbone", "checkpoint", "sampling_rate", "crop") if c in table]
+    numeric = table.drop(columns=["note", "evaluator", "steps", *described]).copy()
     numeric["sampler"] = table.sampler + ":" + table.steps.astype(str)
     ds = numeric.set_index(["configuration", "seconds", "sampler", "metric"]).to_xarray()
+    for column in described:  # per metric: what computed it
+        per_metric = table.drop_duplicates("metric").set_index("metric")[column]
+        ds[column] = ("metric", [str(per_metric.get(m, "")) for m in ds.metric.values])
     ds.attrs.update(evaluator=str(table.evaluator.iloc[0]), notes=json.dumps(
         {f"{r.configuration} {r.seconds:g}s {r.sampler} {r.metric}": r.note for r in table.itertuples() if r.note}))
     nc_path = write_atomic(path_stem.with_name(path_stem.name + ".nc"), lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))
@@ -221,8 +296,19 @@ class SweepResults:
         return self._reference[seconds]
 
     def cells(self, fad_shrinkage: float | None = None, resamples: int = 100, seed: int = 0,
-              progress: bool = True) -> pd.DataFrame:
-        """The tidy table of the sweep: one row per cell and metric, and the floor (see the module docstring)."""
+              progress: bool = True, protocol="clap_kad", field_models=None) -> pd.DataFrame:
+        """The tidy table of the sweep: one row per cell and metric, and the floor (see the module docstring), under
+        a named ``protocol`` (:mod:`analysis.protocols`; ``seed`` also seeds the paper's crops): ``"clap_kad"`` (the
+        evaluator's FAD, KAD, KL, CLAP) or ``"audioldm_eval"`` / ``"paper"`` (audioldm_eval's metrics on
+        ``field_models``, default the released weights; the KLs pair each clip with the reference clip its
+        caption's ``audio`` id names; the CLAP score is the evaluator's, on the whole clip)."""
+        from .protocols import check_protocol
+
+        chosen = check_protocol(protocol, seed)
+        if chosen.field_models:
+            if fad_shrinkage is not None:
+                raise ValueError(f"fad_shrinkage applies to the clap_kad protocol only; got it with {chosen.name}")
+            return self._field_cells(chosen, field_models, resamples, progress)
         if fad_shrinkage is not None and not 0 <= fad_shrinkage <= 1:
             raise ValueError(f"fad_shrinkage must lie in [0, 1] or be None; got {fad_shrinkage}")
         embedded = self.job_embeddings(progress)
@@ -244,7 +330,53 @@ class SweepResults:
             for r in _cell_rows(gen, names, ref, list(group["audio_id"].fillna("").astype(str)), fad_shrinkage,
                                 audio_dim, resamples, seed):
                 table.append(dict(zip(CELL, cell), **r, **speed))
-        return self._ordered(pd.DataFrame(table).assign(evaluator=self.evaluator.name))
+        return self._ordered(pd.DataFrame(table).assign(
+            protocol=chosen.name, backbone=self.evaluator.name, checkpoint=evaluator_id(self.evaluator),
+            sampling_rate=self.evaluator.sampling_rate, crop=chosen.crop_label(), evaluator=self.evaluator.name))
+
+    def check_lengths(self, protocol) -> None:
+        """An error, before any model loads, when the sweep's lengths are too short for a field ``protocol``."""
+        from .protocols import check_seconds
+
+        for seconds in sorted(self.rows.seconds.unique()):
+            check_seconds(float(seconds), f"each {seconds:g} s job", "generated", protocol)
+
+    def _field_cells(self, protocol, models, resamples: int, progress: bool) -> pd.DataFrame:
+        """:meth:`cells` under a field protocol."""
+        from .protocols import FieldModels, field_rows
+
+        self.check_lengths(protocol)
+        models = models or FieldModels.load()
+        features = field_job_features(self.out, self.rows, protocol, models, progress)
+        embedded = self.job_embeddings(progress)  # the CLAP score: the evaluator's, whole clips
+        table, seed = [], protocol.seed
+        for seconds in self.references:
+            names, ref = field_reference_features(self.out, self.references[seconds], protocol, models)
+            order = np.random.default_rng(seed).permutation(len(names))
+            half_a, half_b = _features_of(ref, order[: len(order) // 2]), _features_of(ref, order[len(order) // 2:])
+            if min(len(half_a.logits), len(half_b.logits)) >= 2:
+                for r in field_rows(half_a, half_b, ([], [], "reference halves: no pairs"), models,
+                                    resamples=resamples, seed=seed):
+                    table.append(dict(configuration=FLOOR, seconds=seconds, sampler="", steps=0, **r))
+        first_sampler = self.settings.samplers[0].label
+        for cell, group in self.rows.groupby(CELL, sort=False):
+            ids = list(group["id"])
+            gen = _features_of({k: np.concatenate([features[i][k] for i in ids]) for k in features[ids[0]]})
+            names, ref = field_reference_features(self.out, self.references[cell[1]], protocol, models)
+            position = {n: i for i, n in enumerate(names)}
+            audio_ids = [str(a) for a in group["audio_id"].fillna("")]
+            paired = [(g, position[a]) for g, a in enumerate(audio_ids) if a in position]
+            pairs = ([g for g, _ in paired], [r for _, r in paired],
+                     "" if len(paired) == len(ids) else f"{len(ids) - len(paired)} clip(s) whose caption names no "
+                     "reference clip left out")
+            clap = quality.clap_score(np.stack([embedded[i]["clap_audio"] for i in ids]),
+                                      np.stack([embedded[i]["text"] for i in ids]), seed=seed)
+            backbone = (f"CLAP of {self.evaluator.name} (whole clip)", evaluator_id(self.evaluator))
+            speed = _speed(self.rows, cell, first_sampler)
+            for r in field_rows(gen, _features_of(ref), pairs, models, clap, backbone, resamples, seed):
+                table.append(dict(zip(CELL, cell), **r, **speed))
+        return self._ordered(pd.DataFrame(table).assign(
+            protocol=protocol.name, sampling_rate=16000, crop=protocol.crop_label(), evaluator=self.evaluator.name))
 
     def _ordered(self, table: pd.DataFrame) -> pd.DataFrame:
         """By length, then the sweep's order of samplers and of configurations (the floor first)."""

@@ -1,11 +1,12 @@
-"""``litefocus evaluate-sweep OUT --reference DIR``: FAD, KAD, KL, CLAP and speed per cell of a sweep, and paired
-comparisons between its configurations (``analysis.sweep_evaluation``)."""
+"""``litefocus evaluate-sweep OUT --reference DIR [--protocol NAME]``: quality (clap_kad: FAD, KAD, KL, CLAP; or
+audioldm_eval's metrics) and speed per cell of a sweep, and, under clap_kad, paired comparisons between its
+configurations (``analysis.sweep_evaluation``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .evaluate import EVALUATOR_HELP
+from .evaluate import EVALUATOR_HELP, add_protocol_arguments
 
 
 def add_parser(commands) -> None:
@@ -21,6 +22,7 @@ def add_parser(commands) -> None:
     ev.add_argument("--compare", nargs="+", default=None, metavar="A:B",
                     help="paired differences A - B per length and sampler (besides each configuration against the "
                          "sweep's first, always written), into STEM_comparisons.csv")
+    add_protocol_arguments(ev)
     ev.add_argument("--out", type=Path, default=None,
                     help="table path without suffix (default: SWEEP/evaluation/EVALUATOR); .csv and .nc are written")
     ev.set_defaults(func=run)
@@ -30,19 +32,31 @@ def run(args) -> int:
     from analysis import sweep_evaluation as se
     from litefocus.files import write_csv
 
-    from .evaluate import load_evaluator
+    from analysis.protocols import check_protocol
+
+    from .evaluate import load_evaluator, load_field_models
 
     # the sweep folder, then the reference folders, then the arguments, before the evaluator loads
     results = se.SweepResults.open(args.sweep, args.reference)
     if args.resamples < 0:
         raise ValueError(f"--resamples must be at least 0; got {args.resamples}")
+    protocol = check_protocol(args.protocol, args.crop_seed)
+    if protocol.field_models and (args.fad_shrinkage is not None or args.compare):
+        raise ValueError(f"--fad-shrinkage and --compare apply to --protocol clap_kad only; {protocol.name} gives "
+                         "the cells' metrics as audioldm_eval computes them")
+    if protocol.field_models:
+        results.check_lengths(protocol)
     pairs = comparison_pairs(args.compare or [], results.configurations)
+    models = load_field_models(args)
     results.evaluator = load_evaluator(args.evaluator)
-    table = results.cells(fad_shrinkage=args.fad_shrinkage, resamples=args.resamples)
-    stem = Path(args.out or args.sweep / "evaluation" / se.evaluator_id(results.evaluator))
+    table = results.cells(fad_shrinkage=args.fad_shrinkage, resamples=args.resamples, protocol=protocol,
+                          field_models=models)
+    name = se.protocol_id(protocol, models) if protocol.field_models else se.evaluator_id(results.evaluator)
+    stem = Path(args.out or args.sweep / "evaluation" / name)
     paths = se.write_tables(table, stem)
-    comparisons = results.comparisons(pairs, fad_shrinkage=args.fad_shrinkage, resamples=2 * args.resamples)
-    paths.append(write_csv(stem.with_name(stem.name + "_comparisons.csv"), comparisons))
+    if not protocol.field_models:  # paired differences: under clap_kad (KAD's unbiased pairs)
+        comparisons = results.comparisons(pairs, fad_shrinkage=args.fad_shrinkage, resamples=2 * args.resamples)
+        paths.append(write_csv(stem.with_name(stem.name + "_comparisons.csv"), comparisons))
     shown = table.pivot_table(index=["seconds", "sampler", "steps", "configuration"], columns="metric",
                               values="value", sort=False)
     print(shown.to_string(float_format="%.4g"))
