@@ -162,7 +162,7 @@ def pair_by_file_name(generated: list[str], reference: list[str]) -> tuple[list[
     if len(shared) / len(generated) > 0.99 and len(shared) / len(reference) > 0.99:
         left = len(generated) - len(shared) + len(reference) - len(shared)
         note = f"{left} file(s) without a namesake left out, as audioldm_eval does" if left else ""
-        return [position[n] for n in shared], [reference.index(n) for n in shared], note
+        return [position[n] for n in shared], [i for i, n in enumerate(reference) if n in position], note
     missing = [n for n in generated if n not in set(reference)][:3]
     return [], [], (f"left out, as audioldm_eval leaves it out (-1): {len(shared)} of {len(generated)} generated and "
                     f"{len(reference)} reference file names are shared (it needs more than 99 % of each side); "
