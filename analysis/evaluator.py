@@ -234,7 +234,14 @@ class Evaluator:
         processor = ClapProcessor.from_pretrained(path)
         classes = json.loads((path / "classes.json").read_text())
         head = LabelHead(clap.config.projection_dim, len(classes))
-        head.load_state_dict(load_file(path / LABEL_HEAD))
+        weights = load_file(path / LABEL_HEAD)
+        shape = tuple(weights.get("weight", torch.empty(0)).shape)
+        if shape != tuple(head.weight.shape):
+            raise ValueError(f"{path}: {LABEL_HEAD} maps to {shape[0] if shape else '?'} classes from "
+                             f"{shape[1] if len(shape) > 1 else '?'} dimensions, but classes.json names "
+                             f"{len(classes)} classes and the CLAP projects to {clap.config.projection_dim}: the "
+                             "files come from different trainings (retrain with python -m studies.evaluator.training)")
+        head.load_state_dict(weights)
         head.eval().to(device)
         profile = json.loads((path / TEMPORAL_PROFILE).read_text()) if (path / TEMPORAL_PROFILE).is_file() else None
         rate = processor.feature_extractor.sampling_rate

@@ -44,6 +44,31 @@ def form_of(attention, function: str, accepted: tuple[str, ...]) -> str:
     return form
 
 
+SUM_TOLERANCE = 1e-2  # rows stored in float16 sum to 1 within a few 1e-3
+
+
+def check_attention(attention: xr.DataArray, function: str) -> str:
+    """:func:`form_of` for maps or rows, and what makes them attention: keys on the grid the queries live on, and each
+    query's row a probability distribution (no value below 0, the sum over keys 1 within :data:`SUM_TOLERANCE`;
+    rows of NaN pass, and the metrics give NaN where they enter: never dropped). An error names ``function`` and the first bad query."""
+    form = form_of(attention, function, ("maps", "rows"))
+    q_time, q_freq = (np.asarray(attention[c]) for c in ("q_time", "q_freq"))
+    if q_time.size and (q_time.max() >= attention.sizes["k_time"] or q_freq.max() >= attention.sizes["k_freq"]
+                        or q_time.min() < 0 or q_freq.min() < 0):
+        raise ValueError(f"{function}: queries at (time, freq) up to ({q_time.max()}, {q_freq.max()}) lie outside the "
+                         f"key grid ({attention.sizes['k_time']}, {attention.sizes['k_freq']}): self-attention "
+                         "keys and queries share one grid")
+    if (attention < 0).any():
+        raise ValueError(f"{function}: attention holds negative values; rows must be probabilities (softmax outputs)")
+    sums = attention.sum(KEY_DIMS, skipna=False)
+    off = np.abs(sums - 1) > SUM_TOLERANCE
+    if off.any():
+        where = {d: int(i[0]) for d, i in zip(sums.dims, np.nonzero(np.asarray(off)))}
+        raise ValueError(f"{function}: each query's attention must sum to 1 over the keys; at {where} it sums to "
+                         f"{float(sums[where]):.4g}")
+    return form
+
+
 def _query_dims(attention: xr.DataArray) -> list[str]:
     return ["query"] if "query" in attention.dims else ["q_time", "q_freq"]
 
@@ -68,8 +93,9 @@ def same_frequency_mass(attention: xr.DataArray) -> xr.DataArray:
     """
     if form_of(attention, "same_frequency_mass", ("maps", "rows", "profile")) == "profile":
         return attention.sel(freq_offset=0).sum("time_offset")
+    check_attention(attention, "same_frequency_mass")
     same_row = attention.k_freq == attention.q_freq
-    return attention.where(same_row, 0.0).sum(KEY_DIMS).mean(_query_dims(attention))
+    return attention.where(same_row, 0.0).sum(KEY_DIMS, skipna=False).mean(_query_dims(attention), skipna=False)
 
 
 def same_frequency_ratio(attention: xr.DataArray) -> xr.DataArray:
@@ -82,17 +108,17 @@ def key_frequency_mass(attention: xr.DataArray) -> xr.DataArray:
     ``M(f) = (1/|Q|) sum_q sum_{k: f_k = f} p(q, k)``, dims ``(..., k_freq)``, summing to 1; uniform gives ``1/F``.
     A row that draws far more than ``1/F`` from every query is a sink (attention parked there, not same-frequency
     focus). Accepts maps or rows."""
-    form_of(attention, "key_frequency_mass", ("maps", "rows"))
-    return attention.sum("k_time").mean(_query_dims(attention))
+    check_attention(attention, "key_frequency_mass")
+    return attention.sum("k_time", skipna=False).mean(_query_dims(attention), skipna=False)
 
 
 def entropy(attention: xr.DataArray, normalized: bool = False) -> xr.DataArray:
     """Mean over queries of ``-sum_k p log p`` (nats); ``normalized`` divides by ``log N`` (1 = uniform).
 
     Needs maps or rows (an offset profile has lost the per-query distributions)."""
-    form_of(attention, "entropy", ("maps", "rows"))
+    check_attention(attention, "entropy")
     p = attention.clip(min=1e-30)
-    value = -(attention * np.log(p)).sum(KEY_DIMS).mean(_query_dims(attention))
+    value = -(attention * np.log(p)).sum(KEY_DIMS, skipna=False).mean(_query_dims(attention), skipna=False)
     if normalized:
         value = value / np.log(attention.sizes["k_time"] * attention.sizes["k_freq"])
     return value
@@ -106,6 +132,7 @@ def offset_profile(attention: xr.DataArray) -> xr.DataArray:
     """
     if form_of(attention, "offset_profile", ("maps", "rows", "profile")) == "profile":
         return attention
+    check_attention(attention, "offset_profile")
     time_bins, freq_bins = attention.sizes["k_time"], attention.sizes["k_freq"]
     if "query" in attention.dims:
         rows = attention.transpose(..., "query", *KEY_DIMS)

@@ -28,12 +28,22 @@ class Estimate(NamedTuple):
     n: int
 
 
+LARGEST = 1e150
+"""Embeddings beyond this magnitude would overflow float64 in the squares a covariance or a distance takes."""
+
+
 def _embeddings(x, name: str, min_rows: int = 2) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
+    try:
+        x = np.asarray(x, dtype=np.float64)
+    except (ValueError, TypeError) as error:  # ragged lists, strings
+        raise ValueError(f"{name} must be a (clips, dims) array of numbers, every row of one length: {error}") from None
     if x.ndim != 2 or x.shape[0] < min_rows or x.shape[1] < 1:
         raise ValueError(f"{name} must be (clips, dims) with at least {min_rows} clips; got shape {x.shape}")
     if not np.isfinite(x).all():
         raise ValueError(f"{name} holds NaN or infinite values")
+    if np.abs(x).max() > LARGEST:
+        raise ValueError(f"{name} holds values beyond {LARGEST:g} (largest {np.abs(x).max():.3g}): their squares "
+                         "overflow float64; rescale the embeddings")
     return x
 
 
@@ -110,10 +120,11 @@ def _frechet_draws(a: np.ndarray, b: np.ndarray, weights_a: np.ndarray, weights_
     return out
 
 
-def _check_shrinkage(shrinkage) -> float:
+def check_shrinkage(shrinkage, name: str = "shrinkage") -> float:
+    """A covariance shrinkage: a number in [0, 1] (numpy scalars too); an error names ``name``."""
     if isinstance(shrinkage, bool) or not isinstance(shrinkage, (int, float, np.integer, np.floating)) \
             or not 0.0 <= float(shrinkage) <= 1.0:
-        raise ValueError(f"shrinkage must be a number in [0, 1]; got {shrinkage!r}")
+        raise ValueError(f"{name} must be a number in [0, 1]; got {shrinkage!r}")
     return float(shrinkage)
 
 
@@ -134,7 +145,7 @@ def frechet_distance(emb_a, emb_b, shrinkage: float = 0.0, resamples: int = 100,
     a, b = _embeddings(emb_a, "emb_a"), _embeddings(emb_b, "emb_b")
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"emb_a and emb_b have different dimensions: {a.shape[1]} and {b.shape[1]}")
-    shrinkage = _check_shrinkage(shrinkage)
+    shrinkage = check_shrinkage(shrinkage)
     if full_rank and shrinkage == 0.0 and min(len(a), len(b)) <= a.shape[1]:
         raise ValueError(f"FAD needs more clips than embedding dimensions for a full-rank covariance: got "
                          f"{len(a)} and {len(b)} clips of {a.shape[1]} dimensions; pass shrinkage (e.g. 0.1) and say so, "
@@ -271,7 +282,7 @@ def paired_difference(metric: str, gen_a, gen_b, reference, shrinkage: float = 0
                          f"{b.shape} and {r.shape}")
     if metric not in ("FAD", "KAD"):
         raise ValueError(f"metric must be 'FAD' or 'KAD'; got {metric!r}")
-    shrinkage = _check_shrinkage(shrinkage)
+    shrinkage = check_shrinkage(shrinkage)
     if metric == "FAD" and shrinkage == 0.0 and min(len(a), len(r)) <= a.shape[1]:
         raise ValueError(f"FAD needs more clips than embedding dimensions for a full-rank covariance: got "
                          f"{len(a)} paired and {len(r)} reference clips of {a.shape[1]} dimensions; pass shrinkage "
@@ -480,8 +491,8 @@ def evaluate(generated, reference, captions: list[str] | None = None, evaluator=
         check_captions(captions)
     if min(len(gen), len(ref)) < 2:
         raise ValueError(f"FAD and KAD need at least 2 clips a set; got {len(gen)} generated, {len(ref)} reference")
-    if fad_shrinkage is not None and not 0 <= fad_shrinkage <= 1:
-        raise ValueError(f"fad_shrinkage must lie in [0, 1] or be None; got {fad_shrinkage}")
+    if fad_shrinkage is not None:
+        fad_shrinkage = check_shrinkage(fad_shrinkage, "fad_shrinkage")
     evaluator = evaluator or Evaluator.offline()
     notes = {}
     shrinkage = fad_shrinkage
@@ -499,8 +510,8 @@ def evaluate(generated, reference, captions: list[str] | None = None, evaluator=
     }
     position = {n: i for i, n in enumerate(ref_names)}
     folders = isinstance(generated, (str, Path)) and isinstance(reference, (str, Path))
-    if (all(n in position for n in gen_names) if folders else len(gen) == len(ref)):
-        pairs = [position[n] for n in gen_names]
+    if folders and all(n in position for n in gen_names) or not folders and len(gen) == len(ref):
+        pairs = [position[n] for n in gen_names] if folders else list(range(len(gen)))  # by name, else by index
         estimates["KL"] = kl_divergence(gen_embedded.probabilities, ref_embedded.probabilities[pairs], seed=seed)
     else:
         notes["KL"] = "left out: no reference clip of the same name (or index) for every generated clip"

@@ -309,8 +309,8 @@ class SweepResults:
             if fad_shrinkage is not None:
                 raise ValueError(f"fad_shrinkage applies to the clap_kad protocol only; got it with {chosen.name}")
             return self._field_cells(chosen, field_models, resamples, progress)
-        if fad_shrinkage is not None and not 0 <= fad_shrinkage <= 1:
-            raise ValueError(f"fad_shrinkage must lie in [0, 1] or be None; got {fad_shrinkage}")
+        if fad_shrinkage is not None:
+            fad_shrinkage = quality.check_shrinkage(fad_shrinkage, "fad_shrinkage")
         embedded = self.job_embeddings(progress)
         audio_dim = self.evaluator.audio_dim
         table = []

@@ -296,3 +296,16 @@ def test_an_empty_caption_is_named_by_its_index_before_embedding():
     """Issue 22, case 33."""
     with pytest.raises(ValueError, match=r"captions\[1\] must be a non-empty string"):
         Evaluator.offline().embed(tones(2, 1.0), RATE, ["a flute", " "])
+
+
+def test_a_label_head_that_does_not_match_its_classes_is_named(evaluator_path, tmp_path):
+    import json
+    import shutil
+
+    folder = tmp_path / "mismatched"
+    shutil.copytree(evaluator_path, folder)
+    classes = json.loads((folder / "classes.json").read_text())
+    write_json(folder / "classes.json", classes + ["one more"])
+    with pytest.raises(ValueError, match=f"label_head.safetensors maps to {len(classes)} classes.*names "
+                                         f"{len(classes) + 1} classes.*different trainings"):
+        Evaluator.offline(folder)

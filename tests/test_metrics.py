@@ -124,3 +124,20 @@ def test_key_frequency_mass_finds_a_planted_sink_row():
     xr.testing.assert_allclose(metrics.key_frequency_mass(rows), mass)
     with pytest.raises(ValueError, match="key_frequency_mass takes maps"):
         metrics.key_frequency_mass(metrics.offset_profile(attention))
+
+
+def test_rows_that_are_not_probabilities_or_off_the_grid_are_refused():
+    maps = planted_map(6, 4, 0.7)
+    for function in (metrics.same_frequency_ratio, metrics.entropy, metrics.key_frequency_mass,
+                     metrics.offset_profile):
+        with pytest.raises(ValueError, match="must sum to 1 over the keys.*sums to 5"):
+            function(maps * 5)
+        with pytest.raises(ValueError, match="negative values"):
+            function(-maps)
+    rows = maps.stack(query=("q_time", "q_freq")).reset_index("query")
+    rows = rows.assign_coords(q_time=("query", rows.q_time.values + 6))  # queries of a longer grid
+    with pytest.raises(ValueError, match=r"lie outside the key grid \(6, 4\)"):
+        metrics.same_frequency_ratio(rows)
+    with_nan = maps.copy()
+    with_nan[{"q_time": 0}] = np.nan  # a row of NaN passes and gives NaN, never a silent drop
+    assert np.isnan(metrics.entropy(with_nan)).all()

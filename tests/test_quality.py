@@ -149,3 +149,37 @@ def test_a_nan_clip_makes_the_whole_estimate_nan():
     """Issue 22, case 13: mean_with_interval([1, nan]) gave NaN with the interval (1, 1)."""
     estimate = quality.mean_with_interval(np.array([1.0, np.nan, 2.0]), resamples=50)
     assert np.isnan([estimate.value, estimate.low, estimate.high]).all()
+
+
+def test_bad_embeddings_and_shrinkage_are_named_and_numpy_scalars_are_taken():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((40, 3))
+    with pytest.raises(ValueError, match=r"shrinkage must be a number in \[0, 1\]; got '0.1'"):
+        quality.frechet_distance(x, x, shrinkage="0.1")
+    assert quality.frechet_distance(x, x + 1, shrinkage=np.float32(0.1), resamples=0).value == pytest.approx(3.0)
+    with pytest.raises(ValueError, match=r"emb_a holds values beyond 1e\+150.*overflow"):
+        quality.frechet_distance(x * 1e200, x)
+    with pytest.raises(ValueError, match="emb_a must be a .clips, dims. array of numbers, every row of one length"):
+        quality.frechet_distance([[1.0, 2.0], [3.0]], x)
+    # one clip-count rule for FAD, alone or paired (issue 22, case 13)
+    few = rng.standard_normal((3, 4))
+    with pytest.raises(ValueError, match="more clips than embedding dimensions"):
+        quality.paired_difference("FAD", few, few + 1, few)
+    assert np.isfinite(quality.paired_difference("FAD", few, few + 1, few, shrinkage=0.5, resamples=5).value)
+
+
+def test_evaluate_pairs_a_folder_with_arrays_by_index(tmp_path):
+    import soundfile
+
+    from analysis.evaluator import Evaluator
+
+    rng = np.random.default_rng(3)
+    clips = (0.2 * rng.standard_normal((3, 16000))).astype(np.float32)
+    (tmp_path / "gen").mkdir()
+    for i, clip in enumerate(clips):
+        soundfile.write(tmp_path / "gen" / f"take{i}.wav", clip, 16000)
+    table = quality.evaluate(tmp_path / "gen", clips[::-1].copy(), sampling_rate=16000, evaluator=Evaluator.offline(),
+                             fad_shrinkage=np.float64(0.5))
+    assert table.set_index("metric").loc["KL", "value"] >= 0 and set(table.protocol) == {"clap_kad"}
+    with pytest.raises(ValueError, match=r"fad_shrinkage must be a number in \[0, 1\]; got 2"):
+        quality.evaluate(tmp_path / "gen", clips, sampling_rate=16000, fad_shrinkage=2)
