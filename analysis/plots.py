@@ -13,12 +13,28 @@ def _pyplot():
     return plt
 
 
+def _only_dims(array, dims: tuple[str, ...], function: str) -> None:
+    """An error, before any drawing, unless ``array`` is a DataArray with exactly ``dims``; it names the others."""
+    if not isinstance(array, xr.DataArray):
+        raise TypeError(f"{function} takes an xarray.DataArray with dims {dims}; got {type(array).__name__}")
+    extra, missing = [d for d in array.dims if d not in dims], [d for d in dims if d not in array.dims]
+    if extra or missing:
+        picks = ", ".join(f"{d}=..." for d in extra)
+        raise ValueError(f"{function} draws dims {dims}; got {array.dims}" + (
+            f": select or average the others first (.isel({picks}) or .mean({extra}))" if extra else ""))
+
+
 def query_attention(rows: xr.DataArray, query: int = 0, ax=None, title: str | None = None):
     """One query's attention over keys on the (time, freq) grid, the query marked (Fig. 2a).
 
     ``rows``: dims ``(query, k_time, k_freq)`` (select step and head first) with ``q_time``/``q_freq`` coordinates;
     full maps work too after ``.stack(query=("q_time", "q_freq"))``.
     """
+    _only_dims(rows, ("query", "k_time", "k_freq"), "query_attention")
+    count = rows.sizes["query"]
+    if isinstance(query, bool) or not isinstance(query, (int, np.integer)) or not -count <= query < count:
+        raise ValueError(f"query must be an index of one of the {count} recorded queries (0 to {count - 1}); "
+                         f"got {query!r}")
     plt = _pyplot()
     row = rows.isel(query=query)
     if ax is None:
@@ -38,6 +54,9 @@ def token_map(attention: xr.DataArray, tokens: int = 128, ax=None, title: str | 
     ``attention``: dims ``(q_time, q_freq, k_time, k_freq)``; same-frequency attention shows as diagonal stripes
     every F tokens. Colours are clipped at the 99th percentile so the stripes are not drowned by the diagonal.
     """
+    _only_dims(attention, ("q_time", "q_freq", "k_time", "k_freq"), "token_map")
+    if isinstance(tokens, bool) or not isinstance(tokens, (int, np.integer)) or tokens < 1:
+        raise ValueError(f"tokens must be a positive integer; got {tokens!r}")
     plt = _pyplot()
     time_bins, freq_bins = attention.sizes["k_time"], attention.sizes["k_freq"]
     matrix = attention.transpose("q_time", "q_freq", "k_time", "k_freq").values.reshape(
@@ -53,6 +72,7 @@ def token_map(attention: xr.DataArray, tokens: int = 128, ax=None, title: str | 
 def offset_profiles(profile: xr.DataArray, axes=None, title: str | None = None):
     """Attention mass by frequency distance and by time distance (``profile``: dims (time_offset, freq_offset),
     select or average the other dims first)."""
+    _only_dims(profile, ("time_offset", "freq_offset"), "offset_profiles")
     plt = _pyplot()
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(9, 2.8))
@@ -74,6 +94,12 @@ def offset_profiles(profile: xr.DataArray, axes=None, title: str | None = None):
 def sparsity_heatmap(ds: xr.Dataset, variable: str = "same_frequency_ratio", ax=None):
     """Block-by-step heatmap of a measure from ``measure_sparsity`` (averaged over each block's modules and heads);
     the same-frequency ratio is centred on 1, the uniform baseline."""
+    if variable not in ds:
+        raise ValueError(f"variable must be one of the dataset's variables ({', '.join(map(str, ds.data_vars))}); "
+                         f"got {variable!r}")
+    if not {"head", "module", "step"} <= set(ds[variable].dims) or "block" not in ds[variable].coords:
+        raise ValueError(f"sparsity_heatmap takes measure_sparsity's dataset (dims step, module, head and a block "
+                         f"coordinate); {variable} has dims {ds[variable].dims}")
     plt = _pyplot()
     import seaborn as sns
 

@@ -141,3 +141,22 @@ def test_rows_that_are_not_probabilities_or_off_the_grid_are_refused():
     with_nan = maps.copy()
     with_nan[{"q_time": 0}] = np.nan  # a row of NaN passes and gives NaN, never a silent drop
     assert np.isnan(metrics.entropy(with_nan)).all()
+
+
+def test_plots_name_unselected_dims_and_a_query_out_of_range():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from analysis import plots
+
+    maps = planted_map(6, 4, 0.7)
+    rows = maps.isel(head=0).stack(query=("q_time", "q_freq")).transpose("query", "k_time", "k_freq")
+    assert plots.query_attention(rows, query=5) is not None
+    with pytest.raises(ValueError, match=r"query must be an index of one of the 24 recorded queries \(0 to 23\)"):
+        plots.query_attention(rows, query=10**6)
+    with pytest.raises(ValueError, match=r"token_map draws dims .*got \('head', .*\.isel\(head=\.\.\.\)"):
+        plots.token_map(maps)
+    with pytest.raises(ValueError, match="offset_profiles draws dims"):
+        plots.offset_profiles(metrics.offset_profile(maps))  # head still there
+    with pytest.raises(ValueError, match="variable must be one of the dataset's variables"):
+        plots.sparsity_heatmap(xr.Dataset(dict(a=maps)), "same_frequency_ratio")
