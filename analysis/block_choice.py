@@ -366,8 +366,25 @@ def _cost_models(cost_model) -> dict[str, CostModel]:
     if isinstance(cost_model, CostModel):
         return {cost_model.metric: cost_model}
     if isinstance(cost_model, dict):
+        for metric, model in cost_model.items():
+            if not isinstance(model, CostModel):
+                raise ValueError(f"cost_model[{metric!r}] must be a CostModel (fit_cost_model, load_cost_models); "
+                                 f"got {type(model).__name__}")
+        if not cost_model:
+            raise ValueError("cost_model is an empty dict: give {metric: CostModel}, a file, or None")
         return cost_model
+    if cost_model is not None and not isinstance(cost_model, (str, Path)):
+        raise ValueError(f"cost_model must be a CostModel, {{metric: CostModel}}, a file of save_cost_models or None; "
+                         f"got {type(cost_model).__name__}")
     return load_cost_models(cost_model or COST_MODEL)
+
+
+def _positive_seconds(seconds) -> float:
+    if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real) or not math.isfinite(seconds) \
+            or seconds <= 0:
+        raise ValueError(f"seconds must be a positive number (the audio length the speed-up is estimated at); got "
+                         f"{seconds!r}")
+    return float(seconds)
 
 
 def _budgets(budget, models: dict[str, CostModel]) -> dict[str, float]:
@@ -437,6 +454,9 @@ def budget_rule(ds: xr.Dataset, budget: float | dict[str, float], *, seconds: fl
     (or the one model's metric). ``cost_model``: a model, ``{metric: model}``, or a file of :func:`save_cost_models`
     (default: the models fitted on MiniLDM 2's ablation, ``data/block_ablation``).
     """
+    seconds = _positive_seconds(seconds)
+    if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not 0 < ratio <= 1:
+        raise ValueError(f"ratio must be a number in (0, 1] (LiteFocus's shared-key ratio); got {ratio!r}")
     models = _cost_models(cost_model)
     budgets = _budgets(budget, models)
     table = block_table(ds, late_fraction)

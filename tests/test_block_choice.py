@@ -75,6 +75,11 @@ def test_budget_rule_names_bad_input():
     (dict(candidates="down_blocks.1"), "a list of sets of block names"),
     (dict(candidates=["A"]), "a list of sets of block names"),
     (dict(candidates=[]), "candidates is empty"),
+    (dict(seconds="81.92"), "seconds must be a positive number"),
+    (dict(seconds=-1.0), "seconds must be a positive number"),
+    (dict(ratio=1.5), r"ratio must be a number in \(0, 1\]"),
+    (dict(cost_model={"KAD": {"slope": 1.0}}), r"cost_model\['KAD'\] must be a CostModel"),
+    (dict(cost_model=3), "cost_model must be a CostModel"),
 ])
 def test_budget_rule_refuses_what_would_be_silently_wrong(kwargs, message):
     ds = planted_evidence({"A": 0.4, "B": 0.3, "C": 0.05})
