@@ -23,7 +23,7 @@ import xarray as xr
 from litefocus.kernel import cross_key_count
 from litefocus.keys import check_seed, drawn_keys, module_key
 from litefocus.layers import ProcessorLayer
-from litefocus.probes import GridProbe, attach_grid_probes
+from litefocus.probes import GridProbe, attach_grid_probes, check_grid_tokens
 from litefocus.processor import attention_inputs
 from litefocus.selection import BlockSelection, block_of, self_attention_modules, unet_of
 
@@ -144,6 +144,7 @@ class AttentionRecorder:
         chosen guidance half (see :meth:`select_batch`), in four steps: the chosen heads (queries scaled), the focus
         set LiteFocus would use, the probabilities of the processed queries row by row and chunk by chunk (each
         chunk adds to the five summaries, :class:`_CallSummaries`), and the summaries stored for this step."""
+        check_grid_tokens(grid, query.shape[2], name)
         time_bins, freq_bins = grid
         tokens = time_bins * freq_bins
         if self.heads is not None:

@@ -70,9 +70,22 @@ def remove_token_merging(model) -> None:
 
 @contextmanager
 def token_merging(model, blocks: BlockSelection = PAPER_BLOCKS, ratio: float = 0.5, **kwargs) -> Iterator[list[str]]:
-    """``with token_merging(pipe): ...``: Token Merging inside the block, removed on any exit."""
+    """``with token_merging(pipe): ...``: Token Merging inside the block. Blocks nest: on any exit, the enclosing
+    block's Token Merging (its blocks, ratio and options) is back, or none outside every block. tomesd keeps one
+    patch a UNet, so the inner block replaces the outer one while it lasts."""
+    unet = unet_of(model)
     names = apply_token_merging(model, blocks, ratio, **kwargs)
+    stack = unet.__dict__.setdefault(_OPEN_BLOCKS, [])
+    entry = (blocks, ratio, kwargs)
+    stack.append(entry)
     try:
         yield names
     finally:
+        stack[:] = [e for e in stack if e is not entry]
         remove_token_merging(model)
+        if stack:
+            outer_blocks, outer_ratio, outer_kwargs = stack[-1]
+            apply_token_merging(model, outer_blocks, outer_ratio, **outer_kwargs)
+
+
+_OPEN_BLOCKS = "_litefocus_token_merging_blocks"  # on the UNet: the open token_merging blocks, innermost last

@@ -10,7 +10,7 @@ from diffusers.models.attention_processor import Attention
 from .kernel import focus_attention
 from .keys import drawn_keys, module_key
 from .options import LiteFocusOptions
-from .probes import GridProbe, StepProbe
+from .probes import GridProbe, StepProbe, check_grid_tokens
 
 
 @dataclass
@@ -108,9 +108,7 @@ class LiteFocusAttnProcessor:
         inputs = attention_inputs(attn, hidden_states, temb)
         grid = inputs.grid or self._grid()
         batch, heads, num_tokens, head_dim = inputs.query.shape
-        if grid[0] * grid[1] != num_tokens:
-            raise ValueError(f"the (time, freq) grid {grid} has {grid[0] * grid[1]} cells but the module got "
-                             f"{num_tokens} tokens; the grid must come from this module's own Transformer2DModel")
+        check_grid_tokens(grid, num_tokens, self.name)
         query, key, value = inputs.query, inputs.key, inputs.value
         cross = self.cross_indices(num_tokens, query.device)
         if not self.options.same_frequency and cross.numel() == 0:

@@ -37,3 +37,34 @@ def test_token_merging_halves_tokens_in_selected_blocks_only(tiny_pipe):
     assert (merged - dense).abs().max() > 1e-4
     assert torch.equal(after, dense)
     assert not any(type(m).__name__ == "ToMeBlock" for m in unet.modules())
+
+
+def test_nested_blocks_give_back_the_outer_token_merging_and_merged_grids_are_named(tiny_pipe):
+    import pytest
+
+    import litefocus
+    from analysis.recorder import record_attention
+
+    unet = tiny_pipe.unet
+    sample = torch.randn(2, 8, 32, 16)
+    context, context_1 = torch.randn(2, 4, 16), torch.randn(2, 7, 32)
+    call = lambda: unet(sample, 10, encoder_hidden_states=context, encoder_hidden_states_1=context_1).sample
+
+    def merged_blocks():
+        return sorted(n for n, m in unet.named_modules() if type(m).__name__ == "ToMeBlock")
+
+    with torch.no_grad():
+        dense = call()
+        with token_merging(tiny_pipe, ratio=0.5) as outer:
+            outer_out = call()
+            with token_merging(tiny_pipe, blocks="up_blocks.2", ratio=0.25):
+                assert all(n.startswith("up_blocks.2.") for n in merged_blocks())
+            assert merged_blocks() == sorted(outer)  # the outer block's merging is back, and its draws
+            assert torch.equal(call(), outer_out)
+            with pytest.raises(ValueError, match="fewer tokens than cells: Token Merging"):
+                with litefocus.enabled(tiny_pipe, blocks="down_blocks.1"):
+                    call()
+            with pytest.raises(ValueError, match="fewer tokens than cells: Token Merging"):
+                with record_attention(tiny_pipe, blocks="down_blocks.1"):
+                    call()
+        assert merged_blocks() == [] and torch.equal(call(), dense)
