@@ -84,6 +84,10 @@ def measure_run(pipe, prompt: str, audio_length_in_s: float = 10.24, num_inferen
     """:func:`measure_sparsity`'s dataset and the recorder it came from (its rows and profiles per module, for
     figures: ``recorder.dataset(module)``, ``recorder.to_datatree()``)."""
     check_run(prompt, audio_length_in_s, num_inference_steps, steps)
+    owned = {"generator", "prompt", "audio_length_in_s", "num_inference_steps"} & set(pipe_kwargs)
+    if owned:
+        raise ValueError(f"measure_sparsity sets {', '.join(sorted(owned))} itself (the noise comes from seed=, "
+                         "so a measurement is reproducible); pass seed= instead of a generator")
     generator = torch.Generator().manual_seed(check_seed(seed))
     with record_attention(pipe, blocks, steps, queries=queries, summary_queries=summary_queries,
                           focus_ratio=focus_ratio, seed=seed, chunk=chunk) as rec:

@@ -17,6 +17,12 @@ def unet_of(model) -> torch.nn.Module:
     unet = getattr(model, "unet", model)
     if not isinstance(unet, torch.nn.Module):
         raise TypeError(f"expected a diffusers pipeline with a .unet or a UNet module; got {type(model).__name__}")
+    if hasattr(unet, "_orig_mod"):  # torch.compile's wrapper: its processors are traced already
+        raise TypeError("this UNet is compiled (torch.compile): apply LiteFocus, Token Merging or a recorder before "
+                        "compiling, or pass unet._orig_mod and compile again")
+    if not (hasattr(unet, "down_blocks") and hasattr(unet, "up_blocks")):
+        raise TypeError(f"expected a diffusers pipeline or its UNet (down_blocks, up_blocks); got "
+                        f"{type(unet).__name__}: pass pipe or pipe.unet, not another component")
     return unet
 
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import xarray as xr
 
 import analysis
@@ -77,6 +78,7 @@ def test_measure_command_writes_dataset_figures_and_table(tmp_path, capsys, budg
     (dict(chunk=0), "chunk must be a positive number"),
     (dict(focus_ratio=2.0), r"ratio must lie in \[0, 1\]"),
     (dict(prompt=""), "prompt must be a non-empty string"),
+    (dict(generator=torch.Generator()), "measure_sparsity sets generator itself.*pass seed="),
 ])
 def test_measure_sparsity_bad_input_fails_before_the_pipeline_runs(tiny_pipe, kwargs, message):
     calls = []

@@ -256,3 +256,15 @@ def test_numpy_scalars_are_numbers_and_strings_are_not():
     for bad in ("0.1", float("nan"), True, 1.5):
         with pytest.raises(ValueError, match="ratio must lie in"):
             LiteFocusOptions(ratio=bad)
+
+
+def test_apply_names_a_compiled_unet_and_another_component(tiny_pipe):
+    compiled = torch.compile(tiny_pipe.unet)  # wrapping only: nothing is traced until it is called
+    with pytest.raises(TypeError, match=r"compiled \(torch.compile\): apply LiteFocus.*before compiling.*_orig_mod"):
+        litefocus.apply(compiled)
+    with pytest.raises(TypeError, match="got AutoencoderKL: pass pipe or pipe.unet"):
+        litefocus.apply(tiny_pipe.vae)
+    with pytest.raises(TypeError, match="got AutoencoderKL"):
+        from analysis.recorder import record_attention
+
+        record_attention(tiny_pipe.vae)
