@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +44,18 @@ def reference_folder(reference: Path, seconds: float) -> Path:
 
 
 def check_reference(rows: pd.DataFrame, reference: str | os.PathLike) -> dict[float, Path]:
-    """The reference folder of each length in ``rows``; an error names a missing one or one without audio."""
-    folders = {s: reference_folder(Path(reference), s) for s in sorted(rows["seconds"].unique())}
+    """The reference folder of each length in ``rows``; an error names a missing one or one without audio, and the
+    subfolder a length needs when ``reference`` has length subfolders but not that one."""
+    reference = Path(reference)
+    lengths = sorted(rows["seconds"].unique())
+    subfolders = sorted(p.name for p in reference.iterdir() if p.is_dir() and re.fullmatch(r"\d+(\.\d+)?s", p.name)) \
+        if reference.is_dir() else []
+    missing = [s for s in lengths if not (reference / length_folder(s)).is_dir()]
+    if subfolders and missing:
+        raise ValueError(f"{reference} has length subfolders ({', '.join(subfolders)}) but none for the "
+                         f"{', '.join(f'{s:g} s' for s in missing)} jobs: name it "
+                         f"{', '.join(length_folder(s) for s in missing)}")
+    folders = {s: reference_folder(reference, s) for s in lengths}
     for folder in set(folders.values()):
         quality.audio_files(folder)
     return folders
@@ -65,6 +76,8 @@ def embed_jobs(out: Path, rows: pd.DataFrame, evaluator, batch: int = 16, progre
     import soundfile
     from tqdm.auto import tqdm
 
+    from .evaluator import check_audio
+
     cache = Path(out) / "embeddings" / evaluator_id(evaluator)
     cache.mkdir(parents=True, exist_ok=True)
     missing = [r for r in rows.to_dict("records") if not (cache / f"{r['id']}.npz").is_file()]
@@ -74,6 +87,8 @@ def embed_jobs(out: Path, rows: pd.DataFrame, evaluator, batch: int = 16, progre
         rates = {rate for _, rate in read}
         if len(rates) != 1:
             raise ValueError(f"jobs of one sweep at several sampling rates: {sorted(rates)}")
+        for r, (audio, rate) in zip(chunk, read):  # an error names the job, not its place in the chunk
+            check_audio([audio], rate, f"job {r['id']} ({r['audio']})")
         embedded = evaluator.embed([a for a, _ in read], rates.pop(), [r["caption"] for r in chunk])
         for i, r in enumerate(chunk):
             arrays = dict(audio=embedded.audio[i], clap_audio=embedded.clap_audio[i],

@@ -494,3 +494,21 @@ def test_reuse_copies_only_audio_in_this_sweeps_format(tmp_path, tiny_pipe):
     flac.write_manifest()
     assert flac.adopt(wav.out) == 0 and len(flac.pending()) == len(flac.jobs)
     assert not list((flac.out / "jobs").glob("*.wav"))
+
+
+def test_evaluate_sweep_names_the_length_subfolder_and_the_silent_job(minildm_sweep, tmp_path, capsys):
+    import shutil
+
+    import soundfile
+
+    reference = tmp_path / "R5"
+    shutil.copytree(minildm_sweep / "reference", reference / "2.6s")  # a subfolder for another length only
+    assert main(["evaluate-sweep", str(minildm_sweep / "sweep"), "--reference", str(reference)]) == 2
+    assert "has length subfolders (2.6s) but none for the 0.64 s jobs: name it 0.64s" in capsys.readouterr().err
+    copy = tmp_path / "sweep"
+    shutil.copytree(minildm_sweep / "sweep", copy, ignore=shutil.ignore_patterns("embeddings"))
+    row = sw.read_rows(copy).iloc[1]
+    audio, rate = soundfile.read(copy / row.audio)
+    soundfile.write(copy / row.audio, 0 * audio, rate)
+    assert main(["evaluate-sweep", str(copy), "--reference", str(minildm_sweep / "reference")]) == 2
+    assert f"job {row.id} ({row.audio})[0] is silent" in capsys.readouterr().err
