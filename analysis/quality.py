@@ -268,13 +268,25 @@ def _mmd(kernels: tuple[np.ndarray, ...], ca: np.ndarray, cb: np.ndarray) -> np.
     return KAD_SCALE * (within(k_aa, ca) + within(k_bb, cb) - 2 * across)
 
 
+def _group_counts(groups, n: int, resamples: int, rng) -> np.ndarray:
+    """Bootstrap counts ``(resamples, n)`` of rows drawn by group: each draw takes as many groups as there are, with
+    replacement, and every row of a drawn group (all seeds of one caption go together)."""
+    labels, code = np.unique(np.asarray(groups), return_inverse=True)
+    if len(code) != n:
+        raise ValueError(f"groups must label each of the {n} rows; got {len(code)} labels")
+    drawn = _counts([rng.integers(0, len(labels), len(labels)) for _ in range(resamples)], len(labels))
+    return drawn[:, code]
+
+
 def paired_difference(metric: str, gen_a, gen_b, reference, shrinkage: float = 0.0, resamples: int = 200,
-                      seed: int = 0) -> Estimate:
+                      seed: int = 0, groups=None) -> Estimate:
     """``metric(gen_a, reference) - metric(gen_b, reference)`` for ``metric`` "FAD" or "KAD", with a 95 % interval
     from bootstrap draws that resample the rows of ``gen_a`` and ``gen_b`` together (row ``i`` of each: clips of the
     same caption and seed, under two configurations) and the reference clips apart. Pairing removes the spread that
     comes from which captions were drawn, so the interval is the one to read when asking whether a configuration
-    differs from another. KAD's bandwidth: the median heuristic on ``reference``, as in :func:`kernel_distance`."""
+    differs from another. KAD's bandwidth: the median heuristic on ``reference``, as in :func:`kernel_distance`.
+    ``groups``: a label per row (its caption): draws then resample groups, each with all its rows, so that several
+    seeds of one caption count as one caption, not as independent clips."""
     a, b = _embeddings(gen_a, "gen_a"), _embeddings(gen_b, "gen_b")
     r = _embeddings(reference, "reference")
     if a.shape != b.shape or a.shape[1] != r.shape[1]:
@@ -290,6 +302,8 @@ def paired_difference(metric: str, gen_a, gen_b, reference, shrinkage: float = 0
     rng = np.random.default_rng(seed)
     draws = [(rng.integers(0, len(a), len(a)), rng.integers(0, len(r), len(r))) for _ in range(resamples)]
     cg, cr = _counts([d[0] for d in draws], len(a)), _counts([d[1] for d in draws], len(r))
+    if groups is not None:
+        cg = _group_counts(groups, len(a), resamples, rng)
     if metric == "KAD":
         sigma = median_bandwidth(r)
         ka, kb = _kernels(a, r, sigma), _kernels(b, r, sigma)
@@ -401,13 +415,17 @@ def clap_score(audio_emb, text_emb, resamples: int = 1000, seed: int = 0) -> Est
     return mean_with_interval(clap_per_clip(audio_emb, text_emb), resamples, seed)
 
 
-def mean_with_interval(values: np.ndarray, resamples: int = 1000, seed: int = 0) -> Estimate:
-    """The mean of per-clip ``values`` ``(n,)`` with the 95 % bootstrap interval over clips; NaN, interval included,
-    when any value is NaN (never a value of NaN with an interval drawn from the other clips)."""
+def mean_with_interval(values: np.ndarray, resamples: int = 1000, seed: int = 0, groups=None) -> Estimate:
+    """The mean of per-clip ``values`` ``(n,)`` with the 95 % bootstrap interval over clips (or over ``groups``, a
+    label per value: each draw takes whole groups, see :func:`paired_difference`); NaN, interval included, when any
+    value is NaN (never a value of NaN with an interval drawn from the other clips)."""
     values = np.asarray(values, dtype=np.float64)
     if np.isnan(values).any():
         return Estimate(np.nan, np.nan, np.nan, len(values))
     rng = np.random.default_rng(seed)
+    if groups is not None:
+        counts = _group_counts(groups, len(values), resamples, rng)
+        return Estimate(float(values.mean()), *_interval(list(counts @ values / counts.sum(1))), len(values))
     boot = values[rng.integers(0, len(values), (resamples, len(values)))].mean(1)
     return Estimate(float(values.mean()), *_interval(list(boot)), len(values))
 

@@ -30,6 +30,7 @@ from . import quality
 from .sweep import MANIFEST, SweepSettings, read_rows
 
 FLOOR = "reference_halves"
+MIN_CAPTIONS = 10  # fewer captions give bootstrap intervals of a handful of distinct draws: noted, not read
 CELL = ["configuration", "seconds", "sampler", "steps"]
 
 
@@ -407,8 +408,9 @@ class SweepResults:
                     seed: int = 0) -> pd.DataFrame:
         """Paired differences between configurations, per length and sampler: ``metric(a) - metric(b)`` for FAD, KAD
         (:func:`analysis.quality.paired_difference`), KL and CLAP (means of per-clip differences), each with a 95 %
-        bootstrap interval over captions; clips are paired by (caption, seed), and only pairs both configurations
-        generated count. ``pairs``: ``[(a, b), ...]`` (default: every configuration against the sweep's first)."""
+        bootstrap interval over captions (several seeds of one caption are drawn together); clips are paired by
+        (caption, seed), and only pairs both configurations generated count; fewer than :data:`MIN_CAPTIONS`
+        captions are noted. ``pairs``: ``[(a, b), ...]`` (default: every configuration against the sweep's first)."""
         embedded = self.job_embeddings(progress=False)
         names = self.configurations
         pairs = pairs or [(name, names[0]) for name in names[1:]]
@@ -426,18 +428,25 @@ class SweepResults:
                 eb = {k: np.stack([embedded[i][k] for i in gb.loc[both, "id"]]) for k in embedded[gb.id.iloc[0]]}
                 s = fad_shrinkage if fad_shrinkage is not None else quality.default_shrinkage(
                     len(both), len(ref["audio"]), self.evaluator.audio_dim)
+                captions = both.get_level_values("caption_id").astype(str)
+                groups = captions if captions.nunique() < len(both) else None  # several seeds: draw captions
                 estimates = {m: quality.paired_difference(m, ea["audio"], eb["audio"], ref["audio"], shrinkage=s,
-                                                          resamples=resamples, seed=seed) for m in ("FAD", "KAD")}
+                                                          resamples=resamples, seed=seed, groups=groups)
+                             for m in ("FAD", "KAD")}
                 audio_ids = [str(x) for x in ga.loc[both, "audio_id"].fillna("")]
                 if all(x in position for x in audio_ids):
                     ref_probs = ref["probabilities"][[position[x] for x in audio_ids]]
                     per_clip = [quality.kl_per_clip(e["probabilities"], ref_probs) for e in (ea, eb)]
-                    estimates["KL"] = quality.mean_with_interval(per_clip[0] - per_clip[1], 1000, seed)
+                    estimates["KL"] = quality.mean_with_interval(per_clip[0] - per_clip[1], 1000, seed, groups)
                 cosine = [quality.clap_per_clip(e["clap_audio"], e["text"]) for e in (ea, eb)]
-                estimates["CLAP"] = quality.mean_with_interval(cosine[0] - cosine[1], 1000, seed)
+                estimates["CLAP"] = quality.mean_with_interval(cosine[0] - cosine[1], 1000, seed, groups)
+                count = captions.nunique()
+                note = (f"{count} captions: too few for the interval to resolve a difference (at least "
+                        f"{MIN_CAPTIONS}); read it as unresolved") if count < MIN_CAPTIONS else ""
                 for metric, e in estimates.items():
                     table.append(dict(seconds=seconds, sampler=sampler, steps=steps, configuration=a, baseline=b,
-                                      metric=metric, difference=e.value, low=e.low, high=e.high, pairs=len(both)))
+                                      metric=metric, difference=e.value, low=e.low, high=e.high, pairs=len(both),
+                                      captions=count, note=note))
         return pd.DataFrame(table)
 
     def clip_table(self) -> xr.Dataset:

@@ -183,3 +183,22 @@ def test_evaluate_pairs_a_folder_with_arrays_by_index(tmp_path):
     assert table.set_index("metric").loc["KL", "value"] >= 0 and set(table.protocol) == {"clap_kad"}
     with pytest.raises(ValueError, match=r"fad_shrinkage must be a number in \[0, 1\]; got 2"):
         quality.evaluate(tmp_path / "gen", clips, sampling_rate=16000, fad_shrinkage=2)
+
+
+def test_intervals_over_captions_draw_every_seed_of_a_caption_together():
+    rng = np.random.default_rng(4)
+    values = rng.standard_normal(30)
+    captions = np.arange(30)
+    doubled, doubled_captions = np.repeat(values, 2), np.repeat(captions, 2)  # two seeds a caption, equal values
+    grouped = quality.mean_with_interval(doubled, 500, 0, groups=doubled_captions)
+    assert grouped[:3] == pytest.approx(quality.mean_with_interval(values, 500, 0, groups=captions)[:3])
+    as_clips = quality.mean_with_interval(doubled, 500, 0)  # 60 "independent" clips: too narrow
+    assert (as_clips.high - as_clips.low) < 0.85 * (grouped.high - grouped.low)
+    reference = rng.standard_normal((80, 3))
+    a = np.repeat(rng.standard_normal((30, 3)) + 0.3, 2, axis=0)
+    b = np.repeat(rng.standard_normal((30, 3)), 2, axis=0)
+    by_caption = quality.paired_difference("KAD", a, b, reference, resamples=300, groups=doubled_captions)
+    by_clip = quality.paired_difference("KAD", a, b, reference, resamples=300)
+    assert by_caption.value == by_clip.value and (by_clip.high - by_clip.low) < (by_caption.high - by_caption.low)
+    with pytest.raises(ValueError, match="groups must label each of the 60 rows"):
+        quality.mean_with_interval(doubled, groups=captions)

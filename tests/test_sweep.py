@@ -313,6 +313,7 @@ def test_evaluate_sweep_matches_the_metrics_on_its_cached_embeddings(minildm_swe
     paired = comparisons[comparisons.metric == "KAD"].iloc[0]
     lite = cells[(cells.configuration == "litefocus") & (cells.metric == "KAD")].value.iloc[0]
     assert (paired.configuration, paired.baseline, paired.pairs) == ("litefocus", "dense", 3)
+    assert paired.captions == 3 and "3 captions: too few for the interval to resolve" in paired.note  # case 14
     assert paired.difference == pytest.approx(lite - kad)  # the same statistic, paired by caption
     paths = se.write_tables(table, minildm_sweep / "tables" / "t")
     import xarray as xr
