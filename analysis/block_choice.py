@@ -89,7 +89,8 @@ def block_evidence(ds: xr.Dataset, late_fraction: float = 0.5) -> xr.Dataset:
 
 def block_table(ds: xr.Dataset, late_fraction: float = 0.5) -> pd.DataFrame:
     """One row per block, ranked by same-frequency ratio: modules, freq_bins, the share of its level's modules it
-    holds (``level_fraction``), the evidence means (also over any caption and length dims), and ``period_is_F``."""
+    holds (``level_fraction``: of all the UNet's modules at that level, from ``ds.attrs["level_modules"]`` when
+    :func:`analysis.measure.sparsity_dataset` wrote it, else of the recorded ones), the evidence means (also over any caption and length dims), and ``period_is_F``."""
     per_block = block_evidence(ds, late_fraction)
     extra = [d for d in per_block.dims if d != "block"]
     means = per_block.mean(extra) if extra else per_block
@@ -98,7 +99,10 @@ def block_table(ds: xr.Dataset, late_fraction: float = 0.5) -> pd.DataFrame:
         late = late_steps(ds, late_fraction)
         period_is_F = (late.periodicity_period == late.freq_bins).groupby("block").mean(...)
         table["period_is_F"] = period_is_F.sel(block=table.block.values).values
-    table["level_fraction"] = table.modules / table.groupby("freq_bins").modules.transform("sum")
+    recorded = table.groupby("freq_bins").modules.transform("sum")
+    counts = json.loads(ds.attrs["level_modules"]) if "level_modules" in ds.attrs else {}
+    level = table.freq_bins.map(lambda f: counts.get(str(int(f)))).astype(float)
+    table["level_fraction"] = table.modules / level.fillna(recorded)  # the UNet's modules, else the recorded ones
     columns = ["block", "modules", "freq_bins", "level_fraction", *[v for v in PREDICTORS if v in table],
                "periodicity_strength", *(["period_is_F"] if "period_is_F" in table else [])]
     return table[columns].sort_values("same_frequency_ratio", ascending=False).reset_index(drop=True)

@@ -3,13 +3,15 @@ from it)."""
 
 from __future__ import annotations
 
+import json
+
 import math
 
 import torch
 import xarray as xr
 
 from litefocus.keys import check_seed
-from litefocus.selection import BlockSelection
+from litefocus.selection import BlockSelection, level_of, self_attention_modules
 
 from . import metrics
 from .recorder import AttentionRecorder, check_steps, record_attention
@@ -46,8 +48,17 @@ def sparsity_dataset(recorder: AttentionRecorder) -> xr.Dataset:
     out["same_frequency_mass"].attrs["description"] = "mean attention mass on the query's own frequency row"
     out["same_frequency_ratio"].attrs["description"] = "same_frequency_mass over its uniform baseline 1/F"
     out["periodicity_period"].attrs["description"] = "dominant period along the flattened key index (tokens)"
-    out.attrs.update(guidance=recorder.guidance, focus_ratio=recorder.focus_ratio, seed=recorder.seed)
+    out.attrs.update(guidance=recorder.guidance, focus_ratio=recorder.focus_ratio, seed=recorder.seed,
+                     level_modules=json.dumps(level_modules(recorder, out)))
     return out
+
+
+def level_modules(recorder: AttentionRecorder, ds: xr.Dataset) -> dict[str, int]:
+    """``{freq_bins: self-attention modules of the whole UNet at that level}`` for the levels recorded: what a block's
+    share of its level counts against, recorded or not (``block_choice.block_table``'s ``level_fraction``)."""
+    every = [level_of(name, recorder.unet) for name in self_attention_modules(recorder.unet)]
+    freq_of_level = {level_of(str(m), recorder.unet): int(f) for m, f in zip(ds.module.values, ds.freq_bins.values)}
+    return {str(freq): every.count(level) for level, freq in freq_of_level.items()}
 
 
 def measure_sparsity(

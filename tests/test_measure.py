@@ -111,3 +111,19 @@ def test_choose_blocks_names_what_it_needs(sparsity):
         analysis.choose_blocks(sparsity.to_dataframe())
     with pytest.raises(ValueError, match="min_ratio must be a finite number"):
         analysis.choose_blocks(sparsity, min_ratio=float("nan"))
+
+
+def test_a_block_measured_alone_counts_against_every_module_of_its_level(tiny_pipe):
+    from analysis import block_choice as bc
+
+    from litefocus.selection import self_attention_modules
+
+    down, up = (len(self_attention_modules(tiny_pipe.unet, b)) for b in ("down_blocks.1", "up_blocks.2"))
+    alone = analysis.measure_sparsity(tiny_pipe, "a dog", 1.28, 2, blocks="up_blocks.2", queries=2)
+    table = bc.block_table(alone).set_index("block")
+    # level 1 is down_blocks.1 and up_blocks.2: up_blocks.2 holds up / (down + up) of it (issue 22, case 4)
+    assert table.loc["up_blocks.2", "modules"] == up and down > 0
+    assert table.loc["up_blocks.2", "level_fraction"] == pytest.approx(up / (down + up))
+    both = analysis.measure_sparsity(tiny_pipe, "a dog", 1.28, 2, blocks=["down_blocks.1", "up_blocks.2"], queries=2)
+    assert bc.block_table(both).set_index("block").loc["up_blocks.2", "level_fraction"] == pytest.approx(
+        up / (down + up))
