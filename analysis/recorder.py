@@ -91,6 +91,7 @@ class AttentionRecorder:
         check_seed(seed)
         self.summary_queries = summary_queries
         self.unet = unet_of(model)
+        self.scheduler = getattr(model, "scheduler", None)  # a pipeline's: how many steps a run has, once it runs
         self.names = self_attention_modules(self.unet, blocks)
         self.steps = None if steps is None else check_steps(steps)
         self.queries, self.guidance, self.max_bytes = queries, guidance, int(max_bytes)
@@ -213,15 +214,25 @@ class AttentionRecorder:
         rng = np.random.default_rng(self.seed + 1)
         return np.union1d(rng.choice(tokens, size=self.summary_queries, replace=False), kept)
 
+    def _steps_left(self) -> int:
+        """Recorded steps from this one on: from ``steps``, else from the pipeline's scheduler once the run has set
+        its timesteps (1 when neither says)."""
+        if self.steps is not None:
+            return sum(s >= self.step for s in self.steps)
+        timesteps = getattr(self.scheduler, "timesteps", None)
+        return max(1, len(timesteps) - self.step) if timesteps is not None and len(timesteps) else 1
+
     def _check_budget(self, name: str, heads: int, kept: np.ndarray, tokens: int) -> None:
-        steps_left = 1 if self.steps is None else sum(s >= self.step for s in self.steps)
+        """At a module's first recorded call: an error unless its kept rows of every recorded step to come fit in
+        ``max_bytes`` with what is kept already (a run's steps known from the start: the error comes at step 0)."""
+        steps_left = self._steps_left()
         planned = 4 * heads * len(kept) * tokens
         if self._kept_bytes + planned * steps_left > self.max_bytes:
             raise MemoryError(
                 f"keeping attention rows of {name} ({heads} heads x {len(kept)} queries x {tokens} keys, "
-                f"{planned / 2**20:.1f} MiB a step) would exceed max_bytes={self.max_bytes / 2**20:.0f} MiB; "
-                "record fewer steps, heads or blocks, sample queries (queries=64), or raise max_bytes"
-            )
+                f"{planned / 2**20:.2f} MiB a step, {steps_left} step(s) to record, {self._kept_bytes / 2**20:.2f} "
+                f"MiB kept already) would exceed max_bytes={self.max_bytes / 2**20:.2f} MiB; record fewer steps, "
+                "heads or blocks, sample queries (queries=64), or raise max_bytes")
         self._kept_bytes += planned
 
     # -- results ---------------------------------------------------------------------------------------------

@@ -157,3 +157,16 @@ def test_heads_are_checked_before_the_run(tiny_pipe, heads, message):
         analysis.record_attention(tiny_pipe, heads=heads)
     with pytest.raises(ValueError, match="queries must be 'all' or a positive number"):
         analysis.record_attention(tiny_pipe, queries=True)
+
+
+def test_max_bytes_counts_every_step_of_the_run_before_the_first_is_kept(tiny_pipe):
+    # 2.56 s: level-1 grid 32 x 8 = 256 tokens; 16 queries of every head of one module: a step's rows
+    heads = tiny_pipe.unet.get_submodule(MODULE).heads
+    one_step = 4 * heads * 16 * 256
+    with pytest.raises(MemoryError, match=rf"{one_step / 2**20:.2f} MiB a step, 3 step\(s\) to record, 0.00 MiB kept"):
+        with analysis.record_attention(tiny_pipe, blocks=MODULE, queries=16, max_bytes=2 * one_step) as rec:
+            generate_latents(tiny_pipe, 2.56, steps=3)  # steps=None: the scheduler says how many
+    assert rec.recorded == [] and rec._kept_bytes == 0
+    with analysis.record_attention(tiny_pipe, blocks=MODULE, queries=16, max_bytes=3 * one_step) as rec:
+        generate_latents(tiny_pipe, 2.56, steps=3)
+    assert rec._kept_bytes == 3 * one_step
