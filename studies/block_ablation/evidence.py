@@ -13,6 +13,8 @@ gathered at the end.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 from pathlib import Path
 
 import torch
@@ -20,6 +22,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from litefocus.files import write_atomic
+from litefocus.models import weights_fingerprint
 
 from analysis.measure import measure_sparsity
 from analysis.captions import Caption, read_captions
@@ -27,19 +30,34 @@ from analysis.captions import Caption, read_captions
 VARIABLES = ("same_frequency_ratio", "focus_mass", "sparse_error", "entropy", "periodicity_strength")
 
 
+def settings_of(pipe, *, steps: int, every: int, summary_queries: int, seed: int) -> dict:
+    """What decides a part besides its caption and length: the run's settings and the model's weights."""
+    return dict(steps=steps, every=every, summary_queries=summary_queries, seed=seed,
+                weights=weights_fingerprint(pipe)[:16])
+
+
+def part_name(caption: Caption, seconds: float, settings: dict) -> str:
+    """``<caption id>_<seconds>s_<key>.nc``: the key hashes the caption's text, the length and ``settings``, so a
+    rerun with other captions, steps or weights never reuses a part that is not its own."""
+    key = hashlib.sha256(json.dumps([caption.text, float(seconds), settings], sort_keys=True).encode()).hexdigest()
+    return f"{caption.id}_{seconds:g}s_{key[:12]}.nc"
+
+
 def measure_captions(pipe, captions: list[Caption], seconds: list[float], parts: Path, *, steps: int = 25,
                      every: int = 3, summary_queries: int = 512, seed: int = 0) -> list[Path]:
-    """One ``parts/<caption id>_<seconds>s.nc`` per caption and length (kept if present); their paths.
+    """One ``parts/<caption id>_<seconds>s_<key>.nc`` per caption and length (:func:`part_name`; kept if present);
+    their paths.
 
     Every ``every``-th of the ``steps`` DDIM steps is recorded (the last one always), with ``summary_queries`` drawn
     queries per module; the pipeline runs from ``seed`` as the sweep's job does, so the evidence is that of the
     dense clip the costs are measured against."""
     parts.mkdir(parents=True, exist_ok=True)
+    settings = settings_of(pipe, steps=steps, every=every, summary_queries=summary_queries, seed=seed)
     recorded = sorted({*range(0, steps, every), steps - 1})
     paths, todo = [], []
     for caption in captions:
         for s in seconds:
-            path = parts / f"{caption.id}_{s:g}s.nc"
+            path = parts / part_name(caption, s, settings)
             paths.append(path)
             if not path.exists():
                 todo.append((caption, s, path))
@@ -47,6 +65,7 @@ def measure_captions(pipe, captions: list[Caption], seconds: list[float], parts:
         ds = measure_sparsity(pipe, caption.text, s, steps, seed, steps=recorded, queries=1,
                               summary_queries=summary_queries)
         ds = ds[list(VARIABLES)].expand_dims(caption=[caption.id], seconds=[s])
+        ds.attrs.update(settings=json.dumps(settings, sort_keys=True))
         write_atomic(path, lambda tmp, ds=ds: ds.to_netcdf(tmp, engine="h5netcdf"))
     return paths
 
@@ -83,18 +102,30 @@ def main(argv: list[str] | None = None) -> None:
     if any(s <= 0 for s in args.seconds):
         parser.error(f"--seconds must be positive; got {args.seconds}")
     captions = read_captions(args.captions)[: args.first]
-    if args.out.is_file():
-        done = xr.open_dataset(args.out, engine="h5netcdf")
-        have = {(str(c), float(s)) for c in done.caption.values for s in done.seconds.values}
-        if all((c.id, float(s)) in have for c in captions for s in args.seconds):
-            print(f"{args.out} already holds every caption and length asked for")
-            return
     if args.threads:
         torch.set_num_threads(args.threads)
     pipe = load_minildm()
+    settings = settings_of(pipe, steps=args.steps, every=args.every, summary_queries=512, seed=0)
+    texts = {c.id: c.text for c in captions}
+    if args.out.is_file():
+        with xr.open_dataset(args.out, engine="h5netcdf") as done:
+            recorded, held = done.attrs.get("settings"), json.loads(done.attrs.get("captions", "{}"))
+            lengths = {float(s) for s in done.seconds.values}
+        if recorded != json.dumps(settings, sort_keys=True) or any(held.get(i, t) != t for i, t in texts.items()):
+            raise SystemExit(f"{args.out} holds evidence of other settings, weights or caption texts "
+                             f"({recorded or 'not recorded: written before they were'}; asked {settings}): give "
+                             "another --out, or move that file away to measure again")
+        if set(texts) <= set(held) and set(map(float, args.seconds)) <= lengths:
+            print(f"{args.out} already holds every caption and length asked for, with these settings")
+            return
+        # what the file holds stays in it: its captions and lengths join the ones asked for
+        captions += [Caption(i, t) for i, t in held.items() if i not in texts]
+        texts = {c.id: c.text for c in captions}
+        args.seconds = sorted(lengths | set(map(float, args.seconds)))
     paths = measure_captions(pipe, captions, args.seconds, args.out.with_suffix(".parts"), steps=args.steps,
                              every=args.every)
     ds = gather(paths)
+    ds.attrs.update(settings=json.dumps(settings, sort_keys=True), captions=json.dumps(texts))
     write_atomic(args.out, lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))
     print(f"wrote {args.out}: {dict(ds.sizes)}")
 
