@@ -194,6 +194,15 @@ def default_budgets(costs: pd.DataFrame) -> list[dict[str, float]]:
     return budgets + [{m: 0.0 for m in bc.COST_METRICS}, {m: float(quartiles[m][1]) for m in bc.COST_METRICS}]
 
 
+def check_lengths(sweep: list[float], evidence: list[float], where) -> None:
+    """An error unless the evidence holds every length the sweep (or its clip table) has."""
+    missing = [s for s in sweep if not any(abs(s - e) < 1e-9 for e in evidence)]
+    if missing:
+        raise SystemExit(f"{where} has jobs at {', '.join(f'{s:g}' for s in missing)} s, which the evidence (at "
+                         f"{', '.join(f'{e:g}' for e in evidence)} s) does not hold: measure them with "
+                         "python -m studies.block_ablation.evidence --seconds ...")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sweep", type=Path, nargs="+", default=None,
@@ -209,7 +218,13 @@ def main(argv: list[str] | None = None) -> None:
     if not args.evidence.is_file():
         parser.error(f"--evidence {args.evidence}: no such file (python -m studies.block_ablation.evidence writes it)")
     clips_path = args.out / "clips.nc"
+    with xr.open_dataset(args.evidence, engine="h5netcdf") as held:
+        evidence_lengths = sorted(float(s) for s in held.seconds.values)
     if args.sweep:
+        from analysis.sweep import read_rows
+
+        for folder in args.sweep:  # before any clip is embedded
+            check_lengths(sorted(float(s) for s in read_rows(folder).seconds.unique()), evidence_lengths, folder)
         from analysis.evaluator import Evaluator
         from analysis.sweep_evaluation import clip_table
 
@@ -224,6 +239,7 @@ def main(argv: list[str] | None = None) -> None:
     elif not clips_path.is_file():
         parser.error(f"{clips_path} does not exist: give --sweep and --reference once")
     clips = xr.load_dataset(clips_path, engine="h5netcdf")
+    check_lengths(sorted(float(s) for s in clips.seconds.values), evidence_lengths, clips_path)
     evidence = xr.load_dataset(args.evidence, engine="h5netcdf")
     evidence = evidence.assign_coords(caption=[str(c) for c in evidence.caption.values])
     captions = [c for c in bc.complete_captions(clips) if c in set(evidence.caption.values)]
