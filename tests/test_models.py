@@ -59,3 +59,18 @@ def test_load_pipeline_expands_the_home_folder(monkeypatch, tmp_path):
 
     monkeypatch.setenv("HOME", str(DEFAULT_PATH.parent))
     assert type(load_pipeline("~/minildm")) is MiniLDMPipeline
+
+
+def test_the_tiny_pipeline_returns_several_waveforms_a_prompt_unranked():
+    import pytest
+
+    from litefocus.models import tiny_audioldm2_pipeline
+
+    pipe = tiny_audioldm2_pipeline(seed=0)
+    pipe.set_progress_bar_config(disable=True)
+    run = lambda n: pipe("a dog", num_inference_steps=2, audio_length_in_s=1.28, num_waveforms_per_prompt=n,
+                         generator=torch.Generator().manual_seed(0)).audios
+    with pytest.warns(UserWarning, match="does not rank its waveforms"):
+        two = run(2)
+    assert two.shape[0] == 2  # in the order they were generated
+    assert not (two[0] == two[1]).all()
