@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from litefocus.files import read_json, write_atomic, write_csv, write_json
+from litefocus.files import check_writable, read_json, write_atomic, write_csv, write_json
 
 from .ablations import Configuration
 from .captions import Caption
@@ -269,6 +269,7 @@ class Sweep:
         """Raise ValueError unless ``out`` is new, empty, or a sweep with the same settings (which then resumes)."""
         if self.out.exists() and not self.out.is_dir():
             raise ValueError(f"--out {self.out} is a file; give a folder")
+        check_writable(self.out, "--out")  # before any model loads
         manifest = self.out / MANIFEST
         if manifest.is_file():
             old, new = read_json(manifest).get("settings", {}), self.settings.to_json()

@@ -12,6 +12,22 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def check_writable(folder: str | os.PathLike, argument: str, shown: str | os.PathLike | None = None) -> None:
+    """An error naming ``argument`` (and ``shown``, default ``folder``) unless files can be made in ``folder`` (or,
+    when it does not exist yet, in its nearest existing ancestor): tried by making and removing a temporary folder
+    there, which root's ``os.access`` and read-only mounts such as ``/proc`` answer wrongly."""
+    folder = Path(folder).absolute()
+    shown = folder if shown is None else shown
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"{argument} {shown}: {existing} is a file, so no folder can be made under it")
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".litefocus-write-test-"))
+    except OSError as error:
+        raise ValueError(f"{argument} {shown}: cannot write in {existing} ({error.strerror or error}); choose "
+                         "another folder") from None
+
+
 def write_atomic(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place."""
     path = Path(path)

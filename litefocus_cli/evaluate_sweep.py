@@ -30,7 +30,7 @@ def add_parser(commands) -> None:
 
 def run(args) -> int:
     from analysis import sweep_evaluation as se
-    from litefocus.files import write_csv
+    from litefocus.files import check_writable, write_csv
 
     from analysis.protocols import check_protocol
 
@@ -38,6 +38,9 @@ def run(args) -> int:
 
     # the sweep folder, then the reference folders, then the arguments, before the evaluator loads
     results = se.SweepResults.open(args.sweep, args.reference)
+    check_writable(args.sweep, "the sweep folder (its embeddings are cached there)")
+    if args.out is not None:
+        check_writable(Path(args.out).parent, "--out")
     if args.resamples < 0:
         raise ValueError(f"--resamples must be at least 0; got {args.resamples}")
     protocol = check_protocol(args.protocol, args.crop_seed)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from litefocus.files import read_json, write_json
+from litefocus.files import check_writable, read_json, write_json
 
 MANIFEST = "run.json"
 
@@ -31,16 +31,17 @@ def check_out(out: Path, command: str) -> None:
                          f"'{out}'), e.g. {out / 'results'}")
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is an existing file; give a folder")
-    if out.is_dir() and any(out.iterdir()):
+    try:
+        holds_files = out.is_dir() and any(out.iterdir())
+    except PermissionError:
+        raise ValueError(f"--out {out}: cannot read that folder; choose one you can read and write") from None
+    if holds_files:
         manifest = out / MANIFEST
         written_by = read_json(manifest).get("command") if manifest.is_file() else None
         if written_by != command:
             raise ValueError(f"--out {out} holds files that `litefocus {command}` did not write (no {MANIFEST} of "
                              "it); choose a new or empty folder")
-    parent = out.parent if out.parent != Path("") else Path(".")
-    existing = next(p for p in (parent, *parent.parents) if p.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"--out {out}: cannot create or write folders in {existing}")
+    check_writable(out.parent if out.parent != Path("") else Path("."), "--out", out)  # where the partial goes
 
 
 @contextmanager

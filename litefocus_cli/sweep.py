@@ -56,6 +56,11 @@ def run(args) -> int:
     from analysis.ablations import check_blocks, parse_configuration
 
     captions = _check_arguments(args)
+    from litefocus.files import check_writable
+
+    if args.out.exists() and not args.out.is_dir():
+        raise ValueError(f"--out {args.out} is a file; give a folder")
+    check_writable(args.out, "--out")  # before the model loads (the settings, checked later, need its weights)
     from accelerate import PartialState
 
     # cpu=True where there is no GPU: accelerate then joins the processes torchrun started (accelerate launch

@@ -100,7 +100,31 @@ def test_out_is_checked_before_any_work(tmp_path, capsys, monkeypatch):
     assert main(["generate", "--out", str(foreign)]) == 2
     assert "did not write" in capsys.readouterr().err and (foreign / "notes.txt").read_text() == "mine"
     assert main(["generate", "--out", str(a_file / "new")]) == 2  # no folder can be made under a file
-    assert "cannot create or write folders in" in capsys.readouterr().err
+    assert "is a file, so no folder can be made under it" in capsys.readouterr().err
+    for command in ("measure", "generate"):  # root passes os.access on /proc; a write there fails (issue 22, 28)
+        assert main([command, "--out", "/proc/litefocus-out"]) == 2
+        assert "--out /proc/litefocus-out: cannot write in /proc" in capsys.readouterr().err
+    captions = tmp_path / "captions.txt"
+    captions.write_text("a dog barking\n")
+    assert main(["sweep", "--captions", str(captions), "--seconds", "1.28", "--out", "/proc/litefocus-sweep"]) == 2
+    assert "cannot write in /proc" in capsys.readouterr().err
+
+
+def test_evaluate_sweep_into_a_folder_it_cannot_write_stops_before_any_model(tmp_path, capsys, monkeypatch):
+    import tempfile
+
+    from analysis import sweep_evaluation as se
+    from litefocus_cli import evaluate
+
+    monkeypatch.setattr(se.SweepResults, "open", lambda *a, **k: object())
+    monkeypatch.setattr(evaluate, "load_evaluator", lambda *a: pytest.fail("loaded an evaluator"))
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", read_only)  # a read-only mount (root ignores permission bits)
+    assert main(["evaluate-sweep", str(tmp_path), "--reference", str(tmp_path)]) == 2
+    assert "the sweep folder (its embeddings are cached there)" in capsys.readouterr().err
 
 
 def test_a_rerun_replaces_its_own_folder_whole(tmp_path):
