@@ -146,6 +146,10 @@ class AttentionRecorder:
         set LiteFocus would use, the probabilities of the processed queries row by row and chunk by chunk (each
         chunk adds to the five summaries, :class:`_CallSummaries`), and the summaries stored for this step."""
         check_grid_tokens(grid, query.shape[2], name)
+        if name in self._grids and self._grids[name] != tuple(grid):
+            raise ValueError(f"{name}: this recorder holds steps on the (time, freq) grid {self._grids[name]} and now "
+                             f"gets {tuple(grid)} (another length): one recorder records calls of one length; open "
+                             "a record_attention block around each call")
         time_bins, freq_bins = grid
         tokens = time_bins * freq_bins
         if self.heads is not None:
@@ -154,7 +158,7 @@ class AttentionRecorder:
         batch, heads, _, dim = query.shape
         kept = self._kept_rows(name, tokens)
         self._check_budget(name, heads, kept, tokens)
-        self._grids[name] = grid
+        self._grids[name] = tuple(grid)
         in_cross, key_freq = self._focus_keys(name, tokens, freq_bins, query.device)
         processed = self._processed_queries(name, tokens)
         summaries = _CallSummaries(heads, grid, kept, query.device)

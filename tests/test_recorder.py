@@ -170,3 +170,13 @@ def test_max_bytes_counts_every_step_of_the_run_before_the_first_is_kept(tiny_pi
     with analysis.record_attention(tiny_pipe, blocks=MODULE, queries=16, max_bytes=3 * one_step) as rec:
         generate_latents(tiny_pipe, 2.56, steps=3)
     assert rec._kept_bytes == 3 * one_step
+
+
+def test_one_recorder_refuses_a_second_length_and_keeps_the_first(tiny_pipe):
+    with analysis.record_attention(tiny_pipe, blocks=MODULE, queries=4) as rec:
+        generate_latents(tiny_pipe, 1.28, steps=2)
+        with pytest.raises(ValueError, match=r"grid \(16, 8\) and now gets \(32, 8\) \(another length\)"):
+            generate_latents(tiny_pipe, 2.56, steps=2)
+    assert rec.dataset(MODULE).sizes["k_time"] == 16 and rec.dataset(MODULE).sizes["step"] == 2
+    with pytest.raises(ValueError, match="queries"):
+        analysis.record_attention(tiny_pipe, blocks=MODULE, queries=True)
