@@ -3,6 +3,7 @@ from it)."""
 
 from __future__ import annotations
 
+import numbers
 import json
 
 import math
@@ -114,10 +115,11 @@ def check_run(prompt, audio_length_in_s, num_inference_steps, steps=None) -> Non
     """ValueError/TypeError naming the argument, for a pipeline run's settings and the steps to record in it."""
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError(f"prompt must be a non-empty string; got {prompt!r}")
-    if isinstance(audio_length_in_s, bool) or not isinstance(audio_length_in_s, (int, float)) \
+    if isinstance(audio_length_in_s, bool) or not isinstance(audio_length_in_s, numbers.Real) \
             or not math.isfinite(audio_length_in_s) or audio_length_in_s <= 0:
         raise ValueError(f"audio_length_in_s must be a positive finite number of seconds; got {audio_length_in_s!r}")
-    if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+    if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, numbers.Integral) \
+            or num_inference_steps < 1:
         raise ValueError(f"num_inference_steps must be an int >= 1; got {num_inference_steps!r}")
     if steps is not None:
         outside = sorted(s for s in check_steps(steps) if s >= num_inference_steps)

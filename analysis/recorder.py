@@ -14,6 +14,7 @@ a seeded sample of ``queries`` query tokens otherwise.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable
 
 import numpy as np
@@ -79,24 +80,27 @@ class AttentionRecorder:
     ):
         if guidance not in GUIDANCE_HALVES:
             raise ValueError(f"guidance must be one of {GUIDANCE_HALVES}; got {guidance!r}")
-        if queries != "all" and (isinstance(queries, bool) or not (isinstance(queries, int) and queries > 0)):
+        if queries != "all" and (isinstance(queries, bool) or not (isinstance(queries, numbers.Integral)
+                                                                    and queries > 0)):
             raise ValueError(f"queries must be 'all' or a positive number of sampled query tokens; got {queries!r}")
-        if summary_queries is not None and not (isinstance(summary_queries, int) and summary_queries > 0):
+        if summary_queries is not None and (isinstance(summary_queries, bool) or not (
+                isinstance(summary_queries, numbers.Integral) and summary_queries > 0)):
             raise ValueError(f"summary_queries must be None (all) or a positive number; got {summary_queries!r}")
-        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        if isinstance(chunk, bool) or not isinstance(chunk, numbers.Integral) or chunk < 1:
             raise ValueError(f"chunk must be a positive number of queries; got {chunk!r}")
-        if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, float)) or not max_bytes > 0:
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, numbers.Real) or not max_bytes > 0:
             raise ValueError(f"max_bytes must be a positive number of bytes; got {max_bytes!r}")
         cross_key_count(1, focus_ratio)  # checks focus_ratio
         check_seed(seed)
-        self.summary_queries = summary_queries
+        self.summary_queries = None if summary_queries is None else int(summary_queries)
         self.unet = unet_of(model)
         self.scheduler = getattr(model, "scheduler", None)  # a pipeline's: how many steps a run has, once it runs
         self.names = self_attention_modules(self.unet, blocks)
         self.steps = None if steps is None else check_steps(steps)
-        self.queries, self.guidance, self.max_bytes = queries, guidance, int(max_bytes)
+        self.queries = queries if queries == "all" else int(queries)
+        self.guidance, self.max_bytes = guidance, int(max_bytes)
         self.heads = None if heads is None else check_heads(heads, self.unet, self.names)
-        self.focus_ratio, self.seed, self.chunk = focus_ratio, seed, chunk
+        self.focus_ratio, self.seed, self.chunk = focus_ratio, check_seed(seed), int(chunk)
         self.step = -1
         self.timesteps: dict[int, float] = {}
         self._records: dict[str, dict[int, dict[str, np.ndarray]]] = {name: {} for name in self.names}
@@ -381,9 +385,10 @@ def check_heads(heads, unet, names: list[str]) -> list[int]:
     """``heads`` as sorted distinct ints, each below every chosen module's head count; an error names what is valid."""
     if isinstance(heads, (str, bytes)) or not hasattr(heads, "__iter__"):
         raise ValueError(f"heads must be a list of head indices (or None: all); got {heads!r}")
-    chosen = sorted(set(heads))
-    if not chosen or not all(isinstance(h, int) and not isinstance(h, bool) and h >= 0 for h in chosen):
-        raise ValueError(f"heads must be a non-empty list of head indices >= 0 (or None: all); got {list(heads)!r}")
+    heads = list(heads)
+    if not heads or not all(isinstance(h, numbers.Integral) and not isinstance(h, bool) and h >= 0 for h in heads):
+        raise ValueError(f"heads must be a non-empty list of head indices >= 0 (or None: all); got {heads!r}")
+    chosen = sorted({int(h) for h in heads})
     fewest = min(unet.get_submodule(name).heads for name in names)
     if chosen[-1] >= fewest:
         raise ValueError(f"heads {[h for h in chosen if h >= fewest]} do not exist in every chosen module: the "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -37,7 +38,7 @@ def apply_token_merging(
     except ImportError as error:  # pragma: no cover - tomesd is a dependency
         raise ImportError("Token Merging needs the tomesd package: pip install tomesd") from error
     check_seed(seed)
-    if not (isinstance(ratio, (int, float)) and not isinstance(ratio, bool) and 0 <= ratio < 1):
+    if not (isinstance(ratio, numbers.Real) and not isinstance(ratio, bool) and 0 <= ratio < 1):
         raise ValueError(f"ratio must lie in [0, 1) (the share of tokens merged); got {ratio!r}")
     unet = unet_of(model)
     selected = {name.rsplit(".", 1)[0] for name in self_attention_modules(unet, blocks)}

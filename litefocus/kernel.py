@@ -312,7 +312,7 @@ def check_union(union: str) -> None:
 
 
 def check_freq_bins(freq_bins) -> None:
-    if isinstance(freq_bins, bool) or not isinstance(freq_bins, int) or freq_bins < 1:
+    if isinstance(freq_bins, bool) or not isinstance(freq_bins, numbers.Integral) or freq_bins < 1:
         raise ValueError(f"freq_bins must be a positive int (the width F of the (T, F) token grid); got {freq_bins!r}")
 
 

@@ -8,6 +8,7 @@ written so that no intermediate leaves int64's range: the same keys on every dev
 
 from __future__ import annotations
 
+import numbers
 import zlib
 
 import torch
@@ -47,11 +48,11 @@ def data_hash(data):
 
 def check_seed(seed) -> int:
     """``seed`` as an int in ``[0, 2**64)``, or a ValueError/TypeError that says what is valid."""
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):  # numpy integers too
         raise TypeError(f"seed must be an int in [0, 2**64); got {seed!r} ({type(seed).__name__})")
     if not 0 <= seed < SEED_LIMIT:
         raise ValueError(f"seed must lie in [0, 2**64) (what a torch.Generator accepts); got {seed}")
-    return seed
+    return int(seed)
 
 
 def module_key(seed: int, module: str) -> int:

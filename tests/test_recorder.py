@@ -180,3 +180,14 @@ def test_one_recorder_refuses_a_second_length_and_keeps_the_first(tiny_pipe):
     assert rec.dataset(MODULE).sizes["k_time"] == 16 and rec.dataset(MODULE).sizes["step"] == 2
     with pytest.raises(ValueError, match="queries"):
         analysis.record_attention(tiny_pipe, blocks=MODULE, queries=True)
+
+
+def test_numpy_integers_are_taken_where_ints_are(tiny_pipe):
+    import numpy as np
+
+    with analysis.record_attention(tiny_pipe, blocks=MODULE, queries=np.int64(4), heads=[np.int64(1)],
+                                   chunk=np.int32(64), seed=np.uint8(3)) as rec:
+        generate_latents(tiny_pipe, 1.28, steps=1)
+    assert rec.dataset(MODULE).sizes["query"] == 4 and rec.heads == [1] and type(rec.seed) is int
+    ds = analysis.measure_sparsity(tiny_pipe, "a dog", np.float32(1.28), np.int64(1), np.int64(0), blocks=MODULE)
+    assert ds.sizes["step"] == 1
