@@ -9,6 +9,8 @@ depend on them). Sections, one row per measurement:
 - ``backend``: the SDPA backend each SDPA call of each form gets in bf16 at the 81.92 s level-1 shape
   (``torch._fused_sdp_choice``), and the call's operations (non-view aten ops), kernel launches and host
   synchronisations (profiler events, CUDA only).
+- forms: dense SDPA, the exact union's forms (the device default, merged, masked, by rows, FlexAttention compiled
+  with a block mask, flash varlen), concat and the two ablations.
 - ``exactness``: each form against the float64 reference (``litefocus.reference_attention``) in float16, bfloat16
   and float32 at the 10.24 s shape: largest absolute error and relative L2 error (dense SDPA beside it, against the
   float64 dense).
@@ -34,8 +36,10 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
-FORMS = ("dense", "exact", "exact_merged", "exact_masked", "exact_by_rows", "concat", "same_frequency_only",
-         "cross_frequency_only")  # exact: the device's default form (merged on CUDA, masked on a CPU)
+FORMS = ("dense", "exact", "exact_merged", "exact_masked", "exact_by_rows", "exact_flex", "exact_varlen", "concat",
+         "same_frequency_only", "cross_frequency_only")
+# exact: the device's default form (merged on CUDA, masked on a CPU); exact_flex: backend="flex", compiled on CUDA
+# (FlexAttention's fused kernel; eager it materializes the scores); exact_varlen: backend="varlen" (CUDA only)
 LEVEL_1 = dict(batch=2, heads=8, head_dim=32, freq_bins=8, ratio=0.1)
 
 
@@ -69,6 +73,27 @@ def inputs(seconds: float, dtype: torch.dtype, device: str, time_steps: int | No
     return q, k, v, cross
 
 
+_COMPILED_FLEX = []
+
+
+def flex_form():
+    """``flex_focus_attention``, compiled once on CUDA (each new shape compiles once more), eager elsewhere."""
+    if not _COMPILED_FLEX:
+        _COMPILED_FLEX.append(torch.compile(K.flex_focus_attention, dynamic=False)
+                              if torch.cuda.is_available() else K.flex_focus_attention)
+    return _COMPILED_FLEX[0]
+
+
+def unavailable(form: str, device: str, dtype: torch.dtype) -> str | None:
+    """Why a form is not run here, or None: varlen needs CUDA; compiled flex is checked in bfloat16 only (each
+    shape and dtype compiles anew, and the command must stay within its minutes)."""
+    if form == "exact_varlen" and device != "cuda":
+        return "needs CUDA (flash varlen kernel)"
+    if form == "exact_flex" and device == "cuda" and dtype != torch.bfloat16:
+        return "compiled flex: bfloat16 only here (compile time)"
+    return None
+
+
 def form_call(form: str, q, k, v, cross):
     """A zero-argument call of one form on fixed inputs."""
     f = LEVEL_1["freq_bins"]
@@ -78,6 +103,8 @@ def form_call(form: str, q, k, v, cross):
         "exact_merged": lambda: K.exact_attention_merged(q, k, v, f, cross, None),
         "exact_by_rows": lambda: K.exact_attention_by_rows(q, k, v, f, cross, None),
         "exact_masked": lambda: K.exact_attention_masked(q, k, v, f, cross, None),
+        "exact_flex": lambda: flex_form()(q, k, v, f, cross, None),
+        "exact_varlen": lambda: K.varlen_exact_attention(q, k, v, f, cross, None),
         "concat": lambda: K.focus_attention(q, k, v, f, cross, union="concat"),
         "same_frequency_only": lambda: K.focus_attention(q, k, v, f, None),
         "cross_frequency_only": lambda: K.focus_attention(q, k, v, f, cross, same_frequency=False),
@@ -91,7 +118,7 @@ def reference(form: str, q, k, v, cross):
         return F.scaled_dot_product_attention(q, k, v)
     f = LEVEL_1["freq_bins"]
     if form == "same_frequency_only":
-        return K.reference_attention(q, k, v, freq_bins=f, cross_frequency=False)
+        return K.reference_attention(q, k, v, freq_bins=f, cross_frequency=False)  # exact_flex, _varlen: exact
     return K.reference_attention(q, k, v, freq_bins=f, cross_indices=cross,
                                  same_frequency=form != "cross_frequency_only",
                                  union="concat" if form == "concat" else "exact")
@@ -189,12 +216,18 @@ def backend_rows(device: str, dtype: torch.dtype, time_steps: int | None) -> lis
     q, k, v, cross = inputs(81.92, dtype, device, time_steps)
     rows = []
     for form in FORMS:
+        if unavailable(form, device, dtype):
+            rows.append(dict(section="backend", form=form, seconds=81.92, dtype=str(dtype).removeprefix("torch."),
+                             note=unavailable(form, device, dtype)))
+            continue
         call = form_call(form, q, k, v, cross)
         backends = sdpa_backends(call)
         launches, syncs = launches_and_syncs(call) if device == "cuda" else (float("nan"), float("nan"))
         rows.append(dict(section="backend", form=form, seconds=81.92, dtype=str(dtype).removeprefix("torch."),
                          backend="+".join(sorted(set(backends))), sdpa_calls=len(backends),
-                         operations=operations(call), launches=launches, syncs=syncs))
+                         # FlexAttention is a higher-order operator, which a counting dispatch mode cannot enter
+                         operations=float("nan") if form == "exact_flex" else operations(call), launches=launches,
+                         syncs=syncs))
     return rows
 
 
@@ -203,6 +236,10 @@ def exactness_rows(device: str, dtypes, time_steps: int | None) -> list[dict]:
     for dtype in dtypes:
         q, k, v, cross = inputs(10.24, dtype, device, time_steps)
         for form in FORMS:
+            if unavailable(form, device, dtype):
+                rows.append(dict(section="exactness", form=form, seconds=10.24, dtype=str(dtype).removeprefix("torch."),
+                                 note=unavailable(form, device, dtype)))
+                continue
             out = form_call(form, q, k, v, cross)().double()
             ref = reference(form, q, k, v, cross)
             rows.append(dict(section="exactness", form=form, seconds=10.24, dtype=str(dtype).removeprefix("torch."),
@@ -220,10 +257,13 @@ def core_rows(device: str, dtype: torch.dtype, lengths, repeats: int, time_steps
         dense_median = {}
         for mode in modes:
             for form in FORMS:
-                call = form_call(form, q, k, v, cross)
-                run = call if mode == "eager" else captured(call)
                 row = dict(section="core", form=form, seconds=seconds, dtype=str(dtype).removeprefix("torch."),
                            mode=mode, tokens=n)
+                if unavailable(form, device, dtype):
+                    rows.append(dict(row, note=unavailable(form, device, dtype)))
+                    continue
+                call = form_call(form, q, k, v, cross)
+                run = call if mode == "eager" else captured(call)
                 if run is None:
                     rows.append(dict(row, note="not capturable (a host synchronisation inside)"))
                     continue

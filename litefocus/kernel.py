@@ -69,6 +69,11 @@ def focus_mask(
 
 
 UNIONS = ("exact", "concat")
+BACKENDS = ("auto", "sdpa", "flex", "varlen")
+"""How a full-row form computes: ``sdpa`` (and ``auto``, its default) one batched SDPA call (:func:`focus_attention`'s
+forms); ``flex`` FlexAttention over frequency-major tokens with a block mask (own-row blocks and the random keys
+outside the row); ``varlen`` flash attention's variable-length kernel, one sequence per (batch item, row) holding
+its own keys and the random keys outside its row (CUDA only)."""
 """How a query's own row and the random keys combine: ``"exact"``, the union of the paper's eq. 4 (a key in both
 counts once; r = 1 is dense attention), or ``"concat"``, the authors' released code (the two key lists concatenated
 under one softmax, so a random key in the query's own row counts twice)."""
@@ -127,6 +132,7 @@ def litefocus_attention(
     generator: torch.Generator | None = None,
     scale: float | None = None,
     union: str = "exact",
+    backend: str = "auto",
 ) -> torch.Tensor:
     """LiteFocus sparse attention; never builds an ``N x N`` matrix.
 
@@ -141,6 +147,7 @@ def litefocus_attention(
         generator: source of the random draw; drawn on its device, CPU when ``None``.
         scale: softmax scale, ``head_dim ** -0.5`` when ``None``.
         union: ``"exact"`` (paper's eq. 4, default) or ``"concat"`` (the authors' code); see :data:`UNIONS`.
+        backend: ``"auto"`` (default), ``"sdpa"``, ``"flex"`` or ``"varlen"`` (CUDA); see :data:`BACKENDS`.
 
     Returns:
         ``(batch, heads, N, head_dim)``, equal to :func:`reference_attention` up to float rounding.
@@ -150,10 +157,11 @@ def litefocus_attention(
     """
     num_tokens = _check_inputs(query, key, value, freq_bins, same_frequency, cross_frequency, union)
     check_scale(scale)
+    check_backend(backend, query.device)
     cross = _resolve_cross_indices(num_tokens, ratio, cross_frequency, cross_indices, generator, query.device, union)
     _check_nonempty(same_frequency, cross)
     return focus_attention(query, key, value, freq_bins, cross, same_frequency=same_frequency, scale=scale,
-                           union=union)
+                           union=union, backend=backend)
 
 
 def focus_attention(
@@ -166,10 +174,17 @@ def focus_attention(
     same_frequency: bool = True,
     scale: float | None = None,
     union: str = "exact",
+    backend: str = "auto",
 ) -> torch.Tensor:
     """:func:`litefocus_attention` on checked inputs and given random keys ``cross`` (sorted int64, distinct for
     ``exact``; ``None``: same-frequency only): no validation, no draw, no host synchronisation, for processors and
-    ``torch.compile``."""
+    ``torch.compile``. ``backend`` applies to the full-row forms with random keys (the exact union, concat); the
+    others are single mask-free SDPA calls whatever it says."""
+    if backend in ("flex", "varlen") and same_frequency and cross is not None and cross.numel() and freq_bins > 1:
+        if backend == "flex":
+            return flex_focus_attention(query, key, value, freq_bins, cross, scale, union)
+        if union == "exact":
+            return varlen_exact_attention(query, key, value, freq_bins, cross, scale)
     if not same_frequency:
         return F.scaled_dot_product_attention(query, key[:, :, cross], value[:, :, cross], scale=scale)
     if cross is None or cross.numel() == 0 or (freq_bins == 1 and union == "exact"):
@@ -291,6 +306,80 @@ def exact_attention_by_rows(query, key, value, freq_bins, cross, scale):
     return _merge_rows(out.view(batch * freq_bins, heads, time_bins, dim), batch, freq_bins)
 
 
+def _frequency_major(x: torch.Tensor, freq_bins: int) -> torch.Tensor:
+    """(b, h, t*f, d) time-major -> (b, h, f*t, d) frequency-major: token ``f * T + t`` is row f's t-th."""
+    batch, heads, num_tokens, dim = x.shape
+    return _by_rows(x, freq_bins).permute(0, 2, 1, 3, 4).reshape(batch, heads, num_tokens, dim)
+
+
+def flex_focus_attention(query, key, value, freq_bins, cross, scale, union="exact"):
+    """The union (``exact`` or ``concat``) as one FlexAttention call: frequency-major queries against ``[all N keys,
+    frequency-major | the R random keys]``, with a block mask that keeps each query's own row (a ``T x T`` block on
+    the diagonal) and the random keys (for ``exact``: those outside its row). Static shapes; under ``torch.compile``
+    a fused kernel that visits only the kept blocks; eager (and on a CPU) an unfused reference."""
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    batch, heads, num_tokens, dim = query.shape
+    time_bins, count = num_tokens // freq_bins, cross.numel()
+    row_of_random = cross % freq_bins
+    exact = union == "exact"
+
+    def keep(b, h, q, kv):
+        row = q // time_bins
+        own = (kv < num_tokens) & (kv // time_bins == row)
+        drawn = kv >= num_tokens
+        if exact:
+            drawn = drawn & (row_of_random[(kv - num_tokens).clamp(0, count - 1)] != row)
+        return own | drawn
+
+    mask = create_block_mask(keep, None, None, num_tokens, num_tokens + count, device=query.device)
+    keys, values = (torch.cat([_frequency_major(x, freq_bins), x[:, :, cross]], dim=2) for x in (key, value))
+    out = flex_attention(_frequency_major(query, freq_bins), keys, values, block_mask=mask, scale=scale)
+    return _merge_rows(out.view(batch, heads, freq_bins, time_bins, dim).transpose(1, 2).reshape(
+        batch * freq_bins, heads, time_bins, dim), batch, freq_bins)
+
+
+def varlen_layout(batch: int, num_tokens: int, freq_bins: int, cross: torch.Tensor):
+    """The packed keys of :func:`varlen_exact_attention`, with static shapes and no host synchronisation: one
+    sequence per (batch item, row), holding the row's ``T`` own keys, then the random keys outside the row.
+
+    Returns ``(key_index, cu_seq_q, cu_seq_k, max_q, max_k)``: ``key_index`` ``(batch * (N + (F - 1) R),)`` indexes
+    the flattened ``(batch * N)`` time-major tokens; ``cu_seq_q``, ``cu_seq_k`` ``(batch * F + 1,)`` int32 cumulative
+    lengths; ``max_q = T``, ``max_k = T + R`` (an upper bound: rows holding drawn keys have fewer)."""
+    device, count, time_bins = cross.device, cross.numel(), num_tokens // freq_bins
+    rows = torch.arange(freq_bins, device=device)
+    outside = (cross[None, :] % freq_bins) != rows[:, None]  # (F, R): random key j is outside row f
+    # the kept (row, random key) pairs in row order, by a stable sort: static size F * R - R (each key is in one row)
+    kept = torch.argsort((~outside).flatten().to(torch.int8), stable=True)[: freq_bins * count - count]
+    own_tokens = (torch.arange(time_bins, device=device)[None, :] * freq_bins + rows[:, None]).flatten()  # (F*T,)
+    tokens = torch.cat([own_tokens, cross[kept % count]])
+    sequence = torch.cat([rows.repeat_interleave(time_bins), kept // count])
+    order = torch.argsort(sequence, stable=True)  # each row's own keys, then its random keys
+    per_item = tokens[order]  # (N + (F - 1) R,)
+    offsets = torch.arange(batch, device=device)[:, None] * num_tokens
+    key_index = (per_item[None, :] + offsets).flatten()
+    lengths = time_bins + outside.sum(1)  # (F,): T + the random keys outside the row
+    cu_seq_k = torch.cat([lengths.new_zeros(1), torch.cumsum(lengths.repeat(batch), 0)]).to(torch.int32)
+    cu_seq_q = torch.arange(batch * freq_bins + 1, device=device, dtype=torch.int32) * time_bins
+    return key_index, cu_seq_q, cu_seq_k, time_bins, time_bins + count
+
+
+def varlen_exact_attention(query, key, value, freq_bins, cross, scale, attention=None):
+    """The exact union through flash attention's variable-length kernel (:func:`varlen_layout`): no duplicate
+    correction, no mask, no padding of the head dim. ``attention``: the kernel (default
+    ``torch.nn.attention.varlen.varlen_attn``; tests pass a per-sequence SDPA emulation on a CPU)."""
+    if attention is None:
+        from torch.nn.attention.varlen import varlen_attn as attention
+    batch, heads, num_tokens, dim = query.shape
+    key_index, cu_q, cu_k, max_q, max_k = varlen_layout(batch, num_tokens, freq_bins, cross)
+    packed = lambda x: x.transpose(1, 2).reshape(batch * num_tokens, heads, dim)  # (b*N, h, d), time-major
+    q = _frequency_major(query, freq_bins).transpose(1, 2).reshape(batch * num_tokens, heads, dim)
+    k, v = packed(key)[key_index], packed(value)[key_index]
+    out = attention(q, k, v, cu_q, cu_k, max_q, max_k, scale=scale)  # (b*N, h, d), frequency-major
+    rows = out.view(batch, freq_bins, max_q, heads, dim).transpose(2, 3).reshape(batch * freq_bins, heads, max_q, dim)
+    return _merge_rows(rows, batch, freq_bins)
+
+
 def _merge_rows(out: torch.Tensor, batch: int, freq_bins: int) -> torch.Tensor:
     """(b*f, h, t, d) -> (b, h, t*f, d), back to time-major token order, as a transposed view of a contiguous
     (b, t*f, h, d): the layout a processor reshapes to (b, N, h*d) without another copy."""
@@ -303,6 +392,29 @@ def check_ratio(ratio: float) -> None:
     """A ratio is a real number in [0, 1] (Python's or numpy's; not a bool, a string or NaN)."""
     if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not 0.0 <= ratio <= 1.0:
         raise ValueError(f"ratio must lie in [0, 1] (a number: the share of all keys drawn at random); got {ratio!r}")
+
+
+def check_backend(backend: str, device: torch.device | None = None) -> None:
+    """A backend is one of :data:`BACKENDS` that ``device`` (when given) offers; an error says which it lacks."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS} ('auto' and 'sdpa': one batched "
+                         "scaled_dot_product_attention call; 'flex': FlexAttention with a block mask; 'varlen': "
+                         f"flash varlen attention, CUDA only); got {backend!r}")
+    if backend == "varlen" and device is not None and torch.device(device).type != "cuda":
+        raise ValueError(f"backend='varlen' runs flash attention's variable-length kernel, which needs a CUDA device; "
+                         f"these tensors are on {torch.device(device).type}: use backend='sdpa' or 'flex'")
+    if backend == "varlen":
+        try:
+            from torch.nn.attention.varlen import varlen_attn  # noqa: F401
+        except ImportError as error:
+            raise ValueError(f"backend='varlen' needs torch.nn.attention.varlen (torch >= 2.9); this torch is "
+                             f"{torch.__version__}") from error
+    if backend == "flex":
+        try:
+            from torch.nn.attention.flex_attention import flex_attention  # noqa: F401
+        except ImportError as error:
+            raise ValueError(f"backend='flex' needs torch.nn.attention.flex_attention (torch >= 2.5); this torch is "
+                             f"{torch.__version__}") from error
 
 
 def check_union(union: str) -> None:

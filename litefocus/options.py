@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .kernel import check_ratio, check_union
+from .kernel import check_backend, check_ratio, check_union
 from .keys import check_seed
 
 PAPER_BLOCKS = ("down_blocks.1", "up_blocks.2")
@@ -20,6 +20,8 @@ class LiteFocusOptions:
     cross_frequency: add the shared random keys (False: the same-frequency-only ablation, Table 3).
     union: "exact" (paper's eq. 4: a key both in the row and drawn counts once) or "concat" (the authors' code).
     seed: with the module name and the UNet call's timestep, keys the random draw (an int in [0, 2**64)).
+    backend: "auto" (default), "sdpa", "flex" or "varlen" (CUDA): how the full-row forms compute (kernel.BACKENDS);
+        the device is checked at the first call.
     """
 
     ratio: float = 0.1
@@ -27,12 +29,14 @@ class LiteFocusOptions:
     cross_frequency: bool = True
     union: str = "exact"
     seed: int = 0
+    backend: str = "auto"
 
     def __post_init__(self) -> None:
         check_ratio(self.ratio)
         object.__setattr__(self, "ratio", float(self.ratio))  # np.float32(0.1) is accepted, and kept as a float
         check_union(self.union)
-        check_seed(self.seed)
+        check_backend(self.backend)
+        object.__setattr__(self, "seed", check_seed(self.seed))
         for name in ("same_frequency", "cross_frequency"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False; got {getattr(self, name)!r}")

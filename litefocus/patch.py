@@ -26,6 +26,7 @@ def apply(
     cross_frequency: bool = True,
     union: str = "exact",
     seed: int = 0,
+    backend: str = "auto",
 ) -> list[str]:
     """Replace the processors of the selected self-attention modules with LiteFocus; returns their names.
 
@@ -40,11 +41,13 @@ def apply(
         same_frequency / cross_frequency: the ablations of the paper's Tables 3 and 2.
         union: ``"exact"`` (paper's eq. 4, default) or ``"concat"`` (the authors' released code, which the paper's
             numbers come from: a random key in the query's own row counts twice).
+        backend: ``"auto"`` (default), ``"sdpa"``, ``"flex"`` or ``"varlen"`` (CUDA): how the attention is computed
+            (``litefocus.kernel.BACKENDS``); every backend gives the same result up to float rounding.
 
     Applying again first removes the previous :func:`apply` (never a double wrap); :func:`enabled` blocks nest.
     """
     options = LiteFocusOptions(ratio=ratio, same_frequency=same_frequency, cross_frequency=cross_frequency,
-                               union=union, seed=seed)
+                               union=union, seed=seed, backend=backend)
     unet = unet_of(model)
     names = self_attention_modules(unet, blocks)
     for layer in layers_of(unet, _APPLIED):

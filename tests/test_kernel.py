@@ -246,3 +246,58 @@ def test_bad_arguments_of_the_public_kernel_are_named(change, kwargs, error, mes
     q, k, v = change(*qkv(1, 2, 5 * 8, 4))
     with pytest.raises(error, match=message):
         litefocus_attention(q, k, v, freq_bins=8, **kwargs)
+
+
+def emulated_varlen(q, k, v, cu_seq_q, cu_seq_k, max_q, max_k, scale=None):
+    """flash varlen attention's contract, one SDPA call per packed sequence (its kernel needs CUDA)."""
+    out = torch.empty_like(q)
+    for s in range(len(cu_seq_q) - 1):
+        qs, ks = slice(cu_seq_q[s], cu_seq_q[s + 1]), slice(cu_seq_k[s], cu_seq_k[s + 1])
+        assert cu_seq_q[s + 1] - cu_seq_q[s] <= max_q and cu_seq_k[s + 1] - cu_seq_k[s] <= max_k
+        out[qs] = F.scaled_dot_product_attention(q[qs].transpose(0, 1), k[ks].transpose(0, 1), v[ks].transpose(0, 1),
+                                                 scale=scale).transpose(0, 1)
+    return out
+
+
+@pytest.mark.parametrize("freq_bins, time_bins, ratio", [(8, 9, 0.2), (3, 5, 0.5), (2, 7, 1.0), (16, 3, 0.1)])
+def test_the_varlen_and_flex_backends_equal_the_reference(freq_bins, time_bins, ratio):
+    from litefocus.kernel import flex_focus_attention, varlen_exact_attention
+
+    tokens = freq_bins * time_bins
+    q, k, v = qkv(2, 3, tokens, 8, dtype=torch.float64)
+    cross = draw_cross_indices(tokens, ratio, torch.Generator().manual_seed(3))
+    for union in UNIONS:
+        ref = reference_attention(q, k, v, freq_bins=freq_bins, cross_indices=cross, union=union)
+        torch.testing.assert_close(flex_focus_attention(q, k, v, freq_bins, cross, None, union), ref)
+        torch.testing.assert_close(flex_focus_attention(q, k, v, freq_bins, cross, 0.3, union),
+                                   reference_attention(q, k, v, freq_bins=freq_bins, cross_indices=cross, union=union,
+                                                       scale=0.3))
+    ref = reference_attention(q, k, v, freq_bins=freq_bins, cross_indices=cross)
+    torch.testing.assert_close(varlen_exact_attention(q, k, v, freq_bins, cross, None, attention=emulated_varlen), ref)
+    out = litefocus_attention(q, k, v, freq_bins=freq_bins, cross_indices=cross, backend="flex")
+    torch.testing.assert_close(out, ref)
+
+
+def test_the_varlen_layout_is_static_and_each_row_gets_its_keys():
+    from litefocus.kernel import varlen_layout
+
+    cross = torch.tensor([0, 5, 6, 11])  # F = 4, T = 3: rows 0, 1, 2, 3 hold one drawn key each
+    index, cu_q, cu_k, max_q, max_k = varlen_layout(2, 12, 4, cross)
+    assert index.shape == (2 * (12 + 3 * 4),) and (max_q, max_k) == (3, 7)
+    assert cu_q.tolist() == [0, 3, 6, 9, 12, 15, 18, 21, 24] and cu_k.tolist() == list(range(0, 49, 6))
+    assert index[:6].tolist() == [0, 4, 8, 5, 6, 11]  # row 0: its own tokens, then the drawn keys of other rows
+    assert index[24:30].tolist() == [12, 16, 20, 17, 18, 23]  # the second batch item, offset by N
+    meta = varlen_layout(2, 64 * 8, 8, torch.empty(51, dtype=torch.int64, device="meta"))
+    assert meta[0].shape == (2 * (512 + 7 * 51),) and meta[0].device.type == "meta"  # no data-dependent shape
+
+
+def test_backends_are_named_and_checked_against_the_device():
+    q, k, v = qkv(1, 1, 16, 4)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        litefocus_attention(q, k, v, freq_bins=4, backend="triton")
+    with pytest.raises(ValueError, match="backend='varlen' .* needs a CUDA device; these tensors are on cpu"):
+        litefocus_attention(q, k, v, freq_bins=4, backend="varlen")
+    from litefocus import LiteFocusOptions
+
+    with pytest.raises(ValueError, match="backend must be one of"):
+        LiteFocusOptions(backend="fast")

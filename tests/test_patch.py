@@ -268,3 +268,19 @@ def test_apply_names_a_compiled_unet_and_another_component(tiny_pipe):
         from analysis.recorder import record_attention
 
         record_attention(tiny_pipe.vae)
+
+
+def test_the_flex_backend_gives_the_default_output_and_varlen_asks_for_cuda(tiny_pipe):
+    unet = tiny_pipe.unet
+    sample = torch.randn(2, 8, 32, 16)
+    context, context_1 = torch.randn(2, 4, 16), torch.randn(2, 7, 32)
+    call = lambda: unet(sample, 10, encoder_hidden_states=context, encoder_hidden_states_1=context_1).sample
+    with torch.no_grad():
+        with litefocus.enabled(tiny_pipe):
+            default = call()
+        with litefocus.enabled(tiny_pipe, backend="flex"):
+            flex = call()
+        torch.testing.assert_close(flex, default, atol=1e-5, rtol=1e-5)
+        with pytest.raises(ValueError, match="backend='varlen' .*needs a CUDA device"):
+            with litefocus.enabled(tiny_pipe, backend="varlen"):
+                call()
