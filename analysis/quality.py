@@ -107,9 +107,10 @@ def _frechet_draws(a: np.ndarray, b: np.ndarray, weights_a: np.ndarray, weights_
     often each row of ``a`` is drawn (``np.cov``'s frequency weights), likewise ``weights_b`` ``(R, m)``; ``(R,)``.
 
     Each draw is computed in float32 on rows centred on their full set's mean (the float64 value keeps every digit;
-    a draw serves the percentiles of a 95 % interval): per draw one ``(d, n) @ (n, d)`` product a set and one
-    ``d x d`` Cholesky factor and symmetric eigensolve, the exact cost of a Fréchet distance, about half that of
-    float64 on gathered copies (or, with fewer distinct clips than dimensions, one small SVD)."""
+    a draw serves the percentiles of a 95 % interval): per draw one ``(d, k) @ (k, d)`` product a set (``k`` the
+    distinct clips drawn) and one ``d x d`` Cholesky factor and symmetric eigensolve, the exact cost of a Fréchet
+    distance (or, with fewer distinct clips than dimensions, one small SVD); ``benchmarks/quality.py`` times it
+    against gathered float64 copies."""
     mean_a, mean_b = a.mean(0), b.mean(0)
     ca, cb = (a - mean_a).astype(np.float32), (b - mean_b).astype(np.float32)
     out = np.empty(len(weights_a))

@@ -77,6 +77,7 @@ def test_amdahl_flop_share_per_configuration():
     ("kernel.py", ["--time-steps", "16", "--repeats", "1", "--csv", "", "--operations-csv", ""]),
     ("measure_sparsity.py", ["--seconds", "0.64", "--threads", "1", "--csv", ""]),
     ("gpu.py", ["--dry-run"]),  # the device check, on this CPU
+    ("baselines.py", ["--seconds", "0.64", "--repeats", "1", "--no-compile", "--csv", ""]),
 ])
 def test_benchmark_scripts_run(script, args):
     done = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True,
