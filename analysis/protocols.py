@@ -101,6 +101,16 @@ def check_lengths(clips: list[np.ndarray], sampling_rate: int, names: list[str],
         check_seconds(len(clip) / sampling_rate, name, argument, protocol)
 
 
+def check_folder(folder, argument: str, protocol: Protocol) -> None:
+    """:func:`check_seconds` of every audio file of ``folder`` from its header alone (nothing decoded), so that a
+    command can refuse a folder before it loads any model."""
+    import soundfile
+
+    for file in quality.audio_files(folder):
+        info = soundfile.info(file)
+        check_seconds(info.frames / info.samplerate, file.name, argument, protocol)
+
+
 @dataclass
 class FieldModels:
     """VGGish and CNN14-16k (:mod:`analysis.field_models`) and the names of their weights."""

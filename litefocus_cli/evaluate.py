@@ -71,7 +71,7 @@ def load_evaluator(name: str):
 def run(args) -> int:
     from analysis import quality
     from analysis.captions import captions_of_files
-    from analysis.protocols import check_protocol
+    from analysis.protocols import check_folder, check_protocol
 
     names = [p.stem for p in quality.audio_files(args.generated)]  # both folders checked before a model loads
     quality.audio_files(args.reference)
@@ -82,6 +82,9 @@ def run(args) -> int:
     if protocol.field_models and args.fad_shrinkage is not None:
         raise ValueError(f"--fad-shrinkage applies to --protocol clap_kad only; {protocol.name} computes FAD as "
                          "audioldm_eval does")
+    if protocol.field_models:  # every clip long enough, before a model loads
+        check_folder(args.generated, "generated", protocol)
+        check_folder(args.reference, "reference", protocol)
     models = load_field_models(args)
     evaluator = load_evaluator(args.evaluator) if captions is not None or not protocol.field_models else None
     table = quality.evaluate(args.generated, args.reference, captions, evaluator, fad_shrinkage=args.fad_shrinkage,

@@ -182,3 +182,11 @@ def test_evaluate_sweep_under_audioldm_eval_pairs_by_caption_and_caches(tmp_path
     capsys.readouterr()
     assert main([*arguments[:6], "--protocol", "paper", "--vggish-checkpoint", str(checkpoints[0])]) == 2
     assert "each 1.28 s job lasts 1.28 s, shorter than the paper protocol's 10 s crop" in capsys.readouterr().err
+
+
+def test_cli_refuses_short_clips_before_loading_a_model(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(protocols.FieldModels, "load", lambda *a, **k: pytest.fail("loaded a model"))
+    names = ["a.wav", "b.wav"]
+    gen, ref = noise_folder(tmp_path / "gen", names, 4.0, 0), noise_folder(tmp_path / "ref", names, 10.0, 1)
+    assert main(["evaluate", str(gen), "--reference", str(ref), "--protocol", "paper"]) == 2
+    assert "generated: a.wav lasts 4.00 s, shorter than the paper protocol's 10 s crop" in capsys.readouterr().err
