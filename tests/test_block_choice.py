@@ -97,13 +97,18 @@ def test_nan_evidence_and_a_nan_error_bound_are_refused():
         analysis.choose_blocks(planted_evidence({"A": 0.4, "B": 0.3, "C": 0.05}), min_ratio=0, max_error=float("nan"))
 
 
+# speed.py's bound_flop comes from per-module median seconds over rounds, attention_share.csv's core_share (what the
+# estimate reads) from the median of each round's level shares: the two medians agree to a few 1e-4 over 2-3 rounds
+SHARE_ESTIMATORS = 1e-3
+
+
 def test_estimated_speedup_is_the_benchmarks_flop_bound():
     """LiteFocus on the whole F = 8 level of full-size AudioLDM2 at 81.92 s: the bound benchmarks/speed.py printed."""
     measured = pd.read_csv(shipped_path("benchmarks", "speed.csv"))
     row = measured[(measured.seconds == 81.92) & (measured.configuration == "litefocus")].iloc[0]
     table = pd.DataFrame(dict(block=["down_blocks.1", "up_blocks.2"], freq_bins=[8, 8], level_fraction=[0.4, 0.6]))
     estimate = bc.estimated_speedup(table, ["down_blocks.1", "up_blocks.2"], bc.attention_shares(81.92), 0.1)
-    assert estimate == pytest.approx(row.bound_flop, rel=1e-9)
+    assert estimate == pytest.approx(row.bound_flop, rel=SHARE_ESTIMATORS)
     assert bc.estimated_speedup(table, [], bc.attention_shares(81.92)) == 1.0
 
 
@@ -252,7 +257,7 @@ def test_block_study_end_to_end_on_planted_costs(tmp_path):
     assert costs.unet_speedup[("litefocus@up_blocks.2", 20.48)] == pytest.approx(1.4)
     paper = costs.loc[("litefocus@down_blocks.1+up_blocks.2", 20.48), "audioldm2_speedup_81.92s"]
     assert paper == pytest.approx(pd.read_csv(shipped_path("benchmarks", "speed.csv")).query(
-        "seconds == 81.92 and configuration == 'litefocus'").bound_flop.iloc[0])  # the whole F = 8 level
+        "seconds == 81.92 and configuration == 'litefocus'").bound_flop.iloc[0], rel=SHARE_ESTIMATORS)  # level F = 8
     predictors = pd.read_csv(tmp_path / "predictors.csv")
     ceiling = predictors.query("kind == 'litefocus' and metric == 'CLAP' and variable == @bc.MEASURED")
     assert ceiling.held_out_rho_sets.iloc[0] == pytest.approx(1.0)
