@@ -90,7 +90,8 @@ def block_evidence(ds: xr.Dataset, late_fraction: float = 0.5) -> xr.Dataset:
 def block_table(ds: xr.Dataset, late_fraction: float = 0.5) -> pd.DataFrame:
     """One row per block, ranked by same-frequency ratio: modules, freq_bins, the share of its level's modules it
     holds (``level_fraction``: of all the UNet's modules at that level, from ``ds.attrs["level_modules"]`` when
-    :func:`analysis.measure.sparsity_dataset` wrote it, else of the recorded ones), the evidence means (also over any caption and length dims), and ``period_is_F``."""
+    :func:`analysis.measure.sparsity_dataset` wrote it, else of the recorded ones), the evidence means (also over
+    any caption and length dims), and ``period_is_F``."""
     per_block = block_evidence(ds, late_fraction)
     extra = [d for d in per_block.dims if d != "block"]
     means = per_block.mean(extra) if extra else per_block

@@ -3,10 +3,9 @@ from it)."""
 
 from __future__ import annotations
 
-import numbers
 import json
-
 import math
+import numbers
 
 import torch
 import xarray as xr

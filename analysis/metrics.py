@@ -50,7 +50,8 @@ SUM_TOLERANCE = 1e-2  # rows stored in float16 sum to 1 within a few 1e-3
 def check_attention(attention: xr.DataArray, function: str) -> str:
     """:func:`form_of` for maps or rows, and what makes them attention: keys on the grid the queries live on, and each
     query's row a probability distribution (no value below 0, the sum over keys 1 within :data:`SUM_TOLERANCE`;
-    rows of NaN pass, and the metrics give NaN where they enter: never dropped). An error names ``function`` and the first bad query."""
+    rows of NaN pass, and the metrics give NaN where they enter: never dropped). An error names ``function`` and the
+    first bad query."""
     form = form_of(attention, function, ("maps", "rows"))
     q_time, q_freq = (np.asarray(attention[c]) for c in ("q_time", "q_freq"))
     if q_time.size and (q_time.max() >= attention.sizes["k_time"] or q_freq.max() >= attention.sizes["k_freq"]

@@ -10,6 +10,7 @@ same interval; ``resamples=0``: the value alone, NaN bounds).
 
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 from typing import NamedTuple
 
@@ -123,8 +124,7 @@ def _frechet_draws(a: np.ndarray, b: np.ndarray, weights_a: np.ndarray, weights_
 
 def check_shrinkage(shrinkage, name: str = "shrinkage") -> float:
     """A covariance shrinkage: a number in [0, 1] (numpy scalars too); an error names ``name``."""
-    if isinstance(shrinkage, bool) or not isinstance(shrinkage, (int, float, np.integer, np.floating)) \
-            or not 0.0 <= float(shrinkage) <= 1.0:
+    if isinstance(shrinkage, bool) or not isinstance(shrinkage, numbers.Real) or not 0.0 <= shrinkage <= 1.0:
         raise ValueError(f"{name} must be a number in [0, 1]; got {shrinkage!r}")
     return float(shrinkage)
 

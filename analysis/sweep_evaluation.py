@@ -238,7 +238,7 @@ def _speed(rows: pd.DataFrame, cell: tuple, first_sampler: str) -> dict:
 def write_tables(table: pd.DataFrame, path_stem: Path) -> list[Path]:
     """The table as CSV and netCDF (``(configuration, seconds, sampler, metric)`` coordinates): ``STEM.csv``,
     ``STEM.nc``, each written atomically."""
-    path_stem = Path(path_stem)  # the literal stem: "ev/litefocus_r0.1" -> ev/litefocus_r0.1.csv, never ev/litefocus_r0.csv
+    path_stem = Path(path_stem)  # the literal stem: "ev/r0.1" -> ev/r0.1.csv, never ev/r0.csv
     csv_path = write_csv(path_stem.with_name(path_stem.name + ".csv"), table)
     described = [c for c in ("protocol", "backbone", "checkpoint", "sampling_rate", "crop") if c in table]
     numeric = table.drop(columns=["note", "evaluator", "steps", *described]).copy()
@@ -249,7 +249,8 @@ def write_tables(table: pd.DataFrame, path_stem: Path) -> list[Path]:
         ds[column] = ("metric", [str(per_metric.get(m, "")) for m in ds.metric.values])
     ds.attrs.update(evaluator=str(table.evaluator.iloc[0]), notes=json.dumps(
         {f"{r.configuration} {r.seconds:g}s {r.sampler} {r.metric}": r.note for r in table.itertuples() if r.note}))
-    nc_path = write_atomic(path_stem.with_name(path_stem.name + ".nc"), lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))
+    nc_path = write_atomic(path_stem.with_name(path_stem.name + ".nc"),
+                           lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))
     return [csv_path, nc_path]
 
 
@@ -366,8 +367,9 @@ class SweepResults:
         features = field_job_features(self.out, self.rows, protocol, models, progress)
         embedded = self.job_embeddings(progress)  # the CLAP score: the evaluator's, whole clips
         table, seed = [], protocol.seed
-        for seconds in self.references:
-            names, ref = field_reference_features(self.out, self.references[seconds], protocol, models)
+        references = {s: field_reference_features(self.out, folder, protocol, models)  # read once a length
+                      for s, folder in self.references.items()}
+        for seconds, (names, ref) in references.items():
             order = np.random.default_rng(seed).permutation(len(names))
             half_a, half_b = _features_of(ref, order[: len(order) // 2]), _features_of(ref, order[len(order) // 2:])
             if min(len(half_a.logits), len(half_b.logits)) >= 2:
@@ -378,7 +380,7 @@ class SweepResults:
         for cell, group in self.rows.groupby(CELL, sort=False):
             ids = list(group["id"])
             gen = _features_of({k: np.concatenate([features[i][k] for i in ids]) for k in features[ids[0]]})
-            names, ref = field_reference_features(self.out, self.references[cell[1]], protocol, models)
+            names, ref = references[cell[1]]
             position = {n: i for i, n in enumerate(names)}
             audio_ids = [str(a) for a in group["audio_id"].fillna("")]
             paired = [(g, position[a]) for g, a in enumerate(audio_ids) if a in position]

@@ -69,14 +69,14 @@ def focus_mask(
 
 
 UNIONS = ("exact", "concat")
+"""How a query's own row and the random keys combine: ``"exact"``, the union of the paper's eq. 4 (a key in both
+counts once; r = 1 is dense attention), or ``"concat"``, the authors' released code (the two key lists concatenated
+under one softmax, so a random key in the query's own row counts twice)."""
 BACKENDS = ("auto", "sdpa", "flex", "varlen")
 """How a full-row form computes: ``sdpa`` (and ``auto``, its default) one batched SDPA call (:func:`focus_attention`'s
 forms); ``flex`` FlexAttention over frequency-major tokens with a block mask (own-row blocks and the random keys
 outside the row); ``varlen`` flash attention's variable-length kernel, one sequence per (batch item, row) holding
 its own keys and the random keys outside its row (CUDA only)."""
-"""How a query's own row and the random keys combine: ``"exact"``, the union of the paper's eq. 4 (a key in both
-counts once; r = 1 is dense attention), or ``"concat"``, the authors' released code (the two key lists concatenated
-under one softmax, so a random key in the query's own row counts twice)."""
 
 
 def reference_attention(
@@ -157,7 +157,8 @@ def litefocus_attention(
     """
     num_tokens = _check_inputs(query, key, value, freq_bins, same_frequency, cross_frequency, union)
     check_scale(scale)
-    check_backend(backend, query.device)
+    check_backend(backend)
+    check_backend_device(backend, query.device)
     cross = _resolve_cross_indices(num_tokens, ratio, cross_frequency, cross_indices, generator, query.device, union)
     _check_nonempty(same_frequency, cross)
     return focus_attention(query, key, value, freq_bins, cross, same_frequency=same_frequency, scale=scale,
@@ -394,15 +395,13 @@ def check_ratio(ratio: float) -> None:
         raise ValueError(f"ratio must lie in [0, 1] (a number: the share of all keys drawn at random); got {ratio!r}")
 
 
-def check_backend(backend: str, device: torch.device | None = None) -> None:
-    """A backend is one of :data:`BACKENDS` that ``device`` (when given) offers; an error says which it lacks."""
+def check_backend(backend: str) -> None:
+    """A backend is one of :data:`BACKENDS` that this torch has; an error says which it lacks (the device is
+    :func:`check_backend_device`'s)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS} ('auto' and 'sdpa': one batched "
                          "scaled_dot_product_attention call; 'flex': FlexAttention with a block mask; 'varlen': "
                          f"flash varlen attention, CUDA only); got {backend!r}")
-    if backend == "varlen" and device is not None and torch.device(device).type != "cuda":
-        raise ValueError(f"backend='varlen' runs flash attention's variable-length kernel, which needs a CUDA device; "
-                         f"these tensors are on {torch.device(device).type}: use backend='sdpa' or 'flex'")
     if backend == "varlen":
         try:
             from torch.nn.attention.varlen import varlen_attn  # noqa: F401
@@ -415,6 +414,14 @@ def check_backend(backend: str, device: torch.device | None = None) -> None:
         except ImportError as error:
             raise ValueError(f"backend='flex' needs torch.nn.attention.flex_attention (torch >= 2.5); this torch is "
                              f"{torch.__version__}") from error
+
+
+def check_backend_device(backend: str, device: torch.device) -> None:
+    """An error unless ``device`` runs ``backend`` (varlen: CUDA only). No import, no tensor operation: a per-call
+    check that ``torch.compile`` traces as a constant."""
+    if backend == "varlen" and device.type != "cuda":
+        raise ValueError(f"backend='varlen' runs flash attention's variable-length kernel, which needs a CUDA device; "
+                         f"these tensors are on {device.type}: use backend='sdpa' or 'flex'")
 
 
 def check_union(union: str) -> None:

@@ -41,8 +41,8 @@ def fold_in(key, data):
 
 
 def data_hash(data):
-    """The half of :func:`fold_in` that depends on ``data`` alone: ``fold_in(key, data) = mix32(key ^ data_hash(data))``,
-    so a hash of many keys against the same data computes it once."""
+    """The half of :func:`fold_in` that depends on ``data`` alone, ``fold_in(key, data) = mix32(key ^
+    data_hash(data))``: a hash of many keys against the same data computes it once."""
     return mix32((data + 0x9E3779B9) & MASK)
 
 

@@ -21,7 +21,7 @@ class LiteFocusOptions:
     union: "exact" (paper's eq. 4: a key both in the row and drawn counts once) or "concat" (the authors' code).
     seed: with the module name and the UNet call's timestep, keys the random draw (an int in [0, 2**64)).
     backend: "auto" (default), "sdpa", "flex" or "varlen" (CUDA): how the full-row forms compute (kernel.BACKENDS);
-        the device is checked at the first call.
+        the device is checked at each call.
     """
 
     ratio: float = 0.1

@@ -13,7 +13,6 @@ from .keys import data_hash, drawn_rows, mix32, module_key, timestep_code
 from .selection import level_of
 
 
-
 def check_grid_tokens(grid: tuple[int, int], tokens: int, name: str) -> None:
     """An error naming module ``name`` unless its ``(time, freq)`` grid has as many cells as it got ``tokens``."""
     cells = grid[0] * grid[1]
@@ -23,6 +22,7 @@ def check_grid_tokens(grid: tuple[int, int], tokens: int, name: str) -> None:
                 "token_merging, or on blocks it leaves alone") if tokens < cells else ""
         raise ValueError(f"{name}: the (time, freq) grid {grid} has {cells} cells but the module got {tokens} "
                          f"tokens; the grid must come from this module's own Transformer2DModel{hint}")
+
 
 class GridProbe:
     """The ``(time, freq)`` grid of one ``Transformer2DModel``'s tokens, updated by a forward pre-hook on it.
