@@ -153,3 +153,15 @@ def test_preparation_is_audioldm_eval_wave_dataset():
     assert abs(prepared[:16000].mean()) < 1e-2 and not prepared[16100:].any()
     long = np.random.default_rng(8).standard_normal(48000).astype(np.float32)
     assert field_models.prepare(long, 16000).shape == (48000,)
+
+
+def test_the_kl_forms_study_sets_the_forms_side_by_side():
+    from studies.evaluator.kl_forms import kl_forms
+
+    table = kl_forms(pairs=20).set_index("pairs")
+    assert table.loc["identical", "clap_kad_kl_renormalised_sigmoids"] == pytest.approx(0.0, abs=1e-12)
+    assert table.loc["identical", "kullback_leibler_divergence_softmax"] < 0  # the eps on the generated side
+    independent = table.loc["independent"]
+    assert independent.kullback_leibler_divergence_sigmoid > 10 * independent.clap_kad_kl_renormalised_sigmoids
+    assert independent.kullback_leibler_divergence_softmax == pytest.approx(independent.clap_kad_kl_softmax_head,
+                                                                            rel=0.02)
