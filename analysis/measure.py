@@ -18,7 +18,8 @@ from .recorder import AttentionRecorder, check_steps, record_attention
 
 
 def sparsity_dataset(recorder: AttentionRecorder) -> xr.Dataset:
-    """Per (module, step, head): same-frequency mass and ratio, periodicity, entropy, focus mass, sparse error.
+    """Per (module, step, head): same-frequency mass and ratio, focus contrast, sink strength, same-time ratio, head
+    class, periodicity, entropy, focus mass, sparse error.
 
     Coordinates ``module``, ``block``, ``time_bins``, ``freq_bins`` (per module), ``step``, ``timestep``, ``head``.
     Modules of different levels have different grids, so only grid-free scalars are gathered here; the profiles
@@ -32,6 +33,10 @@ def sparsity_dataset(recorder: AttentionRecorder) -> xr.Dataset:
         per_module.append(xr.Dataset(dict(
             same_frequency_mass=metrics.same_frequency_mass(profile),
             same_frequency_ratio=metrics.same_frequency_mass(profile) * ds.attrs["freq_bins"],
+            focus_contrast=metrics.focus_contrast(ds["row_mass"]),
+            sink_strength=metrics.sink_strength(ds["row_mass"]),
+            same_time_ratio=metrics.same_time_ratio(profile),
+            head_class=metrics.head_class(profile, row_masses=ds["row_mass"]),
             periodicity_period=period["period"],
             periodicity_strength=period["strength"],
             entropy=ds["entropy"],
@@ -47,6 +52,12 @@ def sparsity_dataset(recorder: AttentionRecorder) -> xr.Dataset:
     out = xr.concat(per_module, dim="module", join="outer")
     out["same_frequency_mass"].attrs["description"] = "mean attention mass on the query's own frequency row"
     out["same_frequency_ratio"].attrs["description"] = "same_frequency_mass over its uniform baseline 1/F"
+    out["focus_contrast"].attrs["description"] = (
+        "mass row f's queries give row f over the mean mass other rows' queries give it (1 under a shared preference)")
+    out["sink_strength"].attrs["description"] = "largest mean mass a key frequency row draws, times F (1: no sink)"
+    out["same_time_ratio"].attrs["description"] = "mean attention mass on the query's own time column, times T"
+    out["head_class"].attrs["description"] = (
+        "own_row, same_time or sink_row: the masked form keeping the most mass, at least half; else global")
     out["periodicity_period"].attrs["description"] = "dominant period along the flattened key index (tokens)"
     out.attrs.update(guidance=recorder.guidance, focus_ratio=recorder.focus_ratio, seed=recorder.seed,
                      level_modules=json.dumps(level_modules(recorder, out)))

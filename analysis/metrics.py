@@ -2,18 +2,27 @@
 
 Attention is given either as maps with dims ``(..., q_time, q_freq, k_time, k_freq)``, as sampled rows with dims
 ``(..., query, k_time, k_freq)`` and coordinates ``q_time``/``q_freq`` on ``query``, or (for the functions that
-say so) as a joint offset profile with dims ``(..., time_offset, freq_offset)``.
+say so) as a joint offset profile with dims ``(..., time_offset, freq_offset)`` or a row-mass matrix with dims
+``(..., query_freq, k_freq)`` (:func:`row_mass`).
+
+Focus or preference: the same-frequency ratio counts the mass a query puts on its own frequency row; a key row that
+draws from every query (a sink) raises it for the queries of that row alone. :func:`focus_contrast` compares what row
+f's queries give row f with what the other rows' queries give it (1 under any preference shared by all queries),
+:func:`sink_strength` measures the shared preference itself, and :func:`head_class` names the masked form that keeps a
+head's mass.
 """
 
 from __future__ import annotations
+
+import numbers
 
 import numpy as np
 import xarray as xr
 
 KEY_DIMS = ("k_time", "k_freq")
 FORMS = ("maps (..., q_time, q_freq, k_time, k_freq); rows (..., query, k_time, k_freq) with q_time and q_freq "
-         "coordinates on query; a joint offset profile (..., time_offset, freq_offset); or a key offset profile "
-         "(..., key_offset)")
+         "coordinates on query; a joint offset profile (..., time_offset, freq_offset); a key offset profile "
+         "(..., key_offset); or a row-mass matrix (..., query_freq, k_freq)")
 
 
 def form_of(attention, function: str, accepted: tuple[str, ...]) -> str:
@@ -31,6 +40,8 @@ def form_of(attention, function: str, accepted: tuple[str, ...]) -> str:
         form = "rows"
     elif {"time_offset", "freq_offset"} <= dims:
         form = "profile"
+    elif {"query_freq", "k_freq"} <= dims:
+        form = "row_mass"
     elif "key_offset" in dims:
         form = "key_profile"
     else:
@@ -39,7 +50,8 @@ def form_of(attention, function: str, accepted: tuple[str, ...]) -> str:
         names = dict(maps="maps (..., q_time, q_freq, k_time, k_freq)",
                      rows="rows (..., query, k_time, k_freq) with q_time/q_freq coordinates",
                      profile="a joint offset profile (..., time_offset, freq_offset)",
-                     key_profile="a key offset profile (..., key_offset)")
+                     key_profile="a key offset profile (..., key_offset)",
+                     row_mass="a row-mass matrix (..., query_freq, k_freq)")
         raise ValueError(f"{function} takes {', or '.join(names[f] for f in accepted)}; got dims {attention.dims}")
     return form
 
@@ -111,6 +123,100 @@ def key_frequency_mass(attention: xr.DataArray) -> xr.DataArray:
     focus). Accepts maps or rows."""
     check_attention(attention, "key_frequency_mass")
     return attention.sum("k_time", skipna=False).mean(_query_dims(attention), skipna=False)
+
+
+def row_mass(attention: xr.DataArray) -> xr.DataArray:
+    """Mean over the queries of each frequency row of the mass on each key frequency row:
+    ``M(g, f) = (1/|Q_g|) sum_{q in Q_g} sum_{k: f_k = f} p(q, k)``, dims ``(..., query_freq, k_freq)``, each
+    ``query_freq`` row summing to 1 (uniform attention gives ``1/F`` everywhere). Accepts maps, rows (a row with no
+    sampled query is NaN) or a row-mass matrix (returned as it is)."""
+    form = form_of(attention, "row_mass", ("maps", "rows", "row_mass"))
+    if form == "row_mass":
+        return attention
+    check_attention(attention, "row_mass")
+    per_key_row = attention.sum("k_time", skipna=False)
+    if form == "maps":
+        mass = per_key_row.mean("q_time", skipna=False).rename(q_freq="query_freq")
+    else:
+        mass = (per_key_row.groupby("q_freq").mean("query", skipna=False).rename(q_freq="query_freq")
+                .reindex(query_freq=np.arange(attention.sizes["k_freq"])))
+    return mass.transpose(..., "query_freq", "k_freq").rename("row_mass")
+
+
+def focus_contrast(attention: xr.DataArray) -> xr.DataArray:
+    """How much more row f's queries attend to row f than the other rows' queries do, averaged over rows:
+    ``C = (1/F) sum_f M(f, f) / ((1/(F-1)) sum_{g != f} M(g, f))`` with ``M`` the :func:`row_mass` matrix.
+
+    1 when every query row has the same key-row preference (a sink, a loud band), whatever that preference is; above
+    1 only when queries favour their *own* row. Needs F >= 2."""
+    mass = row_mass(attention)
+    freq_bins = mass.sizes["k_freq"]
+    if freq_bins < 2:
+        raise ValueError("focus_contrast needs at least 2 frequency rows (k_freq)")
+    own = mass.where(mass.query_freq == mass.k_freq, 0.0).sum("query_freq", skipna=False)
+    others = (mass.sum("query_freq", skipna=False) - own) / (freq_bins - 1)
+    return (own / others).mean("k_freq", skipna=False).rename("focus_contrast")
+
+
+def sink_strength(attention: xr.DataArray) -> xr.DataArray:
+    """The largest mean mass a key frequency row draws over all query rows, times F: ``F max_f (1/F) sum_g M(g, f)``
+    (:func:`row_mass`). 1 when no row is preferred, F when every query attends to one row only."""
+    mass = row_mass(attention)
+    return (mass.mean("query_freq", skipna=False).max("k_freq", skipna=False) * mass.sizes["k_freq"]).rename(
+        "sink_strength")
+
+
+def same_time_mass(attention: xr.DataArray) -> xr.DataArray:
+    """Mean over queries of the mass on keys at the query's own time (its time column, F keys); uniform gives
+    ``1/T``. Accepts maps, rows or a joint offset profile (then ``sum_df profile(0, df)``)."""
+    if form_of(attention, "same_time_mass", ("maps", "rows", "profile")) == "profile":
+        return attention.sel(time_offset=0).sum("freq_offset")
+    check_attention(attention, "same_time_mass")
+    same_time = attention.k_time == attention.q_time
+    return attention.where(same_time, 0.0).sum(KEY_DIMS, skipna=False).mean(_query_dims(attention), skipna=False)
+
+
+def same_time_ratio(attention: xr.DataArray) -> xr.DataArray:
+    """:func:`same_time_mass` over its uniform baseline ``1/T``."""
+    if form_of(attention, "same_time_ratio", ("maps", "rows", "profile")) == "profile":
+        time_bins = (attention.sizes["time_offset"] + 1) // 2
+    else:
+        time_bins = attention.sizes["k_time"]
+    return same_time_mass(attention) * time_bins
+
+
+HEAD_CLASSES = ("own_row", "same_time", "sink_row", "global")
+
+
+def form_masses(attention: xr.DataArray, row_masses: xr.DataArray | None = None) -> xr.Dataset:
+    """The mean mass each masked form keeps: ``own_row`` (the query's frequency row, T keys), ``same_time`` (its time
+    column, F keys) and ``sink_row`` (the one key row that draws the most over all queries, T keys). From maps or
+    rows, or from a joint offset profile with its ``row_masses`` (:func:`row_mass`)."""
+    if form_of(attention, "form_masses", ("maps", "rows", "profile")) == "profile":
+        if row_masses is None:
+            raise ValueError("form_masses: an offset profile has lost the key rows' masses; pass row_masses= "
+                             "(the recorder's row_mass) or give maps or rows")
+    else:
+        row_masses = row_mass(attention)
+    return xr.Dataset(dict(own_row=same_frequency_mass(attention), same_time=same_time_mass(attention),
+                           sink_row=sink_strength(row_masses) / row_masses.sizes["k_freq"]))
+
+
+def head_class(attention: xr.DataArray, threshold: float = 0.5, row_masses: xr.DataArray | None = None
+               ) -> xr.DataArray:
+    """Per head (and any other dim), which masked form reproduces its attention: of ``own_row``, ``same_time`` and
+    ``sink_row`` (:func:`form_masses`), the one that keeps the most mass among those keeping at least ``threshold``;
+    ``global`` when none does. In the spirit of Sparse VideoGen's head profiling (Xi et al. 2025, arXiv 2502.01776),
+    which compares the output error of spatial and temporal masks; here the retained mass ``m`` stands for that error,
+    which it bounds: ``|o_mask - o| <= 2 (1 - m) max_k |v_k|`` for the renormalised masked output."""
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0 < threshold <= 1:
+        raise ValueError(f"threshold must be a number in (0, 1]; got {threshold!r}")
+    masses = form_masses(attention, row_masses).to_array("form")
+    best = masses.fillna(-1).argmax("form")
+    names = np.array(HEAD_CLASSES[:3], dtype=object)[best.values]
+    kept = masses.max("form", skipna=False) >= threshold
+    return xr.DataArray(np.where(kept.values, names, "global").astype(str), dims=best.dims, coords=best.coords,
+                        name="head_class")
 
 
 def entropy(attention: xr.DataArray, normalized: bool = False) -> xr.DataArray:

@@ -148,7 +148,7 @@ class AttentionRecorder:
         """Probabilities of one module call, from ``(batch, heads, N, head_dim)`` queries, keys and values of the
         chosen guidance half (see :meth:`select_batch`), in four steps: the chosen heads (queries scaled), the focus
         set LiteFocus would use, the probabilities of the processed queries row by row and chunk by chunk (each
-        chunk adds to the five summaries, :class:`_CallSummaries`), and the summaries stored for this step."""
+        chunk adds to the six summaries, :class:`_CallSummaries`), and the summaries stored for this step."""
         check_grid_tokens(grid, query.shape[2], name)
         if name in self._grids and self._grids[name] != tuple(grid):
             raise ValueError(f"{name}: this recorder holds steps on the (time, freq) grid {self._grids[name]} and now "
@@ -266,11 +266,13 @@ class AttentionRecorder:
             q_freq=("query", kept % freq_bins),
             k_time=np.arange(time_bins),
             k_freq=np.arange(freq_bins),
+            query_freq=np.arange(freq_bins),
         )
         rows = stack("rows").reshape(len(steps), len(heads), len(kept), time_bins, freq_bins)
         ds = xr.Dataset(
             dict(
                 offset_profile=(("step", "head", "time_offset", "freq_offset"), stack("offset_profile")),
+                row_mass=(("step", "head", "query_freq", "k_freq"), stack("row_mass")),
                 entropy=(("step", "head"), stack("entropy")),
                 focus_mass=(("step", "head"), stack("focus_mass")),
                 sparse_error=(("step", "head"), stack("sparse_error")),
@@ -285,6 +287,8 @@ class AttentionRecorder:
         )
         ds["offset_profile"].attrs["description"] = (
             "mean over queries of the attention mass at key offset (time_offset, freq_offset) from the query")
+        ds["row_mass"].attrs["description"] = (
+            "mean over the queries of each frequency row (query_freq) of the attention mass on each key row (k_freq)")
         ds["focus_mass"].attrs["description"] = "mean over queries of the exact attention mass on the LiteFocus focus set"
         ds["sparse_error"].attrs["description"] = (
             "mean over queries of |o_focus - o| / |o|: relative output error of attention restricted to the focus set")
@@ -333,8 +337,9 @@ class _RecordingProcessor:
 
 
 class _CallSummaries:
-    """The five summaries of one module call, summed over chunks of queries: the offset profile ``(heads, 2T-1,
-    2F-1)``, entropy, focus mass and sparse error ``(heads,)``, and the kept rows ``(heads, kept, N)``."""
+    """The six summaries of one module call, summed over chunks of queries: the offset profile ``(heads, 2T-1,
+    2F-1)``, the row-mass matrix ``(heads, F, F)`` (query row, key row), entropy, focus mass and sparse error
+    ``(heads,)``, and the kept rows ``(heads, kept, N)``."""
 
     def __init__(self, heads: int, grid: tuple[int, int], kept: np.ndarray, device) -> None:
         self.time_bins, self.freq_bins = grid
@@ -343,6 +348,8 @@ class _CallSummaries:
                                    device=device)
         self.entropy, self.focus_mass, self.error = (torch.zeros(heads, dtype=torch.float64, device=device)
                                                      for _ in range(3))
+        self.row_mass = torch.zeros(heads, self.freq_bins, self.freq_bins, dtype=torch.float64, device=device)
+        self.row_queries = torch.zeros(self.freq_bins, dtype=torch.float64, device=device)
         self.rows = np.empty((heads, len(kept), tokens), dtype=np.float32)
         self.row_of = {int(q): i for i, q in enumerate(kept)}
 
@@ -362,6 +369,8 @@ class _CallSummaries:
         self.error += relative.sum((0, 2)).double()
         mean_probs = (probs[0] if probs.shape[0] == 1 else probs.mean(0)).view(heads, chunk.size, time_bins,
                                                                                freq_bins)
+        self.row_mass[:, freq] += mean_probs.sum((1, 2)).double()
+        self.row_queries[freq] += chunk.size
         low = freq_bins - 1 - freq
         for i, query_index in enumerate(chunk.tolist()):
             query_time = query_index // freq_bins
@@ -374,6 +383,7 @@ class _CallSummaries:
         """Means: the profile over ``queries`` processed queries, the rest over ``count`` (queries x batch)."""
         return dict(
             offset_profile=(self.profile / queries).cpu().numpy(),
+            row_mass=(self.row_mass / self.row_queries[:, None]).cpu().numpy(),  # NaN for a row with no query
             entropy=(self.entropy / count).cpu().numpy(),
             focus_mass=(self.focus_mass / count).cpu().numpy(),
             sparse_error=(self.error / count).cpu().numpy(),

@@ -60,6 +60,7 @@ def test_streamed_summaries_agree_with_the_full_maps(tiny_pipe):
     ds, maps = rec.dataset(MODULE), rec.maps[MODULE]
     xr.testing.assert_allclose(ds["offset_profile"], metrics.offset_profile(maps), atol=1e-6)
     np.testing.assert_allclose(ds["entropy"], metrics.entropy(maps), rtol=1e-4)
+    xr.testing.assert_allclose(ds["row_mass"].rename(None), metrics.row_mass(maps).rename(None), atol=1e-6)
     assert ((ds["focus_mass"] > 0) & (ds["focus_mass"] < 1)).all()
     assert ((ds["sparse_error"] > 0) & (ds["sparse_error"] < 1)).all()
 
