@@ -537,21 +537,27 @@ if __name__ == "__main__":
 
 
 # ---------------------------------------------------------------- reading
-def read_clips(corpus: Path, split: str, seconds: float, limit: int | None = None) -> tuple[np.ndarray, list[dict]]:
-    """The ``split`` clips of length ``seconds`` in ``clips.csv``: audio ``(n, seconds * 16000)`` float32 and their
-    rows (caption, category, label, source, offset). ``limit``: the first so many (in file order)."""
+def clip_rows(corpus: Path, split: str, seconds: float) -> list[dict]:
+    """The rows of ``clips.csv`` (caption, category, label, source, offset) of the ``split`` clips of length
+    ``seconds``, in file order: the order of :func:`read_clips` and of the training set."""
     import csv
-
-    import soundfile
 
     if not (corpus / "clips.csv").is_file():
         raise FileNotFoundError(f"{corpus}/clips.csv not found: build the corpus with `make corpus` "
                                 "(python -m minildm.corpus --out DIR)")
     with open(corpus / "clips.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["split"] == split and abs(float(r["seconds"]) - seconds) < 1e-6]
-    rows = rows[:limit]
     if not rows:
         raise ValueError(f"no {split} clips of {seconds} s in {corpus}/clips.csv")
+    return rows
+
+
+def read_clips(corpus: Path, split: str, seconds: float, limit: int | None = None) -> tuple[np.ndarray, list[dict]]:
+    """The ``split`` clips of length ``seconds`` in ``clips.csv``: audio ``(n, seconds * 16000)`` float32 and their
+    rows (caption, category, label, source, offset). ``limit``: the first so many (in file order)."""
+    import soundfile
+
+    rows = clip_rows(corpus, split, seconds)[:limit]
     n = int(round(seconds * SAMPLING_RATE))
     audio, cache = np.zeros((len(rows), n), np.float32), {}
     for i, row in enumerate(rows):

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from litefocus.files import write_atomic
 from litefocus.models import AUDIOLDM2_UNET_CONFIG
 
 from .codec import MelCodec
@@ -27,6 +28,7 @@ from .data import make_clip, scene_vocabulary
 from .pipeline import DEFAULT_PATH, MiniLDMPipeline
 from .text import CaptionEncoder
 
+SCHEDULES = ("cosine", "constant")
 UNET_CONFIG = dict(
     sample_size=64,
     in_channels=16,
@@ -42,16 +44,18 @@ UNET_CONFIG = dict(
 """AudioLDM2's UNet layout (four levels, attention on the lower three, same module names) at a small width."""
 
 
-def build(seed: int, prediction_type: str = "v_prediction", words: list[str] | None = None) -> MiniLDMPipeline:
+def build(seed: int, prediction_type: str = "v_prediction", words: list[str] | None = None,
+          unet_config: dict | None = None) -> MiniLDMPipeline:
     """An untrained MiniLDM. ``prediction_type``: what the UNet predicts, ``"v_prediction"`` (default) or
     ``"epsilon"``. The first MiniLDM used epsilon and could not sample from pure noise: at high noise its error
     on the near-identity map x_t -> eps is amplified ~1/sqrt(alpha_bar) (about 70x) in the x0 estimate; v keeps that
-    error at about 1x. ``words``: the caption vocabulary (default: the synthetic scenes' words)."""
+    error at about 1x. ``words``: the caption vocabulary (default: the synthetic scenes' words). ``unet_config``:
+    entries that replace :data:`UNET_CONFIG`'s (widths, heads, resnets per level)."""
     from diffusers import AudioLDM2UNet2DConditionModel, DDIMScheduler
 
     torch.manual_seed(seed)
     return MiniLDMPipeline(
-        unet=AudioLDM2UNet2DConditionModel(**UNET_CONFIG),
+        unet=AudioLDM2UNet2DConditionModel(**{**UNET_CONFIG, **(unet_config or {})}),
         scheduler=DDIMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.0015,
                                 beta_end=0.0195, clip_sample=False, set_alpha_to_one=False, steps_offset=1,
                                 prediction_type=prediction_type),
@@ -115,11 +119,16 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
     parser.add_argument("--prediction-type", default="v_prediction", choices=["v_prediction", "epsilon"])
+    parser.add_argument("--schedule", default="cosine", choices=SCHEDULES,
+                        help="learning rate after the 500 warm-up steps: cosine to 0 at --steps, or constant")
+    parser.add_argument("--weight-decay", type=float, default=1e-2)
     args = parser.parse_args(argv)
     if args.out.exists():
         parser.error(f"--out {args.out} exists; training never replaces or deletes a folder: give a new one")
-    if min(args.steps, args.batch, args.clips) < 1 or not args.lr > 0 or not args.seconds >= 0.32:
-        parser.error("--steps, --batch and --clips must be at least 1, --lr positive and --seconds at least 0.32")
+    if min(args.steps, args.batch, args.clips) < 1 or not args.lr > 0 or not args.seconds >= 0.32 \
+            or not args.weight_decay >= 0:
+        parser.error("--steps, --batch and --clips must be at least 1, --lr positive, --weight-decay at least 0 and "
+                     "--seconds at least 0.32")
     if args.corpus is not None and not (args.corpus / "manifest.json").is_file():
         parser.error(f"--corpus {args.corpus}: no manifest.json there; build one with `make corpus`")
     return args
@@ -137,25 +146,33 @@ def training_data(args) -> tuple[MiniLDMPipeline, torch.Tensor, list[str]]:
         mels, captions = corpus_dataset(args.corpus, args.seconds, MelCodec(), args.work / "dataset.pt")
         pipe = build(args.seed, args.prediction_type, caption_vocabulary(captions))
         print(f"{len(captions)} corpus clips, {len(pipe.caption_encoder.config.vocabulary)} caption words")
-    sample = torch.randperm(len(mels), generator=torch.Generator().manual_seed(args.seed))[:2048]
-    latents_all = torch.nn.functional.pixel_unshuffle(mels[sample].float()[:, None], 4)
-    pipe.codec.latent_mean.copy_(latents_all.mean(dim=(0, 2, 3)))
-    pipe.codec.latent_std.copy_(latents_all.std(dim=(0, 2, 3)))
+    set_latent_statistics(pipe.codec, mels, args.seed)
     return pipe, mels, captions
+
+
+def set_latent_statistics(codec: MelCodec, mels: torch.Tensor, seed: int) -> None:
+    """The codec's latent mean and std per channel, from 2048 seeded clips of ``mels`` ``(clips, frames, 64)``."""
+    sample = torch.randperm(len(mels), generator=torch.Generator().manual_seed(seed))[:2048]
+    latents_all = torch.nn.functional.pixel_unshuffle(mels[sample].float()[:, None], codec.config.patch)
+    codec.latent_mean.copy_(latents_all.mean(dim=(0, 2, 3)))
+    codec.latent_std.copy_(latents_all.std(dim=(0, 2, 3)))
 
 
 class Training:
     """What a checkpoint holds: the trained modules and their EMA, the optimiser and its schedule (500 warm-up steps,
-    then cosine to ``steps``), the generator, the step, the loss history and the training seconds."""
+    then cosine to ``steps`` or constant: ``args.schedule``), the generator, the step, the loss history and the
+    training seconds. ``args`` needs ``lr``, ``steps``, ``seed``, ``prediction_type``, ``schedule`` and
+    ``weight_decay`` (:func:`parse_arguments`' names)."""
 
     def __init__(self, pipe: MiniLDMPipeline, args, settings: dict):
         self.trainable = torch.nn.ModuleDict({"unet": pipe.unet, "caption_encoder": pipe.caption_encoder}).train()
         self.ema = copy.deepcopy(self.trainable).eval().requires_grad_(False)
-        self.optimizer = torch.optim.AdamW(self.trainable.parameters(), lr=args.lr, weight_decay=1e-2)
-        steps = args.steps
+        self.optimizer = torch.optim.AdamW(self.trainable.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+        steps, cosine = args.steps, args.schedule == "cosine"
 
         def schedule(step: int) -> float:  # linear warm-up over 500 steps, times a cosine decay to 0 at ``steps``
-            return min(1.0, (step + 1) / 500) * 0.5 * (1 + math.cos(math.pi * min(step / steps, 1.0)))
+            decay = 0.5 * (1 + math.cos(math.pi * min(step / steps, 1.0))) if cosine else 1.0
+            return min(1.0, (step + 1) / 500) * decay
 
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         self.rng = torch.Generator().manual_seed(args.seed)
@@ -248,7 +265,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
     settings = dict(batch=args.batch, lr=args.lr, seconds=args.seconds, clips=args.clips, seed=args.seed,
-                    steps=args.steps, prediction_type=args.prediction_type,
+                    steps=args.steps, prediction_type=args.prediction_type, schedule=args.schedule,
+                    weight_decay=args.weight_decay,
                     corpus=None if args.corpus is None else str(args.corpus))
     pipe, mels, captions = training_data(args)
     training = Training(pipe, args, settings)
@@ -271,9 +289,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+    """``torch.save`` to a temporary file of this call's own beside ``path`` (two processes may write one cache),
+    then renamed into place."""
+    write_atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
 if __name__ == "__main__":
