@@ -1,34 +1,40 @@
 """The device check: what LiteFocus costs on a GPU, in one command (well under 8 minutes on one GPU).
 
-    python benchmarks/gpu.py              # on a CUDA machine: one table printed, data/benchmarks/gpu.csv written
-    python benchmarks/gpu.py --dry-run    # the same code on this CPU, tiny shapes, nothing written (the suite runs it)
+    python benchmarks/gpu.py --csv OUT.csv            # on a CUDA machine (benchmarks/gpu_run.sh runs it there)
+    python benchmarks/gpu.py --quick --csv OUT.csv    # the same at reduced sizes (10.24 and 40.96 s), a first stage
+    python benchmarks/gpu.py --dry-run --csv OUT.csv  # the same code on this CPU, tiny shapes (the suite runs it)
 
 Needs torch with CUDA and the checkout; nothing is downloaded (the full-size UNet has random weights: timing does not
-depend on them). Sections, one row per measurement:
+depend on them). Every row names the card, torch, CUDA and cuDNN. Sections, one row per measurement:
 
 - ``backend``: the SDPA backend each SDPA call of each form gets in bf16 at the 81.92 s level-1 shape
-  (``torch._fused_sdp_choice``), and the call's operations (non-view aten ops), kernel launches and host
-  synchronisations (profiler events, CUDA only).
-- forms: dense SDPA, the exact union's forms (the device default, merged, masked, by rows, FlexAttention compiled
-  with a block mask, flash varlen), concat and the two ablations.
+  (``torch._fused_sdp_choice``), the call's operations (non-view aten ops), kernel launches (runtime API calls),
+  kernels run on the device and host synchronisations (profiler events, CUDA only).
+- forms: dense SDPA, the exact union's forms (the library's default, merged, masked, FlexAttention with a block
+  mask, flash varlen, by rows), concat and the two ablations.
 - ``exactness``: each form against the float64 reference (``litefocus.reference_attention``) in float16, bfloat16
-  and float32 at the 10.24 s shape: largest absolute error and relative L2 error (dense SDPA beside it, against the
-  float64 dense).
-- ``core``: median CUDA-event time (min, max) of dense SDPA and every form at the 10.24 / 40.96 / 81.92 s level-1
-  shapes (batch 2, 8 heads, head dim 32, F 8, r 0.1) in bf16, eager and replayed from a captured CUDA graph; the
-  ratio to dense in the same mode; peak memory above the inputs; dense's TFLOP/s.
+  and float32 at the 10.24 s shape: largest absolute error and relative L2 error.
+- ``core``: median CUDA-event time (min, max) of dense SDPA and every form at the level-1 shapes of 10.24 / 40.96 /
+  81.92 s (batch 2, 8 heads, head dim 32, F 8, r 0.1; q, k, v in the ``(b, N, h, d)`` layout a processor passes) in
+  bf16, replayed from a captured CUDA graph (the kernel figures: no host in the loop) and eager; the ratio to dense in
+  the same mode; peak memory above the inputs; dense's TFLOP/s. ``exact_by_rows`` syncs, so its capture fails: it is
+  captured last, and the stream is checked after it.
 - ``unet``: one full-size AudioLDM2 UNet step (batch 2) at 81.92 s in bf16, dense against LiteFocus on the paper's
-  blocks (eager; median of interleaved rounds).
+  blocks, eager and graph-replayed (median of interleaved rounds), with peak memory.
+
+Nothing is lost to one failure: each form and each section that raises becomes a row naming the exception, and the
+CSV is rewritten (atomically) after every section.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import platform
 import statistics
 import sys
 import time
+import types
 from pathlib import Path
 
 import torch
@@ -36,26 +42,29 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
-FORMS = ("dense", "exact", "exact_merged", "exact_masked", "exact_by_rows", "exact_flex", "exact_varlen", "concat",
-         "same_frequency_only", "cross_frequency_only")
-# exact: the device's default form (merged on CUDA, masked on a CPU); exact_flex: backend="flex", compiled on CUDA
-# (FlexAttention's fused kernel; eager it materializes the scores); exact_varlen: backend="varlen" (CUDA only)
+FORMS = ("dense", "exact", "exact_merged", "exact_masked", "exact_flex", "exact_varlen", "concat",
+         "same_frequency_only", "cross_frequency_only", "exact_by_rows")
+# exact: the library's default (backend="auto": varlen on CUDA where it runs, masked on a CPU); exact_flex:
+# backend="flex" (compiled once on CUDA); exact_varlen: backend="varlen"; exact_by_rows last: it syncs the host
 LEVEL_1 = dict(batch=2, heads=8, head_dim=32, freq_bins=8, ratio=0.1)
+FAILING: set[str] = set()  # --fail-form: forms made to raise, to check that the table survives them
 
 
 def load(package: str, module: str):
-    """``package.module``; where the package's other dependencies are missing (diffusers, xarray), the file itself
-    (``litefocus/kernel.py`` and ``analysis/operations.py`` need torch alone)."""
+    """``package.module``; where the package's ``__init__`` cannot be imported (diffusers missing), the module with its
+    package's other modules but without its ``__init__`` (``litefocus.kernel`` and ``analysis.operations`` need torch
+    alone)."""
     try:
         return importlib.import_module(f"{package}.{module}")
     except ImportError:
-        spec = importlib.util.spec_from_file_location(f"{package}_{module}", ROOT / package / f"{module}.py")
-        loaded = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(loaded)
-        return loaded
+        stub = types.ModuleType(package)
+        stub.__path__ = [str(ROOT / package)]
+        sys.modules[package] = stub
+        return importlib.import_module(f"{package}.{module}")
 
 
 K = load("litefocus", "kernel")
+B = load("litefocus", "backends")
 
 
 def time_bins(seconds: float) -> int:
@@ -64,31 +73,23 @@ def time_bins(seconds: float) -> int:
 
 
 def inputs(seconds: float, dtype: torch.dtype, device: str, time_steps: int | None = None, seed: int = 0):
-    """``(q, k, v, cross)`` at the level-1 shape of ``seconds``; the same random keys for every form."""
+    """``(q, k, v, cross)`` at the level-1 shape of ``seconds``, q, k and v ``(b, h, N, d)`` views of contiguous
+    ``(b, N, h, d)`` tensors as a processor passes them; the same random keys for every form."""
     t, f = time_steps or time_bins(seconds), LEVEL_1["freq_bins"]
     g = torch.Generator().manual_seed(seed)
-    q, k, v = (torch.randn(LEVEL_1["batch"], LEVEL_1["heads"], t * f, LEVEL_1["head_dim"], generator=g)
-               .to(device, dtype) for _ in range(3))
+    q, k, v = (torch.randn(LEVEL_1["batch"], t * f, LEVEL_1["heads"], LEVEL_1["head_dim"], generator=g)
+               .to(device, dtype).transpose(1, 2) for _ in range(3))
     cross = K.draw_cross_indices(t * f, LEVEL_1["ratio"], torch.Generator().manual_seed(seed + 1)).to(device)
     return q, k, v, cross
 
 
-_COMPILED_FLEX = []
-
-
-def flex_form():
-    """``flex_focus_attention``, compiled once on CUDA (each new shape compiles once more), eager elsewhere."""
-    if not _COMPILED_FLEX:
-        _COMPILED_FLEX.append(torch.compile(K.flex_focus_attention, dynamic=False)
-                              if torch.cuda.is_available() else K.flex_focus_attention)
-    return _COMPILED_FLEX[0]
-
-
 def unavailable(form: str, device: str, dtype: torch.dtype) -> str | None:
-    """Why a form is not run here, or None: varlen needs CUDA; compiled flex is checked in bfloat16 only (each
-    shape and dtype compiles anew, and the command must stay within its minutes)."""
-    if form == "exact_varlen" and device != "cuda":
-        return "needs CUDA (flash varlen kernel)"
+    """Why a form is not run here, or None: varlen's requirements (:func:`litefocus.backends.varlen_problem`);
+    compiled flex in bfloat16 only (each shape and dtype compiles anew, and the command must stay within its
+    minutes)."""
+    if form == "exact_varlen":
+        capability = torch.cuda.get_device_capability() if device == "cuda" else None
+        return B.varlen_problem(device, dtype, LEVEL_1["head_dim"], capability)
     if form == "exact_flex" and device == "cuda" and dtype != torch.bfloat16:
         return "compiled flex: bfloat16 only here (compile time)"
     return None
@@ -97,18 +98,23 @@ def unavailable(form: str, device: str, dtype: torch.dtype) -> str | None:
 def form_call(form: str, q, k, v, cross):
     """A zero-argument call of one form on fixed inputs."""
     f = LEVEL_1["freq_bins"]
-    return {
+    calls = {
         "dense": lambda: F.scaled_dot_product_attention(q, k, v),
         "exact": lambda: K.focus_attention(q, k, v, f, cross),
         "exact_merged": lambda: K.exact_attention_merged(q, k, v, f, cross, None),
         "exact_by_rows": lambda: K.exact_attention_by_rows(q, k, v, f, cross, None),
         "exact_masked": lambda: K.exact_attention_masked(q, k, v, f, cross, None),
-        "exact_flex": lambda: flex_form()(q, k, v, f, cross, None),
-        "exact_varlen": lambda: K.varlen_exact_attention(q, k, v, f, cross, None),
+        "exact_flex": lambda: B.flex_focus_attention(q, k, v, f, cross, None),
+        "exact_varlen": lambda: B.varlen_exact_attention(q, k, v, f, cross, None),
         "concat": lambda: K.focus_attention(q, k, v, f, cross, union="concat"),
         "same_frequency_only": lambda: K.focus_attention(q, k, v, f, None),
         "cross_frequency_only": lambda: K.focus_attention(q, k, v, f, cross, same_frequency=False),
-    }[form]
+    }
+    if form in FAILING:
+        def failing():
+            raise RuntimeError(f"{form} made to fail (--fail-form)")
+        return failing
+    return calls[form]
 
 
 def reference(form: str, q, k, v, cross):
@@ -118,7 +124,7 @@ def reference(form: str, q, k, v, cross):
         return F.scaled_dot_product_attention(q, k, v)
     f = LEVEL_1["freq_bins"]
     if form == "same_frequency_only":
-        return K.reference_attention(q, k, v, freq_bins=f, cross_frequency=False)  # exact_flex, _varlen: exact
+        return K.reference_attention(q, k, v, freq_bins=f, cross_frequency=False)
     return K.reference_attention(q, k, v, freq_bins=f, cross_indices=cross,
                                  same_frequency=form != "cross_frequency_only",
                                  union="concat" if form == "concat" else "exact")
@@ -151,17 +157,20 @@ def operations(call) -> int:
     return counted.total
 
 
-def launches_and_syncs(call) -> tuple[int, int]:
-    """CUDA kernel launches and host synchronisations (events of the CUDA runtime and driver) of one call."""
+def launches_kernels_syncs(call) -> tuple[int, int, int]:
+    """Kernel launches (runtime/driver API calls), kernels run on the device and host synchronisations of one call."""
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         call()
         torch.cuda.synchronize()
-    names = [e.name for e in prof.events()]
+    events = prof.events()
+    names = [e.name for e in events]
     launches = sum(("LaunchKernel" in n) for n in names)
+    kernels = sum(e.device_type == DeviceType.CUDA for e in events)
     syncs = sum(("Synchronize" in n) or n in ("cudaMemcpy", "cuMemcpyDtoH_v2") for n in names) - 1  # ours above
-    return launches, max(syncs, 0)
+    return launches, kernels, max(syncs, 0)
 
 
 def timed(call, device: str, repeats: int) -> list[float]:
@@ -185,7 +194,8 @@ def timed(call, device: str, repeats: int) -> list[float]:
 
 
 def captured(call):
-    """``call`` captured into a CUDA graph, as a replay; None where it cannot be captured (a host sync inside)."""
+    """``call`` captured into a CUDA graph, as its replay; a RuntimeError where it cannot be captured (a host sync
+    inside), after checking that the stream still works (else the graph section must stop)."""
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
@@ -196,9 +206,17 @@ def captured(call):
     try:
         with torch.cuda.graph(graph):
             call()
-    except RuntimeError:
-        return None
+    except RuntimeError as error:
+        stream_usable()
+        raise RuntimeError(f"not capturable (a host synchronisation inside): {error}") from error
     return graph.replay
+
+
+def stream_usable() -> None:
+    """An error unless a fresh operation on the current stream runs and syncs."""
+    torch.cuda.synchronize()
+    if float(torch.ones(4, device="cuda").sum()) != 4.0:
+        raise RuntimeError("the CUDA stream gave a wrong result after a failed capture")
 
 
 def peak_mib(call, device: str) -> float:
@@ -212,39 +230,60 @@ def peak_mib(call, device: str) -> float:
     return (torch.cuda.max_memory_allocated() - base) / 2**20
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def failure(row: dict, error: BaseException) -> dict:
+    """``row`` with the error that ended it (type and the start of its message)."""
+    return dict(row, error=f"{type(error).__name__}: {str(error).strip().splitlines()[0][:300] if str(error) else ''}")
+
+
+def each_form(section: str, forms, dtype: torch.dtype, device: str, measure, **columns) -> list[dict]:
+    """``measure(form)`` -> a dict of columns, for each form; a form unavailable here or that raises gets a row with
+    its note or its error, and the others go on."""
+    rows = []
+    for form in forms:
+        row = dict(section=section, form=form, dtype=dtype_name(dtype), **columns)
+        reason = unavailable(form, device, dtype)
+        if reason:
+            rows.append(dict(row, note=reason))
+            continue
+        try:
+            rows.append(dict(row, **measure(form)))
+        except Exception as error:  # noqa: BLE001 -- one form's failure must not cost the table
+            rows.append(failure(row, error))
+    return rows
+
+
 def backend_rows(device: str, dtype: torch.dtype, time_steps: int | None) -> list[dict]:
     q, k, v, cross = inputs(81.92, dtype, device, time_steps)
-    rows = []
-    for form in FORMS:
-        if unavailable(form, device, dtype):
-            rows.append(dict(section="backend", form=form, seconds=81.92, dtype=str(dtype).removeprefix("torch."),
-                             note=unavailable(form, device, dtype)))
-            continue
+
+    def measure(form: str) -> dict:
         call = form_call(form, q, k, v, cross)
         backends = sdpa_backends(call)
-        launches, syncs = launches_and_syncs(call) if device == "cuda" else (float("nan"), float("nan"))
-        rows.append(dict(section="backend", form=form, seconds=81.92, dtype=str(dtype).removeprefix("torch."),
-                         backend="+".join(sorted(set(backends))), sdpa_calls=len(backends),
-                         # FlexAttention is a higher-order operator, which a counting dispatch mode cannot enter
-                         operations=float("nan") if form == "exact_flex" else operations(call), launches=launches,
-                         syncs=syncs))
-    return rows
+        launches, kernels, syncs = (launches_kernels_syncs(call) if device == "cuda"
+                                    else (float("nan"),) * 3)
+        # FlexAttention is a higher-order operator, which a counting dispatch mode cannot enter
+        return dict(backend="+".join(sorted(set(backends))), sdpa_calls=len(backends),
+                    operations=float("nan") if form == "exact_flex" else operations(call), launches=launches,
+                    kernels=kernels, syncs=syncs)
+
+    return each_form("backend", FORMS, dtype, device, measure, seconds=81.92)
 
 
 def exactness_rows(device: str, dtypes, time_steps: int | None) -> list[dict]:
     rows = []
     for dtype in dtypes:
         q, k, v, cross = inputs(10.24, dtype, device, time_steps)
-        for form in FORMS:
-            if unavailable(form, device, dtype):
-                rows.append(dict(section="exactness", form=form, seconds=10.24, dtype=str(dtype).removeprefix("torch."),
-                                 note=unavailable(form, device, dtype)))
-                continue
+
+        def measure(form: str) -> dict:
             out = form_call(form, q, k, v, cross)().double()
             ref = reference(form, q, k, v, cross)
-            rows.append(dict(section="exactness", form=form, seconds=10.24, dtype=str(dtype).removeprefix("torch."),
-                             max_abs_error=float((out - ref).abs().max()),
-                             relative_error=float((out - ref).norm() / ref.norm())))
+            return dict(max_abs_error=float((out - ref).abs().max()),
+                        relative_error=float((out - ref).norm() / ref.norm()))
+
+        rows += each_form("exactness", FORMS, dtype, device, measure, seconds=10.24)
     return rows
 
 
@@ -253,108 +292,153 @@ def core_rows(device: str, dtype: torch.dtype, lengths, repeats: int, time_steps
     for seconds in lengths:
         q, k, v, cross = inputs(seconds, dtype, device, time_steps)
         n = q.shape[2]
-        modes = ("eager", "graph") if device == "cuda" else ("eager",)
-        dense_median = {}
-        for mode in modes:
-            for form in FORMS:
-                row = dict(section="core", form=form, seconds=seconds, dtype=str(dtype).removeprefix("torch."),
-                           mode=mode, tokens=n)
-                if unavailable(form, device, dtype):
-                    rows.append(dict(row, note=unavailable(form, device, dtype)))
-                    continue
+        for mode in ("graph", "eager") if device == "cuda" else ("eager",):
+            dense_median: list[float] = []
+
+            def measure(form: str) -> dict:
                 call = form_call(form, q, k, v, cross)
-                run = call if mode == "eager" else captured(call)
-                if run is None:
-                    rows.append(dict(row, note="not capturable (a host synchronisation inside)"))
-                    continue
-                samples = timed(run, device, repeats)
+                samples = timed(call if mode == "eager" else captured(call), device, repeats)
                 median = statistics.median(samples)
                 if form == "dense":
-                    dense_median[mode] = median
-                row.update(ms=1000 * median, ms_min=1000 * min(samples), ms_max=1000 * max(samples),
-                           vs_dense=median / dense_median[mode], peak_mib=peak_mib(call, device))
+                    dense_median.append(median)
+                row = dict(ms=1000 * median, ms_min=1000 * min(samples), ms_max=1000 * max(samples),
+                           vs_dense=median / dense_median[0] if dense_median else float("nan"),
+                           peak_mib=peak_mib(call, device))
                 if form == "dense":
-                    flops = 4 * LEVEL_1["batch"] * LEVEL_1["heads"] * n * n * LEVEL_1["head_dim"]
-                    row["tflops"] = flops / median / 1e12
-                rows.append(row)
+                    row["tflops"] = 4 * LEVEL_1["batch"] * LEVEL_1["heads"] * n * n * LEVEL_1["head_dim"] / median / 1e12
+                return row
+
+            rows += each_form("core", FORMS, dtype, device, measure, seconds=seconds, mode=mode, tokens=n)
     return rows
 
 
 def unet_rows(device: str, dtype: torch.dtype, seconds: float, rounds: int, tiny: bool) -> list[dict]:
-    """One UNet step, dense against LiteFocus on the paper's blocks, interleaved rounds."""
-    try:
-        import litefocus
-        from fullsize import tiny_unet_call, unet_inputs
-        from litefocus.models import audioldm2_unet
-    except ImportError as error:
-        return [dict(section="unet", form="dense", note=f"skipped: {error}")]
+    """One UNet step, dense against LiteFocus on the paper's blocks, interleaved rounds; eager and (on CUDA) replayed
+    from a captured graph, with peak memory."""
+    import litefocus
+    from fullsize import tiny_unet_call, unet_inputs
+    from litefocus.models import audioldm2_unet
+
     if tiny:  # the dry run: the tiny pipeline's UNet on the inputs of one of its own steps
         unet, (args, kwargs) = tiny_unet_call(seconds)
     else:
         unet = audioldm2_unet().to(device, dtype).eval()
         args, kwargs = unet_inputs(seconds, dtype=dtype, device=device)
+        args = (args[0], torch.tensor(args[1], device=device))  # a device timestep: nothing to copy in a graph
 
     def step():
         with torch.no_grad():
             unet(*args, **kwargs)
 
-    times = {"dense": [], "litefocus": []}
-    for _ in range(rounds):
-        times["dense"] += timed(step, device, 1)
-        with litefocus.enabled(unet, ratio=0.1):
-            times["litefocus"] += timed(step, device, 1)
-    dense = statistics.median(times["dense"])
-    return [dict(section="unet", form=form, seconds=seconds, dtype=str(dtype).removeprefix("torch."), mode="eager",
-                 ms=1000 * statistics.median(s), ms_min=1000 * min(s), ms_max=1000 * max(s),
-                 vs_dense=statistics.median(s) / dense, speedup=dense / statistics.median(s))
-            for form, s in times.items()]
+    rows = []
+    for mode in ("graph", "eager") if device == "cuda" else ("eager",):
+        base = dict(section="unet", seconds=seconds, dtype=dtype_name(dtype), mode=mode)
+        try:
+            calls = {"dense": step if mode == "eager" else captured(step)}
+            with litefocus.enabled(unet, ratio=0.1):
+                calls["litefocus"] = step if mode == "eager" else captured(step)
+                peaks = {"litefocus": peak_mib(step, device)}
+            peaks["dense"] = peak_mib(step, device)
+            times = {"dense": [], "litefocus": []}
+            for _ in range(rounds):
+                times["dense"] += timed(calls["dense"], device, 1)
+                with litefocus.enabled(unet, ratio=0.1):
+                    times["litefocus"] += timed(calls["litefocus"], device, 1)
+        except Exception as error:  # noqa: BLE001
+            rows.append(failure(dict(base, form="dense+litefocus"), error))
+            continue
+        dense = statistics.median(times["dense"])
+        rows += [dict(base, form=form, ms=1000 * statistics.median(s), ms_min=1000 * min(s), ms_max=1000 * max(s),
+                      vs_dense=statistics.median(s) / dense, speedup=dense / statistics.median(s),
+                      peak_mib=peaks[form]) for form, s in times.items()]
+    return rows
+
+
+def environment(device: str) -> dict:
+    """Columns every row carries: the card (or processor), torch, CUDA and cuDNN versions, and the run's time."""
+    if device == "cuda":
+        major, minor = torch.cuda.get_device_capability()
+        name = f"{torch.cuda.get_device_name()} (sm{major}{minor})"
+    else:
+        name = platform.processor() or platform.machine()
+    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    return dict(device=name, torch=torch.__version__, cuda=torch.version.cuda or "", cudnn=cudnn or "",
+                run=time.strftime("%Y-%m-%dT%H:%M:%S"))
+
+
+class Table:
+    """The rows so far, rewritten atomically to ``path`` after every section (None: not written)."""
+
+    def __init__(self, path: Path | None, columns: dict) -> None:
+        self.path, self.columns, self.rows = path, columns, []
+
+    def section(self, name: str, make) -> None:
+        """``make()``'s rows, or one row naming the exception that ended the whole section; then the file."""
+        try:
+            rows = make()
+        except Exception as error:  # noqa: BLE001
+            rows = [failure(dict(section=name, form="(section)"), error)]
+        self.rows += [dict(row, **self.columns) for row in rows]
+        if self.path is not None:
+            import pandas as pd
+
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f".{self.path.name}.tmp")
+            pd.DataFrame(self.rows).to_csv(tmp, index=False)
+            tmp.replace(self.path)
 
 
 def print_table(rows: list[dict]) -> None:
     import pandas as pd
 
     table = pd.DataFrame(rows)
-    with pd.option_context("display.width", 200, "display.max_columns", 30, "display.max_rows", 500):
+    with pd.option_context("display.width", 220, "display.max_columns", 30, "display.max_rows", 500,
+                           "display.max_colwidth", 90):
         for section, part in table.groupby("section", sort=False):
             print(f"\n== {section}")
-            shown = part.dropna(axis=1, how="all").drop(columns=["section", "device", "torch", "run"], errors="ignore")
+            shown = part.dropna(axis=1, how="all").drop(columns=["section", "device", "torch", "cuda", "cudnn", "run"],
+                                                        errors="ignore")
             print(shown.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dry-run", action="store_true", help="on the CPU, tiny shapes, nothing written")
+    parser.add_argument("--dry-run", action="store_true", help="on the CPU, tiny shapes")
+    parser.add_argument("--quick", action="store_true", help="reduced sizes: 10.24 and 40.96 s, 5 repeats, the UNet "
+                                                             "at 10.24 s (a first stage that finishes in a minute)")
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--csv", default=str(ROOT / "data" / "benchmarks" / "gpu.csv"), help="'' to skip writing")
+    parser.add_argument("--csv", type=Path, default=None,
+                        help="where the table goes, rewritten after every section (default: results/gpu.csv on a "
+                             "GPU, nothing in a dry run; the committed table is data/benchmarks/gpu.csv)")
+    parser.add_argument("--fail-form", action="append", default=[], choices=FORMS,
+                        help="for tests: make this form raise, to check that the table survives it")
     args = parser.parse_args(argv)
+    FAILING.update(args.fail_form)
     started = time.perf_counter()
     if args.dry_run:
-        device, time_steps, repeats, dtypes, lengths = "cpu", 16, 2, (torch.float32,), (10.24,)
+        device, time_steps, repeats, dtypes, lengths, unet_seconds = "cpu", 16, 2, (torch.float32,), (10.24,), 2.56
+        path = args.csv
     else:
         if not torch.cuda.is_available():
             raise SystemExit("benchmarks/gpu.py needs a CUDA device (torch.cuda.is_available() is False); "
                              "--dry-run runs it on the CPU")
-        device, time_steps, repeats = "cuda", None, args.repeats
-        dtypes, lengths = (torch.float16, torch.bfloat16, torch.float32), (10.24, 40.96, 81.92)
+        device, time_steps = "cuda", None
+        dtypes = (torch.float16, torch.bfloat16, torch.float32)
+        lengths, unet_seconds = ((10.24, 40.96), 10.24) if args.quick else ((10.24, 40.96, 81.92), 81.92)
+        repeats = 5 if args.quick else args.repeats
+        path = args.csv or ROOT / "results" / "gpu.csv"
     low = torch.bfloat16 if device == "cuda" else torch.float32
-    rows = backend_rows(device, low, time_steps)
-    rows += exactness_rows(device, dtypes, time_steps)
-    rows += core_rows(device, low, lengths, repeats, time_steps)
-    rows += unet_rows(device, low, 81.92 if device == "cuda" else 2.56, rounds=5 if device == "cuda" else 1,
-                      tiny=args.dry_run)
-    name = torch.cuda.get_device_name() if device == "cuda" else platform.processor() or platform.machine()
-    for row in rows:
-        row.update(device=name, torch=torch.__version__, run=time.strftime("%Y-%m-%dT%H:%M:%S"))
-    print_table(rows)
-    print(f"\n{name}, torch {torch.__version__}; {time.perf_counter() - started:.0f} s")
-    if args.csv and not args.dry_run:
-        import pandas as pd
-
-        path = Path(args.csv)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        pd.DataFrame(rows).to_csv(tmp, index=False)
-        tmp.replace(path)
+    columns = dict(environment(device), stage="dry-run" if args.dry_run else "quick" if args.quick else "full")
+    table = Table(path, columns)
+    table.section("backend", lambda: backend_rows(device, low, time_steps))
+    table.section("exactness", lambda: exactness_rows(device, dtypes, time_steps))
+    table.section("core", lambda: core_rows(device, low, lengths, repeats, time_steps))
+    table.section("unet", lambda: unet_rows(device, low, unet_seconds, rounds=5 if device == "cuda" else 1,
+                                            tiny=args.dry_run))
+    print_table(table.rows)
+    print(f"\n{columns['device']}, torch {torch.__version__}, CUDA {columns['cuda'] or '-'}, cuDNN "
+          f"{columns['cudnn'] or '-'}; {time.perf_counter() - started:.0f} s")
+    if path is not None:
         print(f"wrote {path}")
 
 

@@ -24,6 +24,15 @@ import numbers
 import torch
 import torch.nn.functional as F
 
+from .backends import (
+    auto_exact_form,
+    flex_focus_attention,
+    varlen_exact_attention,
+    varlen_problem,
+    varlen_problem_of,
+)
+from .layout import by_rows, merge_rows, row_keys, rows
+
 
 def cross_key_count(num_tokens: int, ratio: float) -> int:
     """``floor(ratio * N)``, the size of the cross-frequency compensation set (eq. 6)."""
@@ -73,10 +82,13 @@ UNIONS = ("exact", "concat")
 counts once; r = 1 is dense attention), or ``"concat"``, the authors' released code (the two key lists concatenated
 under one softmax, so a random key in the query's own row counts twice)."""
 BACKENDS = ("auto", "sdpa", "flex", "varlen")
-"""How a full-row form computes: ``sdpa`` (and ``auto``, its default) one batched SDPA call (:func:`focus_attention`'s
-forms); ``flex`` FlexAttention over frequency-major tokens with a block mask (own-row blocks and the random keys
-outside the row); ``varlen`` flash attention's variable-length kernel, one sequence per (batch item, row) holding
-its own keys and the random keys outside its row (CUDA only)."""
+"""How a full-row form computes (the exact union and concat; the ablations are one mask-free SDPA call whatever it
+says): ``auto`` (default) the exact union through ``varlen`` on CUDA in float16/bfloat16 where flash varlen runs
+(:func:`litefocus.backends.varlen_problem`: compute capability 8.0+, head dim <= 256, torch >= 2.10), else as
+``sdpa``; ``sdpa`` one batched SDPA call (masked on a CPU, mask-free with a padded head dim on CUDA); ``flex``
+FlexAttention over frequency-major tokens with a block mask (own-row blocks and the random keys outside the row),
+compiled once on CUDA; ``varlen`` flash attention's variable-length kernel, one sequence per (batch item, row) holding
+its own keys and the random keys outside its row: the exact union only, CUDA only, float16/bfloat16 only."""
 
 
 def reference_attention(
@@ -157,8 +169,8 @@ def litefocus_attention(
     """
     num_tokens = _check_inputs(query, key, value, freq_bins, same_frequency, cross_frequency, union)
     check_scale(scale)
-    check_backend(backend)
-    check_backend_device(backend, query.device)
+    check_backend(backend, union)
+    check_backend_for(backend, query, union)
     cross = _resolve_cross_indices(num_tokens, ratio, cross_frequency, cross_indices, generator, query.device, union)
     _check_nonempty(same_frequency, cross)
     return focus_attention(query, key, value, freq_bins, cross, same_frequency=same_frequency, scale=scale,
@@ -184,48 +196,23 @@ def focus_attention(
     if backend in ("flex", "varlen") and same_frequency and cross is not None and cross.numel() and freq_bins > 1:
         if backend == "flex":
             return flex_focus_attention(query, key, value, freq_bins, cross, scale, union)
-        if union == "exact":
-            return varlen_exact_attention(query, key, value, freq_bins, cross, scale)
+        return varlen_exact_attention(query, key, value, freq_bins, cross, scale)  # the exact union: checked
     if not same_frequency:
         return F.scaled_dot_product_attention(query, key[:, :, cross], value[:, :, cross], scale=scale)
     if cross is None or cross.numel() == 0 or (freq_bins == 1 and union == "exact"):
         # no random keys, or one row that holds every key (the exact union is then dense attention)
-        rows = [_rows(x, freq_bins) for x in (query, key, value)]
-        return _merge_rows(F.scaled_dot_product_attention(*rows, scale=scale), query.shape[0], freq_bins)
+        per_row = [rows(x, freq_bins) for x in (query, key, value)]
+        return merge_rows(F.scaled_dot_product_attention(*per_row, scale=scale), query.shape[0], freq_bins)
     if union == "concat":
         return _concat_attention(query, key, value, freq_bins, cross, scale)
-    return _exact_attention(query, key, value, freq_bins, cross, scale)
-
-
-def _rows(x: torch.Tensor, freq_bins: int) -> torch.Tensor:
-    """(b, h, t*f, d) -> (b*f, h, t, d): one attention problem per (batch item, frequency row)."""
-    batch, heads, num_tokens, dim = x.shape
-    time_bins = num_tokens // freq_bins
-    return x.view(batch, heads, time_bins, freq_bins, dim).permute(0, 3, 1, 2, 4).reshape(-1, heads, time_bins, dim)
-
-
-def _by_rows(x: torch.Tensor, freq_bins: int) -> torch.Tensor:
-    """(b, h, t*f, d) -> a (b, f, h, t, d) view of the same memory (no copy)."""
-    batch, heads, num_tokens, dim = x.shape
-    return x.view(batch, heads, num_tokens // freq_bins, freq_bins, dim).permute(0, 3, 1, 2, 4)
-
-
-def _row_keys(x: torch.Tensor, freq_bins: int, cross: torch.Tensor, width: int | None = None) -> torch.Tensor:
-    """(b, h, t*f, d) -> (b*f, h, t + R, width): each row's own T keys, then the R shared random keys, written into
-    one buffer (a gather and a copy; no concatenation of intermediate copies); channels beyond ``d`` are zero."""
-    batch, heads, num_tokens, dim = x.shape
-    time_bins, count, width = num_tokens // freq_bins, cross.numel(), width or dim
-    keys = (x.new_zeros if width > dim else x.new_empty)(batch, freq_bins, heads, time_bins + count, width)
-    keys[..., :time_bins, :dim] = _by_rows(x, freq_bins)
-    keys[..., time_bins:, :dim] = x[:, :, cross][:, None]
-    return keys.view(-1, heads, time_bins + count, width)
+    return _exact_attention(query, key, value, freq_bins, cross, scale, backend)
 
 
 def _concat_attention(query, key, value, freq_bins, cross, scale):
     """One softmax over [own row + random keys] per row, no mask: a random key in the row counts twice."""
-    out = F.scaled_dot_product_attention(_rows(query, freq_bins), _row_keys(key, freq_bins, cross),
-                                         _row_keys(value, freq_bins, cross), scale=scale)
-    return _merge_rows(out, query.shape[0], freq_bins)
+    out = F.scaled_dot_product_attention(rows(query, freq_bins), row_keys(key, freq_bins, cross),
+                                         row_keys(value, freq_bins, cross), scale=scale)
+    return merge_rows(out, query.shape[0], freq_bins)
 
 
 def merged_width(head_dim: int, device: torch.device) -> int:
@@ -235,11 +222,15 @@ def merged_width(head_dim: int, device: torch.device) -> int:
     return -(-width // 8) * 8 if device.type == "cuda" else width
 
 
-def _exact_attention(query, key, value, freq_bins, cross, scale):
-    """The exact union in one SDPA call with static shapes and no host synchronisation: on a CPU the masked form
-    (its fused kernel takes a mask at little cost, while a head dim padded to 33 costs it more: benchmarks/kernel.py),
-    elsewhere the mask-free :func:`exact_attention_merged` (a mask would rule out the flash kernels of a GPU)."""
-    if query.device.type == "cpu":
+def _exact_attention(query, key, value, freq_bins, cross, scale, backend="auto"):
+    """The exact union with static shapes and no host synchronisation: on a CPU the masked form (its fused kernel
+    takes a mask at little cost, while a head dim padded to 33 costs it more: benchmarks/kernel.py); on CUDA flash
+    varlen where ``backend="auto"`` and it runs (the head dim stays 32: :func:`litefocus.backends.auto_exact_form`),
+    else the mask-free :func:`exact_attention_merged` (a mask would rule out the flash kernels of a GPU)."""
+    form = auto_exact_form(query) if backend == "auto" else ("masked" if query.device.type == "cpu" else "merged")
+    if form == "varlen":
+        return varlen_exact_attention(query, key, value, freq_bins, cross, scale)
+    if form == "masked":
         return exact_attention_masked(query, key, value, freq_bins, cross, scale)
     return exact_attention_merged(query, key, value, freq_bins, cross, scale)
 
@@ -259,16 +250,16 @@ def exact_attention_merged(query, key, value, freq_bins, cross, scale):
     scale = dim ** -0.5 if scale is None else scale  # the padded width must not change the default scale
     drawn = query.new_zeros(num_tokens).index_fill_(0, cross, 1.0)
     duplicate = drawn.view(time_bins, freq_bins).t()[None, :, None, :, None]  # (1, f, 1, t, 1): own key drawn too
-    rows = query.new_zeros(batch, freq_bins, heads, time_bins, width)
-    rows[..., :dim] = _by_rows(query, freq_bins)
-    values = _row_keys(value, freq_bins, cross, width).view(batch, freq_bins, heads, -1, width)
+    queries = query.new_zeros(batch, freq_bins, heads, time_bins, width)
+    queries[..., :dim] = by_rows(query, freq_bins)
+    values = row_keys(value, freq_bins, cross, width).view(batch, freq_bins, heads, -1, width)
     own = values[..., :time_bins, :]
     own[..., :dim] *= 1 - duplicate
     own[..., dim:dim + 1] = duplicate
-    out = F.scaled_dot_product_attention(rows.view(-1, heads, time_bins, width),
-                                         _row_keys(key, freq_bins, cross, width),
+    out = F.scaled_dot_product_attention(queries.view(-1, heads, time_bins, width),
+                                         row_keys(key, freq_bins, cross, width),
                                          values.view(-1, heads, time_bins + cross.numel(), width), scale=scale)
-    return _merge_rows(out[..., :dim] / (1 - out[..., dim:dim + 1]), batch, freq_bins)
+    return merge_rows(out[..., :dim] / (1 - out[..., dim:dim + 1]), batch, freq_bins)
 
 
 def exact_attention_masked(query, key, value, freq_bins, cross, scale):
@@ -284,9 +275,9 @@ def exact_attention_masked(query, key, value, freq_bins, cross, scale):
     mask = torch.cat([random_key_allowed.new_ones(freq_bins, time_bins), random_key_allowed], dim=1)
     keys = time_bins + count
     mask = mask[None, :, None, None, :].expand(batch, freq_bins, 1, 1, keys).reshape(-1, 1, 1, keys)
-    out = F.scaled_dot_product_attention(_rows(query, freq_bins), _row_keys(key, freq_bins, cross),
-                                         _row_keys(value, freq_bins, cross), attn_mask=mask, scale=scale)
-    return _merge_rows(out, batch, freq_bins)
+    out = F.scaled_dot_product_attention(rows(query, freq_bins), row_keys(key, freq_bins, cross),
+                                         row_keys(value, freq_bins, cross), attn_mask=mask, scale=scale)
+    return merge_rows(out, batch, freq_bins)
 
 
 def exact_attention_by_rows(query, key, value, freq_bins, cross, scale):
@@ -295,7 +286,7 @@ def exact_attention_by_rows(query, key, value, freq_bins, cross, scale):
     alternative form, for benchmarks and tests."""
     batch, heads, num_tokens, dim = query.shape
     time_bins = num_tokens // freq_bins
-    q_rows, k_rows, v_rows = (_rows(x, freq_bins).view(batch, freq_bins, heads, time_bins, dim)
+    q_rows, k_rows, v_rows = (rows(x, freq_bins).view(batch, freq_bins, heads, time_bins, dim)
                               for x in (query, key, value))
     out = torch.empty_like(q_rows)
     row_of_key = cross % freq_bins
@@ -304,89 +295,7 @@ def exact_attention_by_rows(query, key, value, freq_bins, cross, scale):
         keys = torch.cat([k_rows[:, row], key[:, :, outside]], dim=2)
         values = torch.cat([v_rows[:, row], value[:, :, outside]], dim=2)
         out[:, row] = F.scaled_dot_product_attention(q_rows[:, row], keys, values, scale=scale)
-    return _merge_rows(out.view(batch * freq_bins, heads, time_bins, dim), batch, freq_bins)
-
-
-def _frequency_major(x: torch.Tensor, freq_bins: int) -> torch.Tensor:
-    """(b, h, t*f, d) time-major -> (b, h, f*t, d) frequency-major: token ``f * T + t`` is row f's t-th."""
-    batch, heads, num_tokens, dim = x.shape
-    return _by_rows(x, freq_bins).permute(0, 2, 1, 3, 4).reshape(batch, heads, num_tokens, dim)
-
-
-def flex_focus_attention(query, key, value, freq_bins, cross, scale, union="exact"):
-    """The union (``exact`` or ``concat``) as one FlexAttention call: frequency-major queries against ``[all N keys,
-    frequency-major | the R random keys]``, with a block mask that keeps each query's own row (a ``T x T`` block on
-    the diagonal) and the random keys (for ``exact``: those outside its row). Static shapes; under ``torch.compile``
-    a fused kernel that visits only the kept blocks; eager (and on a CPU) an unfused reference."""
-    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
-
-    batch, heads, num_tokens, dim = query.shape
-    time_bins, count = num_tokens // freq_bins, cross.numel()
-    row_of_random = cross % freq_bins
-    exact = union == "exact"
-
-    def keep(b, h, q, kv):
-        row = q // time_bins
-        own = (kv < num_tokens) & (kv // time_bins == row)
-        drawn = kv >= num_tokens
-        if exact:
-            drawn = drawn & (row_of_random[(kv - num_tokens).clamp(0, count - 1)] != row)
-        return own | drawn
-
-    mask = create_block_mask(keep, None, None, num_tokens, num_tokens + count, device=query.device)
-    keys, values = (torch.cat([_frequency_major(x, freq_bins), x[:, :, cross]], dim=2) for x in (key, value))
-    out = flex_attention(_frequency_major(query, freq_bins), keys, values, block_mask=mask, scale=scale)
-    return _merge_rows(out.view(batch, heads, freq_bins, time_bins, dim).transpose(1, 2).reshape(
-        batch * freq_bins, heads, time_bins, dim), batch, freq_bins)
-
-
-def varlen_layout(batch: int, num_tokens: int, freq_bins: int, cross: torch.Tensor):
-    """The packed keys of :func:`varlen_exact_attention`, with static shapes and no host synchronisation: one
-    sequence per (batch item, row), holding the row's ``T`` own keys, then the random keys outside the row.
-
-    Returns ``(key_index, cu_seq_q, cu_seq_k, max_q, max_k)``: ``key_index`` ``(batch * (N + (F - 1) R),)`` indexes
-    the flattened ``(batch * N)`` time-major tokens; ``cu_seq_q``, ``cu_seq_k`` ``(batch * F + 1,)`` int32 cumulative
-    lengths; ``max_q = T``, ``max_k = T + R`` (an upper bound: rows holding drawn keys have fewer)."""
-    device, count, time_bins = cross.device, cross.numel(), num_tokens // freq_bins
-    rows = torch.arange(freq_bins, device=device)
-    outside = (cross[None, :] % freq_bins) != rows[:, None]  # (F, R): random key j is outside row f
-    # the kept (row, random key) pairs in row order, by a stable sort: static size F * R - R (each key is in one row)
-    kept = torch.argsort((~outside).flatten().to(torch.int8), stable=True)[: freq_bins * count - count]
-    own_tokens = (torch.arange(time_bins, device=device)[None, :] * freq_bins + rows[:, None]).flatten()  # (F*T,)
-    tokens = torch.cat([own_tokens, cross[kept % count]])
-    sequence = torch.cat([rows.repeat_interleave(time_bins), kept // count])
-    order = torch.argsort(sequence, stable=True)  # each row's own keys, then its random keys
-    per_item = tokens[order]  # (N + (F - 1) R,)
-    offsets = torch.arange(batch, device=device)[:, None] * num_tokens
-    key_index = (per_item[None, :] + offsets).flatten()
-    lengths = time_bins + outside.sum(1)  # (F,): T + the random keys outside the row
-    cu_seq_k = torch.cat([lengths.new_zeros(1), torch.cumsum(lengths.repeat(batch), 0)]).to(torch.int32)
-    cu_seq_q = torch.arange(batch * freq_bins + 1, device=device, dtype=torch.int32) * time_bins
-    return key_index, cu_seq_q, cu_seq_k, time_bins, time_bins + count
-
-
-def varlen_exact_attention(query, key, value, freq_bins, cross, scale, attention=None):
-    """The exact union through flash attention's variable-length kernel (:func:`varlen_layout`): no duplicate
-    correction, no mask, no padding of the head dim. ``attention``: the kernel (default
-    ``torch.nn.attention.varlen.varlen_attn``; tests pass a per-sequence SDPA emulation on a CPU)."""
-    if attention is None:
-        from torch.nn.attention.varlen import varlen_attn as attention
-    batch, heads, num_tokens, dim = query.shape
-    key_index, cu_q, cu_k, max_q, max_k = varlen_layout(batch, num_tokens, freq_bins, cross)
-    packed = lambda x: x.transpose(1, 2).reshape(batch * num_tokens, heads, dim)  # (b*N, h, d), time-major
-    q = _frequency_major(query, freq_bins).transpose(1, 2).reshape(batch * num_tokens, heads, dim)
-    k, v = packed(key)[key_index], packed(value)[key_index]
-    out = attention(q, k, v, cu_q, cu_k, max_q, max_k, scale=scale)  # (b*N, h, d), frequency-major
-    rows = out.view(batch, freq_bins, max_q, heads, dim).transpose(2, 3).reshape(batch * freq_bins, heads, max_q, dim)
-    return _merge_rows(rows, batch, freq_bins)
-
-
-def _merge_rows(out: torch.Tensor, batch: int, freq_bins: int) -> torch.Tensor:
-    """(b*f, h, t, d) -> (b, h, t*f, d), back to time-major token order, as a transposed view of a contiguous
-    (b, t*f, h, d): the layout a processor reshapes to (b, N, h*d) without another copy."""
-    _, heads, time_bins, head_dim = out.shape
-    return out.view(batch, freq_bins, heads, time_bins, head_dim).permute(0, 3, 1, 2, 4).reshape(
-        batch, time_bins * freq_bins, heads, head_dim).transpose(1, 2)
+    return merge_rows(out.view(batch * freq_bins, heads, time_bins, dim), batch, freq_bins)
 
 
 def check_ratio(ratio: float) -> None:
@@ -395,19 +304,17 @@ def check_ratio(ratio: float) -> None:
         raise ValueError(f"ratio must lie in [0, 1] (a number: the share of all keys drawn at random); got {ratio!r}")
 
 
-def check_backend(backend: str) -> None:
-    """A backend is one of :data:`BACKENDS` that this torch has; an error says which it lacks (the device is
-    :func:`check_backend_device`'s)."""
+def check_backend(backend: str, union: str = "exact") -> None:
+    """A backend is one of :data:`BACKENDS` that this torch has, and varlen serves the exact union only; an error says
+    what is missing (the device, dtype and card are :func:`check_backend_for`'s)."""
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS} ('auto' and 'sdpa': one batched "
-                         "scaled_dot_product_attention call; 'flex': FlexAttention with a block mask; 'varlen': "
-                         f"flash varlen attention, CUDA only); got {backend!r}")
+        raise ValueError(f"backend must be one of {BACKENDS} ('auto': varlen on CUDA where it runs, else sdpa; 'sdpa': "
+                         "one batched scaled_dot_product_attention call; 'flex': FlexAttention with a block mask; "
+                         f"'varlen': flash varlen attention, CUDA only); got {backend!r}")
     if backend == "varlen":
-        try:
-            from torch.nn.attention.varlen import varlen_attn  # noqa: F401
-        except ImportError as error:
-            raise ValueError(f"backend='varlen' needs torch.nn.attention.varlen (torch >= 2.9); this torch is "
-                             f"{torch.__version__}") from error
+        problem = varlen_problem("cuda", torch.bfloat16, 1, None, union)  # what holds whatever the device
+        if problem:
+            raise ValueError(f"backend='varlen' {problem}")
     if backend == "flex":
         try:
             from torch.nn.attention.flex_attention import flex_attention  # noqa: F401
@@ -416,12 +323,14 @@ def check_backend(backend: str) -> None:
                              f"{torch.__version__}") from error
 
 
-def check_backend_device(backend: str, device: torch.device) -> None:
-    """An error unless ``device`` runs ``backend`` (varlen: CUDA only). No import, no tensor operation: a per-call
-    check that ``torch.compile`` traces as a constant."""
-    if backend == "varlen" and device.type != "cuda":
-        raise ValueError(f"backend='varlen' runs flash attention's variable-length kernel, which needs a CUDA device; "
-                         f"these tensors are on {device.type}: use backend='sdpa' or 'flex'")
+def check_backend_for(backend: str, query: torch.Tensor, union: str = "exact") -> None:
+    """An error unless ``query`` ``(b, h, N, d)`` can run ``backend`` (varlen: CUDA, float16/bfloat16, head dim <= 256,
+    compute capability 8.0+: :func:`litefocus.backends.varlen_problem`). A per-call check that ``torch.compile``
+    traces as a constant (device, dtype and shape are static; the capability is read once)."""
+    if backend == "varlen":
+        problem = varlen_problem_of(query, union)
+        if problem:
+            raise ValueError(f"backend='varlen' {problem}")
 
 
 def check_union(union: str) -> None:

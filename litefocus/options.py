@@ -35,7 +35,7 @@ class LiteFocusOptions:
         check_ratio(self.ratio)
         object.__setattr__(self, "ratio", float(self.ratio))  # np.float32(0.1) is accepted, and kept as a float
         check_union(self.union)
-        check_backend(self.backend)
+        check_backend(self.backend, self.union)
         object.__setattr__(self, "seed", check_seed(self.seed))
         for name in ("same_frequency", "cross_frequency"):
             if not isinstance(getattr(self, name), bool):

@@ -57,59 +57,52 @@ class KeyDraws(StepProbe):
     level: one hash, one top-k and one sort for all the level's modules instead of one each. Each module's keys are
     still a function of ``(seed, module name, timestep)`` alone, bit for bit :func:`litefocus.keys.drawn_keys`.
 
-    The pre-hook only notes the timestep and the input's ``(T, F)``; the first processor of the call draws for all
-    (:meth:`keys_for`), inside the same traced graph under ``torch.compile``. A level's grid is predicted from the
-    input's ``(T, F)``, halved (rounding up) once per level, as the UNets of AudioLDM, AudioLDM2 and MusicLDM
-    downsample; a processor whose tokens do not match gets None and draws its own keys.
+    The pre-hook only notes the timestep; the first processor of each level in a call draws for its whole level
+    (:meth:`keys_for`) from its own token count, inside the same traced graph under ``torch.compile``. Nothing of the
+    audio length is kept in Python between calls, so a compiled UNet with LiteFocus follows new lengths as dense
+    does (dynamic shapes after the second length) instead of recompiling for each.
     """
 
     def __init__(self, unet: torch.nn.Module, names: list[str], seed: int, ratio: float) -> None:
         super().__init__()
         self.ratio = ratio
-        by_level = sorted(names, key=lambda name: level_of(name, unet))  # each level one contiguous slice
-        self.levels = [(level, [n for n in by_level if level_of(n, unet) == level])
-                       for level in sorted({level_of(n, unet) for n in names})]
-        self.module_keys = [module_key(seed, name) for name in by_level]
-        self._keys_on: dict[torch.device, torch.Tensor] = {}
-        self.input_grid: tuple[int, int] | None = None
-        self.draws: dict[str, tuple[int, torch.Tensor]] | None = None
+        self.level_of = {name: level_of(name, unet) for name in names}
+        levels = sorted(set(self.level_of.values()))
+        self.names_of = {level: [n for n in names if self.level_of[n] == level] for level in levels}
+        self.module_keys = {level: [module_key(seed, n) for n in self.names_of[level]] for level in levels}
+        self._keys_on: dict[tuple[int, torch.device], torch.Tensor] = {}
+        self.draws: dict[int, tuple[int, dict[str, torch.Tensor]]] = {}
 
     def __call__(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
         super().__call__(module, args, kwargs)
-        sample = args[0] if args else kwargs["sample"]
-        self.input_grid = tuple(sample.shape[-2:]) if sample.ndim == 4 else None
-        self.draws = None  # drawn by the first processor of this call
+        self.draws = {}  # drawn by the first processor of each level in this call
 
     def keys_for(self, name: str, num_tokens: int, device: torch.device) -> torch.Tensor | None:
-        """This call's keys of module ``name`` (sorted int64), or None where the predicted grid does not match."""
-        if self.draws is None:
-            self.draws = self._draw(device)
-        drawn = self.draws.get(name)
-        return drawn[1] if drawn is not None and drawn[0] == num_tokens else None
+        """This call's keys of module ``name`` (sorted int64) on a grid of ``num_tokens``; None without a timestep."""
+        if self.timestep is None:
+            return None
+        level = self.level_of[name]
+        drawn = self.draws.get(level)
+        if drawn is None or drawn[0] != num_tokens:
+            drawn = self.draws[level] = (num_tokens, self._draw(level, num_tokens, device))
+        return drawn[1][name]
 
-    def _module_keys_on(self, device: torch.device) -> torch.Tensor:
-        """The module keys ``(M,)`` on ``device``: copied there once in eager mode; a constant of the graph under
-        ``torch.compile``."""
+    def _module_keys_on(self, level: int, device: torch.device) -> torch.Tensor:
+        """The level's module keys ``(M,)`` on ``device``: copied there once in eager mode; a constant of the graph
+        under ``torch.compile``."""
         if torch.compiler.is_compiling():
-            return torch.tensor(self.module_keys, dtype=torch.int64, device=device)
-        if device not in self._keys_on:
-            self._keys_on[device] = torch.tensor(self.module_keys, dtype=torch.int64, device=device)
-        return self._keys_on[device]
+            return torch.tensor(self.module_keys[level], dtype=torch.int64, device=device)
+        if (level, device) not in self._keys_on:
+            self._keys_on[level, device] = torch.tensor(self.module_keys[level], dtype=torch.int64, device=device)
+        return self._keys_on[level, device]
 
-    def _draw(self, device: torch.device) -> dict[str, tuple[int, torch.Tensor]]:
-        if self.timestep is None or self.input_grid is None:
-            return {}
+    def _draw(self, level: int, num_tokens: int, device: torch.device) -> dict[str, torch.Tensor]:
         code = timestep_code(self.timestep)
-        code = code.to(device) if isinstance(code, torch.Tensor) else code
-        keys = self._module_keys_on(device)
-        call_keys = mix32(keys ^ data_hash(code))  # fold_in(module key, timestep code), every module at once
-        (time0, freq0), draws, start = self.input_grid, {}, 0
-        for level, names in self.levels:
-            num_tokens = -(-time0 // 2**level) * -(-freq0 // 2**level)
-            rows = drawn_rows(call_keys[start:start + len(names)], num_tokens, cross_key_count(num_tokens, self.ratio))
-            draws.update({name: (num_tokens, rows[i]) for i, name in enumerate(names)})
-            start += len(names)
-        return draws
+        # a timestep tensor on the host is copied without waiting for it
+        code = code.to(device, non_blocking=True) if isinstance(code, torch.Tensor) else code
+        call_keys = mix32(self._module_keys_on(level, device) ^ data_hash(code))  # fold_in(module key, timestep)
+        rows = drawn_rows(call_keys, num_tokens, cross_key_count(num_tokens, self.ratio))
+        return {name: rows[i] for i, name in enumerate(self.names_of[level])}
 
 
 def attach_grid_probes(unet: torch.nn.Module, names: list[str]) -> tuple[dict[str, GridProbe], list]:

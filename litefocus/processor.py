@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from diffusers.models.attention_processor import Attention
 
-from .kernel import check_backend_device, focus_attention
+from .kernel import check_backend_for, focus_attention
 from .keys import drawn_keys, module_key
 from .options import LiteFocusOptions
 from .probes import GridProbe, StepProbe, check_grid_tokens
@@ -114,7 +114,7 @@ class LiteFocusAttnProcessor:
         if not self.options.same_frequency and cross.numel() == 0:
             raise ValueError(f"cross-frequency-only LiteFocus on {self.name}: ratio {self.options.ratio} draws no key "
                              f"from {num_tokens} tokens; raise ratio")
-        check_backend_device(self.options.backend, query.device)  # the name was checked with the options
+        check_backend_for(self.options.backend, query, self.options.union)  # the name was checked with the options
         hidden_states = focus_attention(query, key, value, grid[1], cross, same_frequency=self.options.same_frequency,
                                         scale=attn.scale, union=self.options.union, backend=self.options.backend)
         hidden_states = hidden_states.transpose(1, 2).reshape(batch, -1, heads * head_dim).to(query.dtype)

@@ -1,6 +1,7 @@
 """Smoke runs of the benchmark scripts at tiny lengths: they run, their rows are consistent, speed.py resumes."""
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -86,6 +87,27 @@ def test_benchmark_scripts_run(script, args):
     assert "dense" in done.stdout or "recorded forward" in done.stdout
 
 
+def test_the_device_check_keeps_its_table_when_a_form_fails(tmp_path):
+    """Issue 29, item 1: the first failure (fp32 varlen in flash) ended gpu.py before it wrote anything. Now a form
+    that raises is a row naming the error, and the table is written after every section."""
+    import pandas as pd
+
+    csv = tmp_path / "gpu.csv"
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "gpu.py"), "--dry-run", "--fail-form", "concat",
+                           "--csv", str(csv)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = pd.read_csv(csv)
+    assert list(table.section.unique()) == ["backend", "exactness", "core", "unet"]
+    failed = table[table.form == "concat"]
+    assert len(failed) == 3 and failed.error.str.contains("concat made to fail").all()
+    others = table[(table.section == "exactness") & ~table.form.isin(["concat", "exact_varlen"])]
+    assert (others.relative_error < 1e-5).all() and others.error.isna().all()
+    varlen = table[table.form == "exact_varlen"]
+    assert varlen.note.str.contains("needs a CUDA device").all()  # unavailable, with its reason
+    assert {"device", "torch", "cuda", "cudnn"} <= set(table.columns)
+    assert set(table[table.section == "unet"].form) == {"dense", "litefocus"}
+
+
 def test_speed_benchmark_rejects_bad_lengths(tmp_path, capsys):
     with pytest.raises(SystemExit):
         load("speed").main(["--seconds", "0.1", "--out", str(tmp_path)])
@@ -115,3 +137,25 @@ def test_sweep_benchmark_writes_its_row(tmp_path):
     assert row.jobs_speedup_vs_2_threads_max > 0 and 0 < row.overhead_share < 1 and row.generation_s > 0
     with pytest.raises(SystemExit):
         load("sweep").main(["--captions", "9"])
+
+
+def test_the_prepared_gpu_command_runs_every_stage_under_its_own_timeout(tmp_path):
+    """Issue 29, item 2, on a CPU: with a stand-in python3 that fails the tests and hangs in the full benchmark, every
+    stage still runs, the hung one is cut at its limit, and the summary names how each ended."""
+    stub = tmp_path / "bin" / "python3"
+    stub.parent.mkdir()
+    stub.write_text('#!/usr/bin/env bash\ncase "$*" in "-m pytest"*) exit 1;; *"--quick"*) exit 0;; '
+                    '*gpu.py*) exec sleep 600;; esac\nexit 0\n')
+    stub.chmod(0o755)
+    script = (BENCHMARKS / "gpu_run.sh").read_text().replace("stage full 240", "stage full 2")
+    (tmp_path / "run.sh").write_text(script)
+    out = tmp_path / "out"
+    env = dict(os.environ, PATH=f"{stub.parent}:{os.environ['PATH']}")
+    done = subprocess.run(["bash", str(tmp_path / "run.sh"), str(out)], env=env, capture_output=True, text=True,
+                          timeout=60, cwd=BENCHMARKS.parent)
+    assert done.returncode == 0, done.stderr
+    lines = (out / "summary.txt").read_text().splitlines()
+    stages = [line.split(":")[0] for line in lines[:5]]
+    assert stages == ["install", "versions", "tests", "quick", "full"]
+    assert "failed (exit 1)" in lines[2] and lines[3].startswith("quick: ok") and "cut at its 2 s limit" in lines[4]
+    assert {p.name for p in out.iterdir()} >= {"install.log", "tests.log", "quick.log", "full.log", "summary.txt"}

@@ -261,7 +261,7 @@ def emulated_varlen(q, k, v, cu_seq_q, cu_seq_k, max_q, max_k, scale=None):
 
 @pytest.mark.parametrize("freq_bins, time_bins, ratio", [(8, 9, 0.2), (3, 5, 0.5), (2, 7, 1.0), (16, 3, 0.1)])
 def test_the_varlen_and_flex_backends_equal_the_reference(freq_bins, time_bins, ratio):
-    from litefocus.kernel import flex_focus_attention, varlen_exact_attention
+    from litefocus.backends import flex_focus_attention, varlen_exact_attention
 
     tokens = freq_bins * time_bins
     q, k, v = qkv(2, 3, tokens, 8, dtype=torch.float64)
@@ -279,7 +279,7 @@ def test_the_varlen_and_flex_backends_equal_the_reference(freq_bins, time_bins, 
 
 
 def test_the_varlen_layout_is_static_and_each_row_gets_its_keys():
-    from litefocus.kernel import varlen_layout
+    from litefocus.backends import varlen_layout
 
     cross = torch.tensor([0, 5, 6, 11])  # F = 4, T = 3: rows 0, 1, 2, 3 hold one drawn key each
     index, cu_q, cu_k, max_q, max_k = varlen_layout(2, 12, 4, cross)
@@ -295,9 +295,80 @@ def test_backends_are_named_and_checked_against_the_device():
     q, k, v = qkv(1, 1, 16, 4)
     with pytest.raises(ValueError, match="backend must be one of"):
         litefocus_attention(q, k, v, freq_bins=4, backend="triton")
-    with pytest.raises(ValueError, match="backend='varlen' .* needs a CUDA device; these tensors are on cpu"):
+    with pytest.raises(ValueError, match=r"backend='varlen' needs a CUDA device \(these tensors are on cpu\)"):
         litefocus_attention(q, k, v, freq_bins=4, backend="varlen")
+    with pytest.raises(ValueError, match="backend='varlen' serves the exact union only"):
+        litefocus_attention(q, k, v, freq_bins=4, backend="varlen", union="concat")
     from litefocus import LiteFocusOptions
 
     with pytest.raises(ValueError, match="backend must be one of"):
         LiteFocusOptions(backend="fast")
+    with pytest.raises(ValueError, match="serves the exact union only"):  # issue 29: concat silently ran SDPA
+        LiteFocusOptions(backend="varlen", union="concat")
+
+
+@pytest.mark.parametrize("device, dtype, head_dim, capability, union, problem", [
+    ("cuda", torch.bfloat16, 32, (9, 0), "exact", None),
+    ("cuda", torch.float16, 256, (8, 0), "exact", None),
+    ("cuda", torch.float32, 32, (9, 0), "exact", "float16 and bfloat16 only"),
+    ("cuda", torch.bfloat16, 320, (9, 0), "exact", "head dims up to 256"),
+    ("cuda", torch.float16, 32, (7, 5), "exact", "compute capability 8.0 or more"),  # T4
+    ("cuda", torch.float16, 32, (7, 0), "exact", "this card has 7.0"),  # V100
+    ("cpu", torch.bfloat16, 32, None, "exact", "needs a CUDA device"),
+    ("cuda", torch.bfloat16, 32, (9, 0), "concat", "exact union only"),
+])
+def test_varlen_names_each_requirement_it_lacks(device, dtype, head_dim, capability, union, problem):
+    """Issue 29, item 3: fp32, cards below sm80 and head dims over 256 reached flash deep in a UNet forward."""
+    from litefocus.backends import VARLEN_KERNEL_PROBLEM, varlen_problem
+
+    found = varlen_problem(device, dtype, head_dim, capability, union)
+    if problem is None:
+        assert found == VARLEN_KERNEL_PROBLEM  # None where this torch has varlen_attn with scale= (2.10+)
+    else:
+        assert problem in found
+
+
+def test_this_torch_has_the_varlen_kernel_and_auto_runs_the_masked_form_on_a_cpu():
+    from litefocus.backends import VARLEN_KERNEL_PROBLEM, auto_exact_form
+
+    assert VARLEN_KERNEL_PROBLEM is None  # torch 2.13: varlen_attn takes scale=
+    assert auto_exact_form(torch.zeros(1, 1, 8, 4)) == "masked"
+
+
+@pytest.mark.parametrize("time_bins, freq_bins, count", [(40, 8, 32), (128, 8, 102), (3, 5, 1), (130, 2, 26),
+                                                          (300, 1, 30)])
+def test_the_flex_block_structure_holds_every_kept_pair_and_its_full_blocks_are_full(time_bins, freq_bins, count):
+    """Issue 29, item 4: the block mask comes from the sizes, not from evaluating the mask over N x (N + R)."""
+    from litefocus.backends import FLEX_BLOCK, focus_block_structure
+
+    tokens = time_bins * freq_bins
+    cross = torch.randperm(tokens, generator=torch.Generator().manual_seed(0))[:count].sort().values
+    q = torch.arange(tokens)[:, None]
+    kv = torch.arange(tokens + count)[None, :]
+    row = q // time_bins
+    own = (kv < tokens) & (kv // time_bins == row)
+    drawn = (kv >= tokens) & ((cross % freq_bins)[(kv - tokens).clamp(0, count - 1)] != row)
+    keep = (own | drawn).numpy()
+    partial, full = focus_block_structure(tokens, time_bins, count)
+    for i, (some, whole) in enumerate(zip(partial, full)):
+        assert not set(some) & set(whole)
+        rows_ = slice(i * FLEX_BLOCK, (i + 1) * FLEX_BLOCK)
+        for j in range(-(-(tokens + count) // FLEX_BLOCK)):
+            block = keep[rows_, j * FLEX_BLOCK:(j + 1) * FLEX_BLOCK]
+            if block.any():
+                assert j in some or j in whole, (i, j)
+            if j in whole:
+                assert block.all(), (i, j)
+    if time_bins >= FLEX_BLOCK:  # a query block inside one row: its own key blocks are full, no mask evaluated
+        assert any(full)
+
+
+def test_flex_equals_the_reference_across_several_blocks():
+    from litefocus.backends import flex_focus_attention
+
+    freq_bins, time_bins = 8, 40  # 320 queries, 352 keys: three query blocks, partial and full key blocks
+    q, k, v = qkv(1, 2, freq_bins * time_bins, 8, dtype=torch.float64)
+    cross = draw_cross_indices(freq_bins * time_bins, 0.1, torch.Generator().manual_seed(1))
+    for union in UNIONS:
+        torch.testing.assert_close(flex_focus_attention(q, k, v, freq_bins, cross, None, union),
+                                   reference_attention(q, k, v, freq_bins=freq_bins, cross_indices=cross, union=union))

@@ -153,3 +153,23 @@ def test_token_merging_rejects_bad_seeds(tiny_pipe, seed, error):
     with pytest.raises(error, match="seed must"):
         with token_merging(tiny_pipe, seed=seed):
             pass
+
+
+def test_a_compiled_unet_with_litefocus_follows_new_lengths_without_recompiling(tiny_pipe):
+    """Issue 29, item 6: the predicted grid was a Python tuple guarded as a constant, so every new audio length
+    compiled the UNet anew (and past the recompile limit it ran eagerly). With the length dynamic, none does."""
+    unet = tiny_pipe.unet
+    context = dict(encoder_hidden_states=torch.randn(2, 8, 16), encoder_hidden_states_1=torch.randn(2, 6, 32),
+                   return_dict=False)
+    first = torch.randn(2, 8, 16, 16, generator=torch.Generator().manual_seed(0))
+    torch._dynamo.mark_dynamic(first, 2)  # the time axis, as dense attention gets it after a second length
+    torch._dynamo.reset()
+    with litefocus.enabled(tiny_pipe, ratio=0.2, seed=1), torch.no_grad():
+        compiled = torch.compile(unet, backend="aot_eager")
+        compiled(first, torch.tensor(701), **context)
+        with torch._dynamo.config.patch(error_on_recompile=True):
+            for frames in (24, 32):
+                sample = torch.randn(2, 8, frames, 16, generator=torch.Generator().manual_seed(frames))
+                torch.testing.assert_close(compiled(sample, torch.tensor(501), **context)[0],
+                                           unet(sample, torch.tensor(501), **context)[0], atol=1e-5, rtol=1e-5)
+    torch._dynamo.reset()
