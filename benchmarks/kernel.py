@@ -80,18 +80,18 @@ def operations_per_call() -> list[dict]:
     rows = []
     for path in ("batched draw, one-call exact union", "per-module draw, exact union by rows"):
         old = path.startswith("per-module")
-        draws, exact = probes.KeyDraws.__call__, kernel._exact_attention
+        draws, exact = probes.KeyDraws.keys_for, kernel._exact_attention
         if old:  # the path before: each module draws its own keys, the exact union loops over rows
-            probes.KeyDraws.__call__ = lambda self, *a: (probes.StepProbe.__call__(self, *a),
-                                                         setattr(self, "draws", {}))[0]
-            kernel._exact_attention = exact_attention_by_rows
+            probes.KeyDraws.keys_for = probes.StepProbe.keys_for
+            kernel._exact_attention = lambda q, k, v, f, cross, scale, backend: exact_attention_by_rows(
+                q, k, v, f, cross, scale)
         try:
             for form, kwargs in forms.items():
                 with litefocus.enabled(unet, ratio=0.1, **kwargs) as names:
                     rows.append(dict(path=path, form=form, patched_calls=len(names),
                                      operations_per_call=(count() - dense) / len(names)))
         finally:
-            probes.KeyDraws.__call__, kernel._exact_attention = draws, exact
+            probes.KeyDraws.keys_for, kernel._exact_attention = draws, exact
     return rows
 
 
