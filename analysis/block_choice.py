@@ -45,6 +45,7 @@ LOSSES = {  # per evidence quantity: what LiteFocus loses in a block, 0 where it
     "dropped_keys": ("modules x (1 - 1/F), no attention measured", lambda t: t["dropped_keys"]),
 }
 PREDICTORS = (*EVIDENCE, "dropped_keys")
+FOCUS = ("focus_contrast", "sink_strength", "same_time_ratio")  # focus against preference, where measured
 MEASURED = "measured_single_blocks"  # held_out_check's predictor without evidence: the ablation's own costs
 COST_METRICS = ("KAD", "CLAP", "KL")  # costs per draw of captions (FAD: evaluate-sweep's paired comparisons)
 DEFAULT_METRIC = "KAD"
@@ -78,7 +79,7 @@ def block_evidence(ds: xr.Dataset, late_fraction: float = 0.5) -> xr.Dataset:
     ``caption``, ``seconds``) stay. Coordinates ``freq_bins`` and ``modules`` on ``block``."""
     check_evidence(ds)
     late = late_steps(ds, late_fraction)
-    names = [v for v in (*EVIDENCE, "periodicity_strength") if v in late]
+    names = [v for v in (*EVIDENCE, *FOCUS, "periodicity_strength") if v in late]
     grouped = late[names].groupby("block")
     out = grouped.mean("module").mean(("step", "head"))
     freq = late.freq_bins.groupby("block").first().values.astype(int)
@@ -91,7 +92,8 @@ def block_table(ds: xr.Dataset, late_fraction: float = 0.5) -> pd.DataFrame:
     """One row per block, ranked by same-frequency ratio: modules, freq_bins, the share of its level's modules it
     holds (``level_fraction``: of all the UNet's modules at that level, from ``ds.attrs["level_modules"]`` when
     :func:`analysis.measure.sparsity_dataset` wrote it, else of the recorded ones), the evidence means (also over
-    any caption and length dims), and ``period_is_F``."""
+    any caption and length dims), the focus statistics where measured (:data:`FOCUS`: contrast, sink, same-time
+    ratio) and ``period_is_F``."""
     per_block = block_evidence(ds, late_fraction)
     extra = [d for d in per_block.dims if d != "block"]
     means = per_block.mean(extra) if extra else per_block
@@ -105,7 +107,8 @@ def block_table(ds: xr.Dataset, late_fraction: float = 0.5) -> pd.DataFrame:
     level = table.freq_bins.map(lambda f: counts.get(str(int(f)))).astype(float)
     table["level_fraction"] = table.modules / level.fillna(recorded)  # the UNet's modules, else the recorded ones
     columns = ["block", "modules", "freq_bins", "level_fraction", *[v for v in PREDICTORS if v in table],
-               "periodicity_strength", *(["period_is_F"] if "period_is_F" in table else [])]
+               *[v for v in FOCUS if v in table], "periodicity_strength",
+               *(["period_is_F"] if "period_is_F" in table else [])]
     return table[columns].sort_values("same_frequency_ratio", ascending=False).reset_index(drop=True)
 
 

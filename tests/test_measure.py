@@ -54,6 +54,9 @@ def test_measure_command_writes_dataset_figures_and_table(tmp_path, capsys, budg
     assert {p.name for p in tmp_path.iterdir()} == written | ({"block_sets.csv"} if budget else set())
     table = pd.read_csv(tmp_path / "blocks.csv")
     assert list(table.block) == ["down_blocks.1"]
+    assert table.focus_contrast.between(0.5, 2).all() and table.sink_strength.between(1, 8).all()  # issue 28
+    sparsity = xr.open_dataset(tmp_path / "sparsity.nc", engine="h5netcdf")
+    assert set(sparsity.head_class.values.ravel()) <= {"own_row", "same_time", "sink_row", "global"}
     out = capsys.readouterr().out
     assert "threshold rule: same-frequency ratio >= 2.0" in out
     if budget:
