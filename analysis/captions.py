@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,8 +42,15 @@ def read_text(path: str | os.PathLike, argument: str = "--captions") -> str:
                          "(save it as UTF-8)") from None
 
 
+def text_lines(text: str) -> list[str]:
+    """The lines of ``text``, split at ``\n``, ``\r\n`` and ``\r`` only (``str.splitlines`` also splits at form feed,
+    vertical tab, ``\x1c``-``\x1e``, ``\x85``, U+2028 and U+2029, which may stand inside a caption)."""
+    lines = re.split(r"\r\n|\r|\n", text)
+    return lines[:-1] if lines and lines[-1] == "" else lines
+
+
 def is_csv(path: Path, text: str, first_column: str) -> bool:
-    first = text.splitlines()[0] if text.strip() else ""
+    first = text_lines(text)[0] if text.strip() else ""
     return path.suffix.lower() == ".csv" or first.replace(" ", "").startswith(first_column + ",")
 
 
@@ -53,7 +61,7 @@ def read_captions(path: str | os.PathLike) -> list[Caption]:
     text = read_text(path)
     if is_csv(path, text, "audiocap_id"):
         return _audiocaps(path, text)
-    captions = [Caption(str(n), line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    captions = [Caption(str(n), line.strip()) for n, line in enumerate(text_lines(text), 1) if line.strip()]
     if not captions:
         raise ValueError(f"--captions {path} holds no captions (one caption a line, or AudioCaps' CSV)")
     return captions
@@ -103,7 +111,7 @@ def captions_of_files(path: str | os.PathLike, names: list[str]) -> list[str]:
         if missing:
             raise ValueError(f"--captions {path}: no caption for {len(missing)} generated files, e.g. {missing[:3]}")
         return [by_file[n] for n in names]
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [line.strip() for line in text_lines(text) if line.strip()]
     if len(lines) != len(names):
         raise ValueError(f"--captions {path}: {len(lines)} captions for {len(names)} generated files "
                          "(one caption a line, in the sorted order of the files)")

@@ -39,3 +39,14 @@ def test_captions_of_generated_files_by_stem_or_in_file_order(tmp_path):
     lines = tmp_path / "c.txt"
     lines.write_bytes("\ufeffa dog\nrain\n".encode())
     assert captions_of_files(lines, ["a", "b"]) == ["a dog", "rain"]
+
+
+def test_captions_split_at_line_ends_only(tmp_path):
+    """Issue 27, case 4: str.splitlines also split at U+2028, U+2029, form feed, vertical tab, \\x1c-\\x1e and \\x85:
+    4 lines became 6 captions and the ids stopped matching the file's lines."""
+    path = tmp_path / "captions.txt"
+    lines = ["a dog\u2028barking", "rain\x0con a roof", "wind\x1cand\x85birds", "a bell\u2029ringing"]
+    path.write_text("\r\n".join(lines[:2]) + "\r" + lines[2] + "\n" + lines[3] + "\n", encoding="utf-8")
+    captions = read_captions(path)
+    assert [c.id for c in captions] == ["1", "2", "3", "4"] and [c.text for c in captions] == lines
+    assert captions_of_files(path, ["a", "b", "c", "d"]) == lines

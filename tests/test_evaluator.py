@@ -87,6 +87,11 @@ def test_bad_audio_is_named_before_any_model_runs():
         check_audio([], RATE)
     with pytest.raises(ValueError, match="clips, samples"):
         check_audio(np.zeros((2, 3, 4)), RATE)
+    loud = good.copy()
+    loud[1] *= 1000  # issue 27, case 9: scored silently, moving FAD 0.105 -> 0.448 and CLAP 10.1 -> 1.0
+    with pytest.raises(ValueError, match=r"audio\[1\] peaks at .*must lie in \[-1, 1\]"):
+        check_audio(loud, RATE)
+    assert len(check_audio(good * 1.2, RATE)) == 2  # a vocoder's overshoot is taken
 
 
 class NeverCalled:
