@@ -24,11 +24,11 @@ test: $(STAMP)
 
 # about 55 minutes on 2 cores: attention core, cost of recording, the speed sweep (resumes where it stopped), compile
 bench: $(STAMP)
-	$(BIN)/python benchmarks/quality.py
-	$(BIN)/python benchmarks/kernel.py
-	$(BIN)/python benchmarks/measure_sparsity.py
-	$(BIN)/python benchmarks/speed.py
-	$(BIN)/python benchmarks/compile.py
+	$(BIN)/python benchmarks/quality.py --csv data/benchmarks/quality.csv
+	$(BIN)/python benchmarks/kernel.py --csv data/benchmarks/kernel.csv --operations-csv data/benchmarks/operations.csv
+	$(BIN)/python benchmarks/measure_sparsity.py --csv data/benchmarks/measure_sparsity.csv
+	$(BIN)/python benchmarks/speed.py --out data/benchmarks
+	$(BIN)/python benchmarks/compile.py --csv data/benchmarks/compile.csv
 
 # the notebooks, executed in place with their outputs (what is committed)
 notebooks: $(STAMP)
@@ -53,14 +53,15 @@ corpus: $(STAMP)
 minildm: corpus
 	$(BIN)/python -m minildm.train --corpus runs/corpus --work runs/minildm2 --out runs/minildm2/model \
 		--steps 4000 --minutes 78 --batch 24 --threads 2
-	$(BIN)/python -m studies.minildm.evaluation --path runs/minildm2/model --corpus runs/corpus
-	$(BIN)/python -m studies.minildm.diagnosis --path runs/minildm2/model --corpus runs/corpus
+	$(BIN)/python -m studies.minildm.evaluation --path runs/minildm2/model --corpus runs/corpus --out runs/minildm2/model
+	$(BIN)/python -m studies.minildm.diagnosis --path runs/minildm2/model --corpus runs/corpus \
+		--out runs/minildm2/model/diagnosis.json
 
 # The offline quality evaluator (a small CLAP and a label classifier) on the same corpus, and its validation
 # (retrieval, split-half floor, degradation curves). Lands in runs/evaluator/model; move it to data/evaluator.
 evaluator: corpus
 	$(BIN)/python -m studies.evaluator.training --corpus runs/corpus --out runs/evaluator/model
-	$(BIN)/python -m studies.evaluator.validation --path runs/evaluator/model --corpus runs/corpus
+	$(BIN)/python -m studies.evaluator.validation --path runs/evaluator/model --corpus runs/corpus --out runs/evaluator/model
 
 # The paper's Tables 1-3 on the embedded model (86 minutes here on 2 cores, after make corpus): the held-out
 # captions and their round-tripped references, three sweeps on two processes (Tables 1 and 3 with the authors'

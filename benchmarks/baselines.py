@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--no-compile", action="store_true", help="eager only")
-    parser.add_argument("--csv", default="data/benchmarks/baselines.csv", help="'' to skip writing")
+    parser.add_argument("--csv", default="results/benchmarks/baselines.csv",
+                        help="'' to skip writing (the committed table: data/benchmarks/baselines.csv, named to replace it)")
     args = parser.parse_args(argv)
     if args.seconds < 0.32 or args.repeats < 1:
         parser.error("--seconds must be at least 0.32 and --repeats at least 1")

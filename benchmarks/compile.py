@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=10.24)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--csv", default="data/benchmarks/compile.csv", help="'' to skip writing")
+    parser.add_argument("--csv", default="results/benchmarks/compile.csv",
+                        help="'' to skip writing (the committed table: data/benchmarks/compile.csv, named to replace it)")
     args = parser.parse_args(argv)
     if args.seconds < 0.32 or args.repeats < 1:
         parser.error("--seconds must be at least 0.32 and --repeats at least 1")

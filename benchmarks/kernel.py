@@ -124,8 +124,10 @@ def main() -> None:
     parser.add_argument("--ratio", type=float, default=0.1)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--csv", default="data/benchmarks/kernel.csv", help="'' to skip writing")
-    parser.add_argument("--operations-csv", default="data/benchmarks/operations.csv", help="'' to skip writing")
+    parser.add_argument("--csv", default="results/benchmarks/kernel.csv",
+                        help="'' to skip writing (the committed table: data/benchmarks/kernel.csv, named to add to it)")
+    parser.add_argument("--operations-csv", default="results/benchmarks/operations.csv",
+                        help="'' to skip writing (the committed table: data/benchmarks/operations.csv)")
     parser.add_argument("--memory-of", help=argparse.SUPPRESS)  # internal: print one implementation's peak MiB
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

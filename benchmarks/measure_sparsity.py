@@ -40,7 +40,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=81.92)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--csv", default="data/benchmarks/measure_sparsity.csv", help="'' to skip writing")
+    parser.add_argument("--csv", default="results/benchmarks/measure_sparsity.csv",
+                        help="'' to skip writing (the committed table: data/benchmarks/measure_sparsity.csv, named to replace it)")
     args = parser.parse_args()
     if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None:  # re-run with glibc returning freed blocks at once
         os.execve(sys.executable, [sys.executable, *sys.argv], dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072"))

@@ -145,8 +145,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--configurations", nargs="+", choices=[c.name for c in ABLATIONS],
                         help="default: all (dense is always included)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default="data/benchmarks", help="folder for speed.csv and attention_share.csv; '' "
-                        "writes nothing")
+    parser.add_argument("--out", default="results/benchmarks",
+                        help="folder for speed.csv and attention_share.csv (the committed ones: data/benchmarks, "
+                             "named to add to them); '' writes nothing")
     parser.add_argument("--force", action="store_true", help="measure lengths already in the CSVs again")
     args = parser.parse_args(argv)
     if min(args.seconds) < 0.32 or args.repeats < 1 or args.long_repeats < 1:

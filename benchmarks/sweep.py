@@ -10,7 +10,7 @@
   timing hooks, writing the FLAC and the row, listing finished jobs for the progress bar), as a share of a 10.24 s
   generation at 50 steps, LiteFocus on.
 
-    python benchmarks/sweep.py                    # adds rows to data/benchmarks/sweep.csv
+    python benchmarks/sweep.py --csv data/benchmarks/sweep.csv   # adds rows to the committed table
     python benchmarks/sweep.py --captions 2 --rounds 1 --csv ''   # a quick smoke run
 """
 
@@ -32,7 +32,7 @@ import torch
 from litefocus.files import read_csv, write_csv
 
 ROOT = Path(__file__).resolve().parent.parent
-CSV = ROOT / "data" / "benchmarks" / "sweep.csv"
+CSV = Path("results/benchmarks/sweep.csv")  # the committed table: data/benchmarks/sweep.csv, named with --csv
 CAPTIONS = ["a string quartet playing a chorale slowly", "rain falling on a roof with distant thunder",
             "a man speaking english calmly", "birds singing in the countryside", "a brass band playing a march",
             "waves on a beach with wind", "a woman speaking french quickly", "a harpsichord playing a baroque piece"]

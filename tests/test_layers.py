@@ -72,3 +72,28 @@ def test_the_studies_stay_out_of_the_wheel():
     text = (ROOT / "pyproject.toml").read_text()
     include = next(line for line in text.splitlines() if line.startswith("include = "))
     assert "studies" not in ast.literal_eval(include.split("=", 1)[1].split("#")[0].strip())
+
+
+OUTPUT_OPTIONS = ("--out", "--csv", "--operations-csv")
+
+
+def test_no_study_or_benchmark_writes_into_data_by_default():
+    """Issue 27, case 2: ``studies.minildm.fidelity`` replaced the model card's table when run with its defaults.
+    A default output lies in results/ or runs/; replacing a committed result takes an explicit path. Also no
+    writing into ``--path`` (the weights' folder, shipped by default)."""
+    found = []
+    for folder in ("studies", "benchmarks"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            source = path.read_text()
+            for node in ast.walk(ast.parse(source)):
+                if not (isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "add_argument"
+                        and node.args and isinstance(node.args[0], ast.Constant)
+                        and node.args[0].value in OUTPUT_OPTIONS):
+                    continue
+                default = next((k.value for k in node.keywords if k.arg == "default"), None)
+                text = ast.get_source_segment(source, default) if default is not None else ""
+                if any(word in text for word in ("data", "DEFAULT_PATH", "OFFLINE_PATH", "shipped_path", "ROOT")):
+                    found.append(f"{path.relative_to(ROOT)}: {node.args[0].value} default {text}")
+            found += [f"{path.relative_to(ROOT)}: writes into args.path" for line in source.splitlines()
+                      if "args.path /" in line and ("write" in line or "save" in line)]
+    assert found == []

@@ -5,7 +5,7 @@ sigmoids, as the public evaluator's PANNs path computes it, and on a softmax hea
 The logits are synthetic, CNN14-like (527 classes, N(-4, 2): sigmoids mostly near 0), 200 pairs, for three kinds
 of pair: independent sets, a reference and the same logits plus N(0, 0.5) noise, and identical ones. A comparison
 of formulas on shared inputs, not a quality finding: the released CNN14 weights cannot be downloaded here.
-Writes ``data/evaluator/kl_forms.csv``.
+Writes ``--out`` (default ``runs/evaluator/kl_forms.csv``; the committed table is ``data/evaluator/kl_forms.csv``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from scipy.special import expit, softmax
 
 from analysis import quality
 from litefocus.files import write_csv
-from litefocus.shipped import data_dir
 
 
 def kl_forms(pairs: int = 200, classes: int = 527, seed: int = 0) -> pd.DataFrame:
@@ -42,7 +41,8 @@ def kl_forms(pairs: int = 200, classes: int = 527, seed: int = 0) -> pd.DataFram
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=data_dir() / "evaluator" / "kl_forms.csv")
+    parser.add_argument("--out", type=Path, default=Path("runs/evaluator/kl_forms.csv"),
+                        help="the table (the committed one is data/evaluator/kl_forms.csv: name it to replace it)")
     args = parser.parse_args(argv)
     table = kl_forms()
     print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))

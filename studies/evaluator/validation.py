@@ -122,6 +122,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--path", type=Path, default=OFFLINE_PATH, help="the evaluator")
     parser.add_argument("--corpus", type=Path, default=Path("runs/corpus"))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("runs/evaluator/validation"),
+                        help="where validation.json and validation.png go (the shipped ones are beside the evaluator's "
+                             "weights: name that folder to replace them)")
     args = parser.parse_args(argv)
     if not (args.corpus / "clips.csv").is_file():
         parser.error(f"--corpus {args.corpus}: no clips.csv there; build the corpus with `make corpus`")
@@ -158,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     result["monotonic"] = {kind: dict(fad=bool(group.fad.is_monotonic_increasing),
                                       kad=bool(group.kad.is_monotonic_increasing))
                            for kind, group in table.groupby("degradation", sort=False)}
-    write_json(args.path / "validation.json", result)
+    write_json(args.out / "validation.json", result)
 
     import matplotlib
 
@@ -176,8 +179,8 @@ def main(argv: list[str] | None = None) -> None:
                yscale="symlog" if metric == "kad" else "log",
                title=f"{metric.upper()} of degraded held-out clips against clean ones")
     axes[0].legend(fontsize=8)
-    save_figure(fig, args.path / "validation.png", dpi=100)
-    print(f"wrote {args.path}/validation.json and validation.png")
+    save_figure(fig, args.out / "validation.png", dpi=100)
+    print(f"wrote {args.out}/validation.json and validation.png")
 
 
 if __name__ == "__main__":

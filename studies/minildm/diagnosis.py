@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--path", type=Path, default=DEFAULT_PATH)
     parser.add_argument("--corpus", type=Path, default=Path("runs/corpus"), help="the corpus it was trained on")
     parser.add_argument("--clips", type=int, default=6, help="held-out 10.24 s clips (spread over the corpus)")
+    parser.add_argument("--out", type=Path, default=Path("runs/minildm/diagnosis.json"),
+                        help="the result (the shipped one is data/minildm/diagnosis.json: name it to replace it)")
     args = parser.parse_args(argv)
     if args.clips < 1:
         parser.error("--clips must be at least 1")
@@ -120,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
                                             random_init=attention_at_noised_real(random_model, random_context, x0,
                                                                                  alphas))
     out["clips"] = dict(sources=[rows[i]["source"] for i in chosen], seconds=10.24, captions=captions)
-    write_json(args.path / "diagnosis.json", out)
+    write_json(args.out, out)
     print(json.dumps(out, indent=1))
 
 

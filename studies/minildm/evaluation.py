@@ -252,33 +252,37 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=25, help="denoising steps for the measurements")
     parser.add_argument("--prompts", type=int, default=48, help="generated clips per length for caption following")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("runs/minildm/evaluation"),
+                        help="where evaluation.json, the figures, the caption classifiers and the held-out captions go "
+                             "(beside the weights for a model to ship: name that folder)")
     args = parser.parse_args(argv)
     if not (args.corpus / "clips.csv").is_file():
         parser.error(f"--corpus {args.corpus}: no clips.csv there; build it with `make corpus`")
     if args.steps < 1 or args.prompts < 1:
         parser.error("--steps and --prompts must be at least 1")
     torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
     pipe = load_minildm(args.path)
     pipe.set_progress_bar_config(disable=True)
     prediction_type = pipe.scheduler.config.prediction_type
     results = dict(prediction_type=prediction_type,
-                   training=loss_figure(args.path / "training_log.csv", args.path, prediction_type))
+                   training=loss_figure(args.path / "training_log.csv", args.out, prediction_type))
     times = sampling_time(pipe)
     results["sampling_seconds_10s_50_steps"] = dict(min=round(min(times), 2), max=round(max(times), 2), rounds=3)
     print("sampling", results["sampling_seconds_10s_50_steps"], flush=True)
     with torch.no_grad():
         results["band_identity"] = data_band_identity(pipe.codec, args.corpus)
     print("band identity (eta squared)", results["band_identity"], flush=True)
-    results["caption_following"] = caption_following(pipe, args.corpus, args.steps, args.prompts, args.path)
+    results["caption_following"] = caption_following(pipe, args.corpus, args.steps, args.prompts, args.out)
     following = results["caption_following"]["generated_1x"]["category"]
     # what makes it the embedded default (minildm.default_pipeline): generated clips are recognisably what
     # their captions say, the category classifier's lower bound well above its majority rate at the training length
     results["samples_from_noise"] = following["low"] > following["majority"]
-    results["attention"] = attention(pipe, args.steps, args.path)
+    results["attention"] = attention(pipe, args.steps, args.out)
     print(json.dumps(results["attention"], indent=1), flush=True)
     results["fingerprint"] = fingerprint(pipe)
-    write_json(args.path / "evaluation.json", results)
-    print(f"wrote {args.path}/evaluation.json and figures")
+    write_json(args.out / "evaluation.json", results)
+    print(f"wrote {args.out}/evaluation.json and figures")
 
 
 if __name__ == "__main__":

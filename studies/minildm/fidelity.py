@@ -131,7 +131,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=Path("results/fidelity"),
                         help="generated log-mels, reused by later runs with the same weights and settings")
-    parser.add_argument("--csv", default=str(DEFAULT_PATH / "fidelity.csv"), help="'' prints only")
+    parser.add_argument("--csv", default="results/minildm/fidelity.csv",
+                        help="'' prints only (the model card's table is data/minildm/fidelity.csv: name it to replace "
+                             "it)")
     args = parser.parse_args(argv)
     if args.prompts < 1 or min(args.seconds) < 0.32 or args.steps < 1:
         parser.error("--prompts must be at least 1, --seconds at least 0.32 and --steps at least 1")
