@@ -15,6 +15,8 @@ counts. Every output row says its protocol, backbone, checkpoint, sampling rate 
 
 from __future__ import annotations
 
+import math
+import numbers
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,26 @@ class Protocol:
     field_models: bool  # audioldm_eval's models and formulas (else the evaluator's)
     crop_seconds: float | None = None
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        """A Protocol is checked like any other argument (issue 27: a crop on clap_kad was reported and not applied;
+        a crop of 0 scored every metric 0, a negative one sliced backwards)."""
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ValueError(f"Protocol name must be a non-empty string; got {self.name!r}")
+        if not isinstance(self.field_models, bool):
+            raise TypeError(f"Protocol field_models must be True or False; got {self.field_models!r}")
+        crop = self.crop_seconds
+        if crop is not None:
+            if isinstance(crop, bool) or not isinstance(crop, numbers.Real) or not math.isfinite(crop) or crop <= 0:
+                raise ValueError(f"Protocol crop_seconds must be None (whole clips) or a positive number of seconds; "
+                                 f"got {crop!r}")
+            if not self.field_models:
+                raise ValueError("Protocol crop_seconds applies to audioldm_eval's models (field_models=True); the "
+                                 "evaluator's protocol scores whole clips")
+            object.__setattr__(self, "crop_seconds", float(crop))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or self.seed < 0:
+            raise ValueError(f"Protocol seed must be an integer >= 0; got {self.seed!r}")
+        object.__setattr__(self, "seed", int(self.seed))
 
     def crop_label(self) -> str:
         if self.crop_seconds is None:
