@@ -46,6 +46,17 @@ JOB_VERSION = "litefocus sweep job v1"  # in every job id: bump it when what a j
 
 # ---------------------------------------------------------------- samplers
 SAMPLERS = ("default", "ddim", "dpmsolver++")
+MAX_STEPS = 1000
+"""The most denoising steps a sampler can take: the training timesteps of AudioLDM, AudioLDM2, MusicLDM and MiniLDM
+(diffusers refuses more, after the model has loaded)."""
+
+
+def check_step_count(count, argument: str = "--steps") -> int:
+    """``count`` as an int in [1, :data:`MAX_STEPS`], or a ValueError naming ``argument``."""
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or not 1 <= count <= MAX_STEPS:
+        raise ValueError(f"{argument} must be an integer from 1 to {MAX_STEPS} (the schedulers' training timesteps); "
+                         f"got {count}")
+    return int(count)
 
 
 @dataclass(frozen=True)
@@ -81,9 +92,7 @@ def parse_sampler(spec: str, default_steps: int) -> Sampler:
         count = int(steps) if steps else default_steps
     except ValueError:
         raise ValueError(f"--samplers {spec}: the steps after ':' must be an integer") from None
-    if count < 1:
-        raise ValueError(f"--samplers {spec}: steps must be at least 1; got {count}")
-    return Sampler(name, count)
+    return Sampler(name, check_step_count(count, f"--samplers {spec}: the steps"))
 
 
 # ---------------------------------------------------------------- the model

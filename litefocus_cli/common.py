@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from analysis.sweep import check_step_count
+
 from . import models
 
 
@@ -23,8 +25,7 @@ def check_run_arguments(args) -> None:
     """ValueError naming the argument, for the arguments of :func:`add_run_arguments`, before anything loads."""
     if not (math.isfinite(args.seconds) and args.seconds > 0):
         raise ValueError(f"--seconds must be a positive finite number of seconds; got {args.seconds}")
-    if args.steps < 1:
-        raise ValueError(f"--steps must be at least 1; got {args.steps}")
+    check_step_count(args.steps)
     if not 0 <= args.seed < 2**64:
         raise ValueError(f"--seed must lie in [0, 2**64) (what a torch.Generator accepts); got {args.seed}")
 

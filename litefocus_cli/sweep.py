@@ -112,10 +112,9 @@ def _check_arguments(args):
         captions = captions[: args.first]
     for spec in args.configurations:
         parse_configuration(spec)
+    sw.check_step_count(args.steps)
     for spec in args.samplers:
         sw.parse_sampler(spec, args.steps)
-    if args.steps < 1:
-        raise ValueError(f"--steps must be at least 1; got {args.steps}")
     bad = [s for s in args.seconds if not (math.isfinite(s) and s > 0)]
     if bad:
         raise ValueError(f"--seconds must be positive finite lengths in seconds; got {bad}")

@@ -69,7 +69,8 @@ def test_configurations_and_samplers_parse_with_ratios_and_steps():
                           ("same_frequency_only/2.56", "cross-frequency keys"), ("dense/2.56", "LiteFocus")]:
         with pytest.raises(ValueError, match=message):
             parse_configuration(spec)
-    for spec, message in [("euler", "unknown sampler 'euler'"), ("ddim:0", "at least 1"), ("ddim:x", "integer")]:
+    for spec, message in [("euler", "unknown sampler 'euler'"), ("ddim:0", "from 1 to 1000"), ("ddim:x", "integer"),
+                          ("ddim:5000", "from 1 to 1000")]:  # issue 27, case 6: diffusers' words after loading
         with pytest.raises(ValueError, match=message):
             sw.parse_sampler(spec, 50)
 
@@ -190,6 +191,9 @@ def test_sweep_bad_input_is_a_clear_error_before_any_generation(tmp_path, capsys
     assert "takes lengths of at least 0.04 s" in capsys.readouterr().err
     assert main(sweep_args(caps, tmp_path / "o", "--configurations", "litefocus@up_blocks.7")) == 2
     assert "litefocus@up_blocks.7: 'up_blocks.7'" in capsys.readouterr().err
+    for too_many in (["--steps", "1001"], ["--samplers", "ddim:5000"]):  # issue 27, case 6: the folder got stuck
+        assert main(sweep_args(caps, tmp_path / "o", *too_many)) == 2
+        assert "from 1 to 1000" in capsys.readouterr().err
     (tmp_path / "busy").mkdir()
     write(tmp_path / "busy" / "notes.txt", "mine")
     assert main(sweep_args(caps, tmp_path / "busy")) == 2
