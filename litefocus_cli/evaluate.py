@@ -76,8 +76,14 @@ def run(args) -> int:
     names = [p.stem for p in quality.audio_files(args.generated)]  # both folders checked before a model loads
     quality.audio_files(args.reference)
     captions = None if args.captions is None else captions_of_files(args.captions, names)
-    if args.out is not None and args.out.suffix.lower() != ".csv":
-        raise ValueError(f"--out must name a .csv file; got {args.out}")
+    if args.out is not None:  # issue 27: a read-only folder or a folder named x.csv failed after the evaluation
+        from litefocus.files import check_writable
+
+        if args.out.suffix.lower() != ".csv":
+            raise ValueError(f"--out must name a .csv file; got {args.out}")
+        if args.out.is_dir():
+            raise ValueError(f"--out {args.out} is a folder; name a .csv file")
+        check_writable(args.out.parent, "--out", args.out)
     protocol = check_protocol(args.protocol, args.crop_seed)
     if protocol.field_models and args.fad_shrinkage is not None:
         raise ValueError(f"--fad-shrinkage applies to --protocol clap_kad only; {protocol.name} computes FAD as "

@@ -128,6 +128,24 @@ def test_evaluate_sweep_into_a_folder_it_cannot_write_stops_before_any_model(tmp
     assert "the sweep folder (its embeddings are cached there)" in capsys.readouterr().err
 
 
+def test_evaluate_checks_its_out_before_any_model(tmp_path, capsys, monkeypatch):
+    """Issue 27, case 10: a folder named x.csv, or one it cannot write, failed after the whole evaluation."""
+    import soundfile
+
+    from litefocus_cli import evaluate
+
+    monkeypatch.setattr(evaluate, "load_evaluator", lambda *a: pytest.fail("loaded an evaluator"))
+    for folder in ("gen", "ref"):
+        (tmp_path / folder).mkdir()
+        soundfile.write(tmp_path / folder / "a.wav", 0.1 * np.sin(np.arange(16000) / 5.0), 16000)
+    (tmp_path / "x.csv").mkdir()
+    base = ["evaluate", str(tmp_path / "gen"), "--reference", str(tmp_path / "ref")]
+    assert main([*base, "--out", str(tmp_path / "x.csv")]) == 2
+    assert "is a folder; name a .csv file" in capsys.readouterr().err
+    assert main([*base, "--out", "/proc/litefocus-table.csv"]) == 2
+    assert "cannot write in /proc" in capsys.readouterr().err
+
+
 def test_a_rerun_replaces_its_own_folder_whole(tmp_path):
     out = tmp_path / "gen"
     arguments = ["generate", "--model", "tiny", "--seconds", "1.28", "--steps", "1", "--out", str(out)]
