@@ -87,8 +87,9 @@ says): ``auto`` (default) the exact union through ``varlen`` on CUDA in float16/
 (:func:`litefocus.backends.varlen_problem`: compute capability 8.0+, head dim <= 256, torch >= 2.10), else as
 ``sdpa``; ``sdpa`` one batched SDPA call (masked on a CPU, mask-free with a padded head dim on CUDA); ``flex``
 FlexAttention over frequency-major tokens with a block mask (own-row blocks and the random keys outside the row),
-compiled once on CUDA; ``varlen`` flash attention's variable-length kernel, one sequence per (batch item, row) holding
-its own keys and the random keys outside its row: the exact union only, CUDA only, float16/bfloat16 only."""
+compiled once on CUDA (under ``torch.compile`` on a CPU, where Inductor has no FlexAttention kernel, the SDPA form);
+``varlen`` flash attention's variable-length kernel, one sequence per (batch item, row) holding its own keys and the
+random keys outside its row: the exact union only, CUDA only, float16/bfloat16 only."""
 
 
 def reference_attention(
@@ -193,6 +194,8 @@ def focus_attention(
     ``exact``; ``None``: same-frequency only): no validation, no draw, no host synchronisation, for processors and
     ``torch.compile``. ``backend`` applies to the full-row forms with random keys (the exact union, concat); the
     others are single mask-free SDPA calls whatever it says."""
+    if backend == "flex" and query.device.type == "cpu" and torch.compiler.is_compiling():
+        backend = "sdpa"  # Inductor has no CPU FlexAttention kernel (NoValidChoicesError): the same union by SDPA
     if backend in ("flex", "varlen") and same_frequency and cross is not None and cross.numel() and freq_bins > 1:
         if backend == "flex":
             return flex_focus_attention(query, key, value, freq_bins, cross, scale, union)

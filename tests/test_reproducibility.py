@@ -173,3 +173,16 @@ def test_a_compiled_unet_with_litefocus_follows_new_lengths_without_recompiling(
                 torch.testing.assert_close(compiled(sample, torch.tensor(501), **context)[0],
                                            unet(sample, torch.tensor(501), **context)[0], atol=1e-5, rtol=1e-5)
     torch._dynamo.reset()
+
+
+def test_flex_under_compile_on_a_cpu_runs_the_sdpa_form(monkeypatch):
+    """Issue 27, case 8: compiled flex on a CPU failed at its first call deep in Inductor (NoValidChoicesError); under
+    torch.compile on a CPU the flex backend now computes the same union through SDPA."""
+    from litefocus import kernel
+
+    q, k, v = (torch.randn(1, 2, 64, 8, generator=torch.Generator().manual_seed(i)) for i in range(3))
+    cross = kernel.draw_cross_indices(64, 0.2, torch.Generator().manual_seed(3))
+    eager_flex = kernel.focus_attention(q, k, v, 8, cross, backend="flex")
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    monkeypatch.setattr(kernel, "flex_focus_attention", lambda *a, **k: pytest.fail("flex under compile on a CPU"))
+    torch.testing.assert_close(kernel.focus_attention(q, k, v, 8, cross, backend="flex"), eager_flex)
