@@ -4,9 +4,9 @@
         unet(sample, t, encoder_hidden_states=...)
     timing.table()     # one row per self-attention module: level, grid, module_s, core_s
 
-Forward pre-/post-hooks time each self-attention module; the attention core is the time spent inside
-``torch.nn.functional.scaled_dot_product_attention`` while that module runs (the stock diffusers processors call
-it through ``torch.nn.functional``, so it is wrapped there for the duration of the block). Wall-clock seconds on
+Forward pre-/post-hooks time each self-attention module; the attention core is the time spent inside the attention
+functions of :data:`CORE_FUNCTIONS` (SDPA, FlexAttention, flash varlen) while that module runs (their callers look
+them up at call time, so they are wrapped in their modules for the duration of the block). Wall-clock seconds on
 the CPU; on a GPU, synchronize inside ``forward`` or the numbers measure kernel launches.
 """
 
@@ -103,33 +103,57 @@ class AttentionTiming:
         return pd.DataFrame(rows)
 
 
-_TIMINGS: list[AttentionTiming] = []  # the open timings, which one SDPA wrapper serves
-_SDPA: list = []  # the SDPA function that wrapper replaced
+_TIMINGS: list[AttentionTiming] = []  # the open timings, which one set of core wrappers serves
+_ORIGINALS: dict[tuple[str, str], object] = {}  # (module, function) -> the function its wrapper replaced
+CORE_FUNCTIONS = (("torch.nn.functional", "scaled_dot_product_attention"),
+                  ("torch.nn.attention.flex_attention", "flex_attention"),
+                  ("torch.nn.attention.varlen", "varlen_attn"))
+"""The attention cores timed: SDPA (diffusers' processors, LiteFocus's sdpa forms), FlexAttention (``backend="flex"``
+run eagerly) and flash varlen (``backend="varlen"``). Looked up at call time by their callers, so wrapping the module
+attribute times every call; flex compiled on CUDA (``litefocus.backends.flex_call``) is a compiled kernel this
+wrapper does not see: time a GPU with the profiler (``benchmarks/gpu.py``)."""
 
 
-def _timed_sdpa(*args, **kwargs):
-    start = time.perf_counter()
-    out = _SDPA[0](*args, **kwargs)
-    for timing in _TIMINGS:
-        timing._core_time(time.perf_counter() - start)
-    return out
+def _core_modules():
+    import importlib
+
+    for module_name, function in CORE_FUNCTIONS:
+        try:
+            yield importlib.import_module(module_name), module_name, function
+        except ImportError:  # an older torch without that backend: nothing of it to time
+            continue
+
+
+def _timed(original):
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        out = original(*args, **kwargs)
+        for timing in _TIMINGS:
+            timing._core_time(time.perf_counter() - start)
+        return out
+
+    return timed
 
 
 def _attach_core_timer(timing: AttentionTiming):
-    """Put the one SDPA wrapper in place with the first open timing; returns the SDPA it wraps."""
+    """Put the core wrappers in place with the first open timing; returns the SDPA the first wraps."""
     if not _TIMINGS:
-        _SDPA[:] = [torch.nn.functional.scaled_dot_product_attention]
-        torch.nn.functional.scaled_dot_product_attention = _timed_sdpa
+        for module, module_name, function in _core_modules():
+            if hasattr(module, function):
+                _ORIGINALS[module_name, function] = getattr(module, function)
+                setattr(module, function, _timed(_ORIGINALS[module_name, function]))
     _TIMINGS.append(timing)
-    return _SDPA[0]
+    return _ORIGINALS[CORE_FUNCTIONS[0]]
 
 
 def _detach_core_timer(timing: AttentionTiming) -> None:
-    """Take ``timing`` off; the last one to go puts the original SDPA back."""
+    """Take ``timing`` off; the last one to go puts the original functions back."""
     if timing in _TIMINGS:
         _TIMINGS.remove(timing)
-    if not _TIMINGS and _SDPA:
-        torch.nn.functional.scaled_dot_product_attention = _SDPA.pop()
+    if not _TIMINGS and _ORIGINALS:
+        for module, module_name, function in _core_modules():
+            if (module_name, function) in _ORIGINALS:
+                setattr(module, function, _ORIGINALS.pop((module_name, function)))
 
 
 def time_attention(model, blocks: BlockSelection = None) -> AttentionTiming:

@@ -61,3 +61,24 @@ def test_level_shares_without_a_timed_forward_say_so(tiny_pipe):
         pass
     with pytest.raises(ValueError, match="no UNet forward was timed"):
         timing.level_shares()
+
+
+def test_the_flex_backend_core_is_timed_too(tiny_pipe, monkeypatch):
+    """Issue 27, case 7: under backend="flex" the patched level's core share was 0 (only SDPA was wrapped), so
+    choose_blocks(shares=...) saw nothing to shrink."""
+    import torch.nn.attention.flex_attention as flex_module
+
+    import litefocus
+
+    stock = flex_module.flex_attention
+
+    def slow_flex(*args, **kwargs):
+        time.sleep(PLANTED_S)
+        return stock(*args, **kwargs)
+
+    monkeypatch.setattr(flex_module, "flex_attention", slow_flex)
+    with litefocus.enabled(tiny_pipe, blocks=["down_blocks.1"], ratio=0.2, backend="flex"):
+        with time_attention(tiny_pipe, blocks=["down_blocks.1"]) as timing:
+            generate_latents(tiny_pipe, 2.6, steps=1)
+    assert flex_module.flex_attention is slow_flex  # put back as it was found
+    assert (timing.table().core_s >= PLANTED_S).all()
