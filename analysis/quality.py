@@ -10,6 +10,7 @@ same interval; ``resamples=0``: the value alone, NaN bounds).
 
 from __future__ import annotations
 
+import math
 import numbers
 from pathlib import Path
 from typing import NamedTuple
@@ -29,6 +30,8 @@ class Estimate(NamedTuple):
     n: int
 
 
+KL_EPS = 1e-6
+"""audioldm_eval's ``EPS``, added to the generated side's probability inside the log."""
 LARGEST = 1e150
 """Embeddings beyond this magnitude would overflow float64 in the squares a covariance or a distance takes."""
 
@@ -46,6 +49,20 @@ def _embeddings(x, name: str, min_rows: int = 2) -> np.ndarray:
         raise ValueError(f"{name} holds values beyond {LARGEST:g} (largest {np.abs(x).max():.3g}): their squares "
                          "overflow float64; rescale the embeddings")
     return x
+
+
+def check_resamples(resamples) -> int:
+    """Bootstrap draws: an int >= 0 (0: the value alone, NaN bounds), or a ValueError."""
+    if isinstance(resamples, bool) or not isinstance(resamples, numbers.Integral) or resamples < 0:
+        raise ValueError(f"resamples must be an int >= 0 (bootstrap draws; 0: the value alone); got {resamples!r}")
+    return int(resamples)
+
+
+def check_eps(eps) -> float:
+    """A KL's floor on the generated side: a positive finite number, or a ValueError."""
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not math.isfinite(eps) or eps <= 0:
+        raise ValueError(f"eps must be a positive finite number (audioldm_eval's is {KL_EPS}); got {eps!r}")
+    return float(eps)
 
 
 def _interval(values: list[float]) -> tuple[float, float]:
@@ -143,6 +160,7 @@ def frechet_distance(emb_a, emb_b, shrinkage: float = 0.0, resamples: int = 100,
     equal clip counts only; for small sets prefer KAD, which is unbiased. ``full_rank=False`` computes it on
     singular covariances too, as audioldm_eval does (its FD on 2048-d CNN14 embeddings of fewer clips).
     """
+    resamples = check_resamples(resamples)
     a, b = _embeddings(emb_a, "emb_a"), _embeddings(emb_b, "emb_b")
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"emb_a and emb_b have different dimensions: {a.shape[1]} and {b.shape[1]}")
@@ -166,6 +184,7 @@ def frechet_audio_distance(frames_generated, frames_reference, resamples: int = 
     ``frames_generated``, ``frames_reference``: one ``(frames, d)`` array per clip. The interval resamples clips,
     each with all its frames (frames of one clip are not independent). ``n`` counts generated clips.
     ``full_rank=False``: computed on singular covariances too (fewer frames than dimensions), as audioldm_eval does."""
+    resamples = check_resamples(resamples)
     def pooled(frames, name):
         frames = [np.asarray(f, dtype=np.float64) for f in frames] if isinstance(frames, (list, tuple)) else None
         if not frames:
@@ -218,6 +237,7 @@ def kernel_distance(emb_a, emb_b, bandwidth: float | None = None, resamples: int
     about 0 for two samples of one distribution, and it can be slightly negative. The bootstrap keeps pairs of
     distinct clips only (a clip drawn twice is not paired with itself).
     """
+    resamples = check_resamples(resamples)
     a, b = _embeddings(emb_a, "emb_a"), _embeddings(emb_b, "emb_b")
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"emb_a and emb_b have different dimensions: {a.shape[1]} and {b.shape[1]}")
@@ -288,6 +308,7 @@ def paired_difference(metric: str, gen_a, gen_b, reference, shrinkage: float = 0
     differs from another. KAD's bandwidth: the median heuristic on ``reference``, as in :func:`kernel_distance`.
     ``groups``: a label per row (its caption): draws then resample groups, each with all its rows, so that several
     seeds of one caption count as one caption, not as independent clips."""
+    resamples = check_resamples(resamples)
     a, b = _embeddings(gen_a, "gen_a"), _embeddings(gen_b, "gen_b")
     r = _embeddings(reference, "reference")
     if a.shape != b.shape or a.shape[1] != r.shape[1]:
@@ -317,7 +338,7 @@ def paired_difference(metric: str, gen_a, gen_b, reference, shrinkage: float = 0
     return Estimate(value, *_interval(boot), len(a))
 
 
-def kl_per_clip(probs_generated, probs_reference, eps: float = 1e-6) -> np.ndarray:
+def kl_per_clip(probs_generated, probs_reference, eps: float = KL_EPS) -> np.ndarray:
     """``KL(p_ref || p_gen) = sum_c p_ref,c log(p_ref,c / p_gen,c)`` per pair of rows ``(n, classes)``; rows are
     clipped at ``eps`` and renormalised (so that a zero probability does not give infinity)."""
     p = _embeddings(probs_generated, "probs_generated", 1)
@@ -326,21 +347,20 @@ def kl_per_clip(probs_generated, probs_reference, eps: float = 1e-6) -> np.ndarr
         raise ValueError(f"probs_generated and probs_reference must pair clip by clip; got {p.shape} and {q.shape}")
     if (p < 0).any() or (q < 0).any():
         raise ValueError("probabilities must be non-negative")
+    eps = check_eps(eps)
     p = np.clip(p, eps, None)
     q = np.clip(q, eps, None)
     p, q = p / p.sum(1, keepdims=True), q / q.sum(1, keepdims=True)
     return (q * np.log(q / p)).sum(1)
 
 
-def kl_divergence(probs_generated, probs_reference, eps: float = 1e-6, resamples: int = 1000,
+def kl_divergence(probs_generated, probs_reference, eps: float = KL_EPS, resamples: int = 1000,
                   seed: int = 0) -> Estimate:
     """Mean over paired clips of :func:`kl_per_clip`: class probabilities ``(n, classes)`` of a generated clip and of
     the reference clip of the same caption, as audioldm_eval pairs them."""
     return mean_with_interval(kl_per_clip(probs_generated, probs_reference, eps), resamples, seed)
 
 
-KL_EPS = 1e-6
-"""audioldm_eval's ``EPS``, added to the generated side's probability inside the log."""
 
 
 def _logits(x, name: str) -> np.ndarray:
@@ -364,7 +384,7 @@ def _kl_rows(p_reference: np.ndarray, p_generated: np.ndarray, eps: float) -> np
     """``sum_c p_ref log(p_ref / (p_gen + eps))`` per row, with ``0 log 0 = 0`` (torch's ``kl_div``)."""
     from scipy.special import xlogy
 
-    return (xlogy(p_reference, p_reference) - p_reference * np.log(p_generated + eps)).sum(1)
+    return (xlogy(p_reference, p_reference) - p_reference * np.log(p_generated + check_eps(eps))).sum(1)
 
 
 def kl_softmax_per_pair(logits_generated, logits_reference, eps: float = KL_EPS) -> np.ndarray:
@@ -420,6 +440,7 @@ def mean_with_interval(values: np.ndarray, resamples: int = 1000, seed: int = 0,
     """The mean of per-clip ``values`` ``(n,)`` with the 95 % bootstrap interval over clips (or over ``groups``, a
     label per value: each draw takes whole groups, see :func:`paired_difference`); NaN, interval included, when any
     value is NaN (never a value of NaN with an interval drawn from the other clips)."""
+    resamples = check_resamples(resamples)
     values = np.asarray(values, dtype=np.float64)
     if np.isnan(values).any():
         return Estimate(np.nan, np.nan, np.nan, len(values))
@@ -484,9 +505,14 @@ def evaluate(generated, reference, captions: list[str] | None = None, evaluator=
     import pandas as pd
 
     from .evaluator import Evaluator, check_audio, check_captions
-    from .protocols import check_protocol, evaluate_field
+    from .protocols import FieldModels, check_protocol, evaluate_field
 
     chosen = check_protocol(protocol, seed)
+    if isinstance(captions, (str, bytes)):
+        raise ValueError("captions must be a list of strings, one per generated clip (or None); got one string")
+    if field_models is not None and not isinstance(field_models, FieldModels):
+        raise TypeError(f"field_models must be an analysis.protocols.FieldModels (or None: the released weights); "
+                        f"got {type(field_models).__name__}")
     if chosen.field_models:
         if fad_shrinkage is not None:
             raise ValueError(f"fad_shrinkage applies to the clap_kad protocol only; {chosen.name} computes FAD and FD "

@@ -202,3 +202,33 @@ def test_intervals_over_captions_draw_every_seed_of_a_caption_together():
     assert by_caption.value == by_clip.value and (by_clip.high - by_clip.low) < (by_caption.high - by_caption.low)
     with pytest.raises(ValueError, match="groups must label each of the 60 rows"):
         quality.mean_with_interval(doubled, groups=captions)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda q: q.kl_sigmoid(LOGITS, LOGITS, eps="x"), "eps must be a positive finite number"),
+    (lambda q: q.kl_softmax(LOGITS, LOGITS, eps=0.0), "eps must be a positive finite number"),
+    (lambda q: q.kl_softmax(LOGITS, LOGITS, resamples=-1), "resamples must be an int >= 0"),
+    (lambda q: q.kl_softmax(LOGITS, LOGITS, resamples=1.5), "resamples must be an int >= 0"),
+    (lambda q: q.frechet_distance(LOGITS, LOGITS, resamples=-1), "resamples must be an int >= 0"),
+    (lambda q: q.kernel_distance(LOGITS, LOGITS, resamples=True), "resamples must be an int >= 0"),
+])
+def test_eps_and_resamples_are_checked_as_numbers(call, message):
+    """Issue 27, also: numpy's UFuncTypeError for a string eps; a negative resamples drew nothing, silently."""
+    from analysis import quality
+
+    with pytest.raises(ValueError, match=message):
+        call(quality)
+
+
+LOGITS = np.random.default_rng(0).normal(-4, 2, (6, 5))
+
+
+def test_evaluate_names_a_string_for_captions_or_field_models():
+    """Issue 27, also: "abcd" was taken as captions 'a', 'b', 'c', 'd'; field_models="ck" an AttributeError."""
+    from analysis import quality
+
+    audio = 0.1 * np.sin(np.arange(2 * 16000).reshape(2, -1) / 7.0)
+    with pytest.raises(ValueError, match="captions must be a list of strings"):
+        quality.evaluate(audio, audio, "abcd", sampling_rate=16000)
+    with pytest.raises(TypeError, match="field_models must be an analysis.protocols.FieldModels"):
+        quality.evaluate(audio, audio, protocol="audioldm_eval", field_models="ck", sampling_rate=16000)
