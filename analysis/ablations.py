@@ -145,9 +145,12 @@ def parse_configuration(spec: str) -> Configuration:
             value = float(ratio)
         except ValueError:
             raise ValueError(f"--configurations {spec}: the ratio after ':' must be a number") from None
-        if config.kind == "dense" or not 0 <= value <= 1 or (config.kind == "token_merging" and value >= 1):
-            raise ValueError(f"--configurations {spec}: a ratio in [0, 1] (below 1 for token_merging) applies to "
-                             "LiteFocus and Token Merging configurations, not to dense")
+        if config.kind == "dense":
+            raise ValueError(f"--configurations {spec}: a ratio applies to LiteFocus and Token Merging "
+                             "configurations, not to dense")
+        if not 0 <= value <= 1 or (config.kind == "token_merging" and value >= 1):  # NaN fails both
+            limit = "[0, 1)" if config.kind == "token_merging" else "[0, 1]"
+            raise ValueError(f"--configurations {spec}: the ratio must lie in {limit}; got {ratio}")
         config = replace(config, ratio=value)
         if config.kind == "litefocus":
             import litefocus

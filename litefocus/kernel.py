@@ -302,7 +302,9 @@ def exact_attention_by_rows(query, key, value, freq_bins, cross, scale):
 
 
 def check_ratio(ratio: float) -> None:
-    """A ratio is a real number in [0, 1] (Python's or numpy's; not a bool, a string or NaN)."""
+    """A ratio is a real number in [0, 1] (Python's or numpy's; not a bool, a string, a tensor or NaN)."""
+    if isinstance(ratio, torch.Tensor):
+        raise TypeError(f"ratio must be a Python or numpy number, not a tensor (use float(ratio)); got {ratio!r}")
     if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not 0.0 <= ratio <= 1.0:
         raise ValueError(f"ratio must lie in [0, 1] (a number: the share of all keys drawn at random); got {ratio!r}")
 

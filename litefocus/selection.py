@@ -93,6 +93,8 @@ def self_attention_modules(model, blocks: BlockSelection = None) -> list[str]:
     for pattern in patterns:
         if not isinstance(pattern, str):
             raise TypeError(f"blocks must hold names or glob patterns (str); got {pattern!r}")
+        if not pattern.strip():
+            raise ValueError(f"a block name is empty (blocks={blocks!r}); {_valid_blocks(candidates)}")
         if not any(name_matches(name, pattern) for name, _ in candidates):
             known = any(name_matches(name, pattern) for name in all_names)
             reason = "has no self-attention" if known else "does not exist in this UNet"

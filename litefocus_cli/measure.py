@@ -17,7 +17,8 @@ def add_parser(commands) -> None:
     sub.add_argument("--blocks", nargs="+", default=None, help="blocks to record (default: all)")
     sub.add_argument("--queries", type=int, default=16, help="query rows kept per module and step")
     sub.add_argument("--min-ratio", type=float, default=2.0,
-                     help="threshold rule (the default rule): the same-frequency ratio a block needs")
+                     help="threshold rule (the default rule): the same-frequency ratio a block needs (a value "
+                          "that starts with '-' as --min-ratio=-0.5)")
     sub.add_argument("--budget", nargs="+", default=None, metavar="METRIC=COST",
                      help="also apply the budget rule: the largest predicted cost allowed per metric, against dense "
                           "(KAD and KL increase, CLAP-score drop), from the cost models fitted on MiniLDM 2's block "

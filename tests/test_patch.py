@@ -178,6 +178,8 @@ def test_audioldm_v1_attn2_is_self_attention_and_runs():
         ("down_blocks.7", "'down_blocks.7' does not exist in this UNet; blocks with self-attention: down_blocks.1"),
         ("down_blocks.0", "'down_blocks.0' has no self-attention; blocks with self-attention: down_blocks.1"),
         ([], "blocks is empty"),
+        ("", r"a block name is empty \(blocks=''\)"),  # issue 27: "'' has no self-attention" (the root is '')
+        (["down_blocks.1", " "], "a block name is empty"),
         (lambda name, m: False, "selected no self-attention module"),
     ],
 )
@@ -201,6 +203,7 @@ def test_cross_attention_is_never_selected(tiny_pipe):
         (dict(same_frequency=False, ratio=0.0), ValueError, "needs ratio > 0"),
         (dict(ratio="0.1"), ValueError, r"ratio must lie in \[0, 1\]"),
         (dict(ratio=None), ValueError, r"ratio must lie in \[0, 1\]"),
+        (dict(ratio=torch.tensor(0.1)), TypeError, "not a tensor \\(use float\\(ratio\\)\\)"),  # issue 27
         (dict(seed=-1), ValueError, r"seed must lie in \[0, 2\*\*64\)"),
         (dict(seed=2**64), ValueError, r"seed must lie in \[0, 2\*\*64\)"),
         (dict(seed=1.5), TypeError, "seed must be an int"),

@@ -62,8 +62,10 @@ def test_configurations_and_samplers_parse_with_ratios_and_steps():
     assert sw.parse_sampler("dpmsolver++:25", 200) == sw.Sampler("dpmsolver++", 25)
     assert sw.parse_sampler("default", 200) == sw.Sampler("default", 200)
     for spec, message in [("nope", "unknown configuration 'nope'"), ("dense:0.5", "not to dense"),
-                          ("litefocus:x", "must be a number"), ("litefocus:1.5", r"in \[0, 1\]"),
-                          ("token_merging:1", "below 1"), ("dense@up_blocks.1", "not to dense"),
+                          ("litefocus:x", "must be a number"), ("litefocus:1.5", r"must lie in \[0, 1\]; got 1.5"),
+                          ("litefocus:nan", r"must lie in \[0, 1\]"), ("litefocus:inf", r"must lie in \[0, 1\]"),
+                          ("token_merging:1", r"must lie in \[0, 1\)"),
+                          ("dense@up_blocks.1", "not to dense"),
                           ("litefocus@up_blocks.1+", "joined by '\\+'"), ("litefocus@", "joined by '\\+'"),
                           ("litefocus/0", "positive length"),
                           ("same_frequency_only/2.56", "cross-frequency keys"), ("dense/2.56", "LiteFocus")]:
