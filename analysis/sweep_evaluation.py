@@ -412,7 +412,8 @@ class SweepResults:
         (:func:`analysis.quality.paired_difference`), KL and CLAP (means of per-clip differences), each with a 95 %
         bootstrap interval over captions (several seeds of one caption are drawn together); clips are paired by
         (caption, seed), and only pairs both configurations generated count; fewer than :data:`MIN_CAPTIONS`
-        captions are noted. ``pairs``: ``[(a, b), ...]`` (default: every configuration against the sweep's first)."""
+        captions are noted. ``pairs``: ``[(a, b), ...]`` (default: every configuration against the sweep's first).
+        Every row names its protocol (``clap_kad``: paired differences use the evaluator's embeddings) and backbone."""
         embedded = self.job_embeddings(progress=False)
         names = self.configurations
         pairs = pairs or [(name, names[0]) for name in names[1:]]
@@ -448,7 +449,8 @@ class SweepResults:
                 for metric, e in estimates.items():
                     table.append(dict(seconds=seconds, sampler=sampler, steps=steps, configuration=a, baseline=b,
                                       metric=metric, difference=e.value, low=e.low, high=e.high, pairs=len(both),
-                                      captions=count, note=note))
+                                      captions=count, note=note, protocol="clap_kad",
+                                      backbone=self.evaluator.name))
         return pd.DataFrame(table)
 
     def clip_table(self) -> xr.Dataset:

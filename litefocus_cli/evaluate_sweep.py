@@ -57,9 +57,14 @@ def run(args) -> int:
     name = se.protocol_id(protocol, models) if protocol.field_models else se.evaluator_id(results.evaluator)
     stem = Path(args.out or args.sweep / "evaluation" / name)
     paths = se.write_tables(table, stem)
+    comparisons_path = stem.with_name(stem.name + "_comparisons.csv")
     if not protocol.field_models:  # paired differences: under clap_kad (KAD's unbiased pairs)
         comparisons = results.comparisons(pairs, fad_shrinkage=args.fad_shrinkage, resamples=2 * args.resamples)
-        paths.append(write_csv(stem.with_name(stem.name + "_comparisons.csv"), comparisons))
+        paths.append(write_csv(comparisons_path, comparisons))
+    elif comparisons_path.exists():  # a stem owns its whole set: no clap_kad comparisons beside audioldm_eval cells
+        comparisons_path.unlink()
+        print(f"removed {comparisons_path}: an earlier run's clap_kad comparisons, stale beside these "
+              f"{protocol.name} cells")
     shown = table.pivot_table(index=["seconds", "sampler", "steps", "configuration"], columns="metric",
                               values="value", sort=False)
     print(shown.to_string(float_format="%.4g"))

@@ -159,12 +159,16 @@ def test_evaluate_sweep_under_audioldm_eval_pairs_by_caption_and_caches(tmp_path
     arguments = ["evaluate-sweep", str(tmp_path / "sweep"), "--reference", str(reference), "--protocol",
                  "audioldm_eval", "--vggish-checkpoint", str(checkpoints[0]), "--cnn14-checkpoint",
                  str(checkpoints[1]), "--resamples", "5", "--out", str(tmp_path / "ev" / "field")]
+    (tmp_path / "ev").mkdir()
+    (tmp_path / "ev" / "field_comparisons.csv").write_text("protocol\nclap_kad\n")  # an earlier clap_kad run's
     assert main(arguments) == 0
     table = read_csv(tmp_path / "ev" / "field.csv")
     cells = table[table.configuration != se.FLOOR]
     assert set(cells.metric) == set(protocols.FIELD_METRICS) and set(table.protocol) == {"audioldm_eval"}
     assert (cells.clips == 2).all() and cells.value.notna().all()
-    assert not (tmp_path / "ev" / "field_comparisons.csv").exists()  # paired differences: clap_kad only
+    # paired differences are clap_kad only, and the stem owns its set: the stale clap_kad table is gone (issue 27)
+    assert not (tmp_path / "ev" / "field_comparisons.csv").exists()
+    assert "removed" in capsys.readouterr().out
     # the KL softmax of a cell is the formula on the cached logits of its clips and their captions' reference clips
     models = protocols.FieldModels.load(*checkpoints)
     cache = tmp_path / "sweep" / "embeddings" / se.protocol_id(protocols.PROTOCOLS["audioldm_eval"], models)

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from analysis import sweep as sw
@@ -452,6 +453,8 @@ def test_evaluate_sweep_opens_the_folder_once_and_writes_the_literal_stem(minild
     assert sorted(p.name for p in (tmp_path / "ev").iterdir()) == [
         "litefocus_r0.1.csv", "litefocus_r0.1.nc", "litefocus_r0.1_comparisons.csv",
         "litefocus_r0.2.csv", "litefocus_r0.2.nc", "litefocus_r0.2_comparisons.csv"]
+    comparisons = pd.read_csv(tmp_path / "ev" / "litefocus_r0.1_comparisons.csv")
+    assert set(comparisons.protocol) == {"clap_kad"} and comparisons.backbone.notna().all()  # every table names it
 
 
 def test_sweep_settings_round_trip_through_the_manifest():
