@@ -31,5 +31,6 @@ def require(path: str | os.PathLike, what: str, made_by: str) -> Path:
     if path.exists():
         return path
     raise FileNotFoundError(
-        f"no {what} at {path}: it ships in the repository's data/ folder (a wheel installs no data). Clone the "
-        f"repository and run from it, set {ENVIRONMENT} to a checkout's data/ folder, or make it with {made_by}")
+        f"no {what} at {path}: it ships in the repository's data/ folder (a wheel installs no data). Set "
+        f"{ENVIRONMENT} to a checkout's data/ folder, or run from a clone of the repository, where {made_by} "
+        "remakes it")
