@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/litefocus measure --out results/demo
 
+# both cores (pytest-xdist), a test file per worker so that a file's module fixtures are built once
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # about 55 minutes on 2 cores: attention core, cost of recording, the speed sweep (resumes where it stopped), compile
 bench: $(STAMP)
