@@ -26,8 +26,17 @@ def check_run_arguments(args) -> None:
     if not (math.isfinite(args.seconds) and args.seconds > 0):
         raise ValueError(f"--seconds must be a positive finite number of seconds; got {args.seconds}")
     check_step_count(args.steps)
-    if not 0 <= args.seed < 2**64:
-        raise ValueError(f"--seed must lie in [0, 2**64) (what a torch.Generator accepts); got {args.seed}")
+    check_seed_argument(args.seed, "--seed")
+
+
+def check_seed_argument(seed: int, argument: str) -> None:
+    """:func:`litefocus.keys.check_seed`, its error naming the command-line ``argument``."""
+    from litefocus.keys import check_seed
+
+    try:
+        check_seed(seed)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{argument}: {error}") from None
 
 
 def load_announced(model: str, seed: int):

@@ -7,6 +7,7 @@ import math
 import os
 from pathlib import Path
 
+from .common import check_seed_argument
 from .models import DEFAULT, MODEL_HELP
 
 DTYPES = ("float32", "float16", "bfloat16")
@@ -119,8 +120,7 @@ def _check_arguments(args):
     if bad:
         raise ValueError(f"--seconds must be positive finite lengths in seconds; got {bad}")
     for seed in args.seeds:
-        if not 0 <= seed < 2**64:
-            raise ValueError(f"--seeds must lie in [0, 2**64); got {seed}")
+        check_seed_argument(seed, "--seeds")
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be at least 1; got {args.threads}")
     if args.guidance_scale is not None and not math.isfinite(args.guidance_scale):

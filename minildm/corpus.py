@@ -34,7 +34,8 @@ import numpy as np
 
 from litefocus.files import write_json
 
-SAMPLING_RATE = 16000
+from .data import SAMPLING_RATE
+
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 APT_INSTALLED = ("fluid-soundfont-gm", "ffmpeg", "flite")
 ASTERISK_LANGUAGES = {"en": ("english", "woman"), "es": ("spanish", "woman"), "fr": ("french", "woman"),

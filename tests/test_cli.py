@@ -63,7 +63,7 @@ def test_default_pipeline_waits_for_a_model_that_samples(tmp_path, monkeypatch):
     (["--seconds", "inf"], "--seconds must be a positive finite"),
     (["--seconds", "nan"], "--seconds must be a positive finite"),
     (["--seconds", "0"], "--seconds must be a positive finite"),
-    (["--seed", "-1"], r"--seed must lie in \[0, 2\*\*64\)"),
+    (["--seed", "-1"], r"--seed: seed must lie in \[0, 2\*\*64\)"),
     (["--steps", "0"], "--steps must be an integer from 1 to 1000"),
     (["--steps", "1001"], "--steps must be an integer from 1 to 1000"),
     (["--min-ratio", "nan"], "--min-ratio must be a finite number"),
