@@ -1,0 +1,102 @@
+"""The pattern-emergence study: the ceiling's formulas against closed forms, a run that resumes, the report."""
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from analysis import metrics
+from studies.pattern_emergence import ceiling, report, run
+
+
+def test_stationary_covariance_of_white_tokens_is_the_identity():
+    tokens = np.random.default_rng(0).standard_normal((4000, 6, 2, 3))
+    covariance = ceiling.stationary_covariance(tokens)
+    assert covariance.shape == (36, 36)
+    np.testing.assert_allclose(covariance, np.eye(36), atol=0.05)
+
+
+def test_stationary_covariance_uses_every_position_of_a_lag():
+    """A clip constant in time: every lag's cross-covariance is the variance, so all time pairs are equal."""
+    values = np.random.default_rng(1).standard_normal((3000, 1, 2, 1))
+    covariance = ceiling.stationary_covariance(np.repeat(values, 5, axis=1))
+    block = covariance.reshape(5, 2, 5, 2)
+    np.testing.assert_allclose(block[:, 0, :, 0], block[0, 0, 0, 0], rtol=1e-12)
+    np.testing.assert_allclose(block[0, 0, 0, 0], values[:, 0, 0, 0].var(), rtol=1e-12)
+
+
+def test_wiener_pooling_of_white_tokens_stays_on_each_token():
+    time_bins, freq_bins, channels = 4, 3, 2
+    eigen = np.linalg.eigh(np.eye(time_bins * freq_bins * channels))
+    maps = ceiling.wiener_pooling(eigen, 0.5, (time_bins, freq_bins), channels)
+    np.testing.assert_allclose(maps.sum(("k_time", "k_freq")), 1.0)
+    np.testing.assert_allclose(metrics.same_frequency_ratio(maps), freq_bins)  # all on itself: its own row
+    np.testing.assert_allclose(metrics.same_time_ratio(maps), time_bins)
+
+
+def test_wiener_pooling_of_row_correlated_tokens_stays_on_the_row():
+    """Tokens that share one value along each frequency row (and nothing across rows): the filter pools the row."""
+    time_bins, freq_bins = 5, 4
+    rows = np.random.default_rng(2).standard_normal((3000, 1, freq_bins, 1))
+    tokens = np.repeat(rows, time_bins, axis=1) + 0.1 * np.random.default_rng(3).standard_normal(
+        (3000, time_bins, freq_bins, 1))
+    eigen = np.linalg.eigh(ceiling.stationary_covariance(tokens))
+    maps = ceiling.wiener_pooling(eigen, 0.3, (time_bins, freq_bins), 1)
+    assert float(metrics.same_frequency_ratio(maps)) > 0.95 * freq_bins
+    assert float(metrics.same_time_ratio(maps)) < 2.0
+
+
+def tiny_corpus(root):
+    """Two rendered sources of noise: a 6 s training one (music) and a 21 s held-out one (environment)."""
+    import soundfile
+
+    from minildm import corpus
+
+    (root / "sources").mkdir(parents=True)
+    sources = [corpus.Source("a", "train", "music", "organ", seconds=6.0, words=dict(piece="bach", tempo="slow")),
+               corpus.Source("b", "heldout", "environment", "rain", seconds=21.0, words=dict(scene="rain"))]
+    for i, s in enumerate(sources):
+        noise = np.random.default_rng(i).standard_normal(int(s.seconds * 16000)).astype(np.float32) * 0.1
+        soundfile.write(root / "sources" / f"{s.id}.wav", noise, 16000)
+    rows = corpus.cut_clips(sources, np.random.default_rng(0))
+    with open(root / "clips.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    (root / "manifest.json").write_text("{}")
+    return root
+
+
+def test_a_run_probes_resumes_and_reports(tmp_path):
+    corpus = tiny_corpus(tmp_path / "corpus")
+    work = tmp_path / "work"
+    arguments = ["epsilon_lr2e-4", "--corpus", str(corpus), "--work", str(work), "--probe-every", "1",
+                 "--probe-clips", "1", "--threads", "1", "--steps", "2"]
+    torch.manual_seed(0)
+    run.main([*arguments, "--minutes", "1e-6"])  # stops after its first step, as a run cut by its time limit
+    curve = work / "epsilon_lr2e-4" / "curve.csv"
+    first = curve.read_text()
+    rows = list(csv.DictReader(first.splitlines()))
+    assert {r["step"] for r in rows} == {"0", "1"} and {r["weights"] for r in rows} == {"ema", "raw"}
+    assert {r["seconds"] for r in rows} == {"2.56", "10.24"} and {r["timestep"] for r in rows} == {"500", "250"}
+    assert {"down_blocks.1", "up_blocks.2"} <= {r["block"] for r in rows}
+    assert all(0.0 < float(r["focus_contrast"]) < 10.0 and float(r["sink_strength"]) >= 1.0 for r in rows)
+    run.main(arguments)  # resumes from step 1: the curve keeps its rows and adds step 2
+    again = list(csv.DictReader(curve.read_text().splitlines()))
+    assert again[: len(rows)] == rows and {r["step"] for r in again} == {"0", "1", "2"}
+    with pytest.raises(SystemExit, match="trained with other settings"):
+        run.main([*arguments, "--seed", "1"])
+    report.main(["--work", str(work), "--ceiling", str(tmp_path / "none.csv"), "--out", str(tmp_path / "report")])
+    assert (tmp_path / "report" / "curves.png").is_file() and (tmp_path / "report" / "curves.csv").is_file()
+
+
+def test_category_weights_repeat_and_subsample_a_category(tmp_path):
+    corpus = tiny_corpus(tmp_path / "corpus")
+    plain = run.Variant("plain")
+    mels, captions = run.training_set(plain, corpus, tmp_path, seed=0)
+    doubled, doubled_captions = run.training_set(run.Variant("x", category_weights=dict(music=2.0)), corpus, tmp_path,
+                                                 seed=0)
+    assert len(doubled) == 2 * len(mels) and sorted(doubled_captions) == sorted(captions * 2)
+    with pytest.raises(ValueError, match="category_weights names \\['speech'\\]"):
+        run.training_set(run.Variant("y", category_weights=dict(speech=0.5)), corpus, tmp_path, seed=0)
