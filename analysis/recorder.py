@@ -24,7 +24,7 @@ import xarray as xr
 from litefocus.kernel import cross_key_count
 from litefocus.keys import check_seed, drawn_keys, module_key
 from litefocus.layers import ProcessorLayer
-from litefocus.probes import GridProbe, attach_grid_probes, check_grid_tokens
+from litefocus.probes import GridProbe, attach_grid_probes, call_timestep, check_grid_tokens
 from litefocus.processor import attention_inputs
 from litefocus.selection import BlockSelection, block_of, self_attention_modules, unet_of
 
@@ -134,7 +134,7 @@ class AttentionRecorder:
 
     def _on_unet_call(self, module, args, kwargs) -> None:
         self.step += 1
-        timestep = args[1] if len(args) > 1 else kwargs.get("timestep")
+        timestep = call_timestep(args, kwargs)
         if timestep is not None:
             self.timesteps[self.step] = float(torch.as_tensor(timestep).flatten()[0])
 

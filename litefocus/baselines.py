@@ -10,6 +10,7 @@ import torch
 
 from .keys import check_seed, tomesd_seed
 from .options import PAPER_BLOCKS
+from .probes import call_timestep
 from .selection import BlockSelection, self_attention_modules, unet_of
 
 
@@ -53,7 +54,7 @@ def apply_token_merging(
             module.__class__ = module._parent
     def reseed(module, args, kwargs):
         sample = args[0] if args else kwargs["sample"]
-        timestep = args[1] if len(args) > 1 else kwargs["timestep"]
+        timestep = call_timestep(args, kwargs)
         generator = torch.Generator(device=sample.device).manual_seed(tomesd_seed(seed, timestep))
         unet._tome_info["args"]["generator"] = generator
 

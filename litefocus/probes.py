@@ -38,6 +38,12 @@ class GridProbe:
         self.shape = tuple(hidden_states.shape[-2:]) if hidden_states.ndim == 4 else None
 
 
+def call_timestep(args: tuple, kwargs: dict):
+    """The timestep of a UNet forward call (its second positional argument or ``timestep=``), or None: what every
+    UNet pre-hook here reads (LiteFocus's draws, the recorder, Token Merging's reseeding)."""
+    return args[1] if len(args) > 1 else kwargs.get("timestep")
+
+
 class StepProbe:
     """The timestep of the current UNet call, set by a forward pre-hook on the UNet (a tensor or a number)."""
 
@@ -45,7 +51,7 @@ class StepProbe:
         self.timestep = None
 
     def __call__(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
-        self.timestep = args[1] if len(args) > 1 else kwargs.get("timestep")
+        self.timestep = call_timestep(args, kwargs)
 
     def keys_for(self, name: str, num_tokens: int, device: torch.device) -> torch.Tensor | None:
         """No keys drawn in advance: the processor draws its own (:class:`KeyDraws` draws them for all at once)."""
