@@ -62,7 +62,12 @@ def load_evaluator(name: str):
     if name == "offline":
         return Evaluator.offline()
     if name == "public":
-        return Evaluator.from_pretrained()
+        try:
+            return Evaluator.from_pretrained()
+        except OSError as error:  # the library's advice is an API's (clap=); a command-line user gets flags
+            raise OSError(f"--evaluator public loads LAION CLAP and PANNs CNN14 from their hubs, which cannot be "
+                          "reached here; download them where you have internet into the Hugging Face cache "
+                          "(HF_HOME), or use --evaluator offline (the evaluator shipped in data/evaluator)") from error
     if Path(name).is_dir():
         return Evaluator.offline(name)
     raise ValueError(f"--evaluator must be 'offline', 'public' or a folder of a trained evaluator; got {name!r}")

@@ -213,3 +213,17 @@ def test_out_that_is_a_link_or_dot_is_refused_before_any_work(tmp_path, capsys, 
     monkeypatch.chdir(tmp_path)
     assert main(["measure", "--out", "."]) == 2
     assert "give a folder by its name" in capsys.readouterr().err
+
+
+def test_an_unreachable_public_evaluator_gets_command_line_advice(monkeypatch):
+    """Issue 27, also: HF_HUB_OFFLINE=1 litefocus evaluate --evaluator public advised "pass its folder as clap="."""
+    from analysis.evaluator import Evaluator
+    from litefocus_cli.evaluate import load_evaluator
+
+    def offline(*args, **kwargs):
+        raise OSError("cannot load CLAP 'laion/clap-htsat-unfused' ... pass its folder as clap=")
+
+    monkeypatch.setattr(Evaluator, "from_pretrained", offline)
+    with pytest.raises(OSError, match="use --evaluator offline") as raised:
+        load_evaluator("public")
+    assert "clap=" not in str(raised.value)
