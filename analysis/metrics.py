@@ -104,11 +104,18 @@ def same_frequency_mass(attention: xr.DataArray) -> xr.DataArray:
     ``m = (1/|Q|) sum_q sum_{k: f_k = f_q} p(q, k)``; uniform attention gives ``1/F``. Accepts maps, rows, or a
     joint offset profile (then ``m = sum_dt profile(dt, 0)``).
     """
-    if form_of(attention, "same_frequency_mass", ("maps", "rows", "profile")) == "profile":
-        return attention.sel(freq_offset=0).sum("time_offset")
-    check_attention(attention, "same_frequency_mass")
-    same_row = attention.k_freq == attention.q_freq
-    return attention.where(same_row, 0.0).sum(KEY_DIMS, skipna=False).mean(_query_dims(attention), skipna=False)
+    return _mass_on_own(attention, "freq", "same_frequency_mass")
+
+
+def _mass_on_own(attention: xr.DataArray, axis: str, function: str) -> xr.DataArray:
+    """Mean over queries of the mass on keys that share the query's ``axis`` coordinate (``"freq"``: its frequency
+    row; ``"time"``: its time column), from maps, rows or a joint offset profile (offset 0 along ``axis``)."""
+    other = "time" if axis == "freq" else "freq"
+    if form_of(attention, function, ("maps", "rows", "profile")) == "profile":
+        return attention.sel({f"{axis}_offset": 0}).sum(f"{other}_offset")
+    check_attention(attention, function)
+    same = attention[f"k_{axis}"] == attention[f"q_{axis}"]
+    return attention.where(same, 0.0).sum(KEY_DIMS, skipna=False).mean(_query_dims(attention), skipna=False)
 
 
 def same_frequency_ratio(attention: xr.DataArray) -> xr.DataArray:
@@ -169,11 +176,7 @@ def sink_strength(attention: xr.DataArray) -> xr.DataArray:
 def same_time_mass(attention: xr.DataArray) -> xr.DataArray:
     """Mean over queries of the mass on keys at the query's own time (its time column, F keys); uniform gives
     ``1/T``. Accepts maps, rows or a joint offset profile (then ``sum_df profile(0, df)``)."""
-    if form_of(attention, "same_time_mass", ("maps", "rows", "profile")) == "profile":
-        return attention.sel(time_offset=0).sum("freq_offset")
-    check_attention(attention, "same_time_mass")
-    same_time = attention.k_time == attention.q_time
-    return attention.where(same_time, 0.0).sum(KEY_DIMS, skipna=False).mean(_query_dims(attention), skipna=False)
+    return _mass_on_own(attention, "time", "same_time_mass")
 
 
 def same_time_ratio(attention: xr.DataArray) -> xr.DataArray:

@@ -6,6 +6,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from conftest import write_corpus
 
 import litefocus
 from minildm import DEFAULT_PATH, MiniLDMPipeline, load_minildm
@@ -155,24 +156,12 @@ def test_band_identity_is_the_share_of_variance_between_mel_bins():
 
 
 def test_training_on_a_corpus_takes_its_train_clips_and_caption_words(tmp_path):
-    import csv
-
-    import soundfile
-
     from minildm import corpus, train
 
     root = tmp_path / "corpus"
-    (root / "sources").mkdir(parents=True)
     sources = [corpus.Source("a", "train", "music", "organ", seconds=4.0, words=dict(piece="bach", tempo="slow")),
                corpus.Source("b", "heldout", "speech", "russian", seconds=21.0, words=dict(speaker="woman"))]
-    for s in sources:
-        noise = np.random.default_rng(0).standard_normal(int(s.seconds * 16000)).astype(np.float32) * 0.1
-        soundfile.write(root / "sources" / f"{s.id}.wav", noise, 16000)
-    rows = corpus.cut_clips(sources, np.random.default_rng(0))
-    with open(root / "clips.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    rows = write_corpus(root, sources, manifest=False)
     quick = ["--steps", "1", "--batch", "2", "--threads", "1", "--work", str(tmp_path / "work")]
     with pytest.raises(SystemExit):  # no manifest: not a corpus
         train.main([*quick, "--corpus", str(root), "--out", str(tmp_path / "m")])

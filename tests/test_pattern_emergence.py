@@ -5,6 +5,7 @@ import csv
 import numpy as np
 import pytest
 import torch
+from conftest import write_corpus
 
 from analysis import metrics
 from studies.pattern_emergence import ceiling, report, run
@@ -48,23 +49,11 @@ def test_wiener_pooling_of_row_correlated_tokens_stays_on_the_row():
 
 
 def tiny_corpus(root):
-    """Two rendered sources of noise: a 6 s training one (music) and a 21 s held-out one (environment)."""
-    import soundfile
-
+    """A 6 s training source (music) and a 21 s held-out one (environment), rendered as noise."""
     from minildm import corpus
 
-    (root / "sources").mkdir(parents=True)
-    sources = [corpus.Source("a", "train", "music", "organ", seconds=6.0, words=dict(piece="bach", tempo="slow")),
-               corpus.Source("b", "heldout", "environment", "rain", seconds=21.0, words=dict(scene="rain"))]
-    for i, s in enumerate(sources):
-        noise = np.random.default_rng(i).standard_normal(int(s.seconds * 16000)).astype(np.float32) * 0.1
-        soundfile.write(root / "sources" / f"{s.id}.wav", noise, 16000)
-    rows = corpus.cut_clips(sources, np.random.default_rng(0))
-    with open(root / "clips.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    (root / "manifest.json").write_text("{}")
+    write_corpus(root, [corpus.Source("a", "train", "music", "organ", seconds=6.0, words=dict(piece="bach")),
+                        corpus.Source("b", "heldout", "environment", "rain", seconds=21.0, words=dict(scene="rain"))])
     return root
 
 
