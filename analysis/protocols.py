@@ -128,7 +128,7 @@ def check_folder(folder, argument: str, protocol: Protocol) -> None:
     command can refuse a folder before it loads any model."""
     import soundfile
 
-    for file in quality.audio_files(folder):
+    for file in audio_files(folder):
         info = soundfile.info(file)
         check_seconds(info.frames / info.samplerate, file.name, argument, protocol)
 
@@ -243,7 +243,7 @@ def read_clips(path) -> tuple[list[str], list[np.ndarray], list[int]]:
     import soundfile
 
     names, clips, rates = [], [], []
-    for file in quality.audio_files(path):
+    for file in audio_files(path):
         audio, rate = soundfile.read(file, dtype="float32", always_2d=True)
         names.append(file.name)
         clips.append(audio[:, 0])
@@ -253,7 +253,7 @@ def read_clips(path) -> tuple[list[str], list[np.ndarray], list[int]]:
 
 def evaluate_field(generated, reference, protocol: Protocol, captions=None, evaluator=None, models=None,
                    sampling_rate: int | None = None, resamples: int = 100, progress: bool = False):
-    """:func:`analysis.quality.evaluate` under a field protocol (see the module docstring): a tidy DataFrame."""
+    """:func:`evaluate` under a field protocol (see the module docstring): a tidy DataFrame."""
     import pandas as pd
 
     from .evaluator import check_audio, check_captions
@@ -297,3 +297,125 @@ def evaluate_field(generated, reference, protocol: Protocol, captions=None, eval
                                       crop=protocol.crop_label(), evaluator=evaluator.name if evaluator else "")
     return table[["protocol", "metric", "value", "low", "high", "clips", "reference_clips", "backbone", "checkpoint",
                   "sampling_rate", "crop", "evaluator", "note"]]
+
+
+# ---------------------------------------------------------------- a whole evaluation
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+
+
+def audio_files(path) -> list[Path]:
+    """The audio files of folder ``path`` (``.wav``, ``.flac``, ``.ogg``), sorted by name; an error names a missing
+    folder or one without audio (nothing is decoded)."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder of audio files")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+    if not files:
+        raise ValueError(f"{folder} holds no audio files ({', '.join(AUDIO_SUFFIXES)})")
+    return files
+
+
+def read_folder(path) -> tuple[list[str], list[np.ndarray], int]:
+    """The audio files of folder ``path`` (``.wav``, ``.flac``, ``.ogg``; sorted by name): their stems, mono float32
+    clips and one sampling rate (files at other rates are resampled to the highest one, librosa)."""
+    import soundfile
+
+    from .evaluator import resample
+
+    files = audio_files(path)
+    read = [soundfile.read(p, dtype="float32", always_2d=True) for p in files]
+    rate = max(r for _, r in read)
+    clips = [resample([a.mean(axis=1)], r, rate)[0] for a, r in read]
+    return [p.stem for p in files], clips, rate
+
+
+def evaluate(generated, reference, captions: list[str] | None = None, evaluator=None,
+             sampling_rate: int | None = None, fad_shrinkage: float | None = None, seed: int = 0,
+             protocol: str = "clap_kad", field_models=None):
+    """Quality of ``generated`` audio against ``reference`` audio under a named ``protocol``
+    (:mod:`analysis.protocols`), with 95 % bootstrap intervals: a tidy ``pandas.DataFrame`` (``protocol, metric,
+    value, low, high, clips, reference_clips, backbone, checkpoint, sampling_rate, crop, note``).
+
+    ``protocol="audioldm_eval"`` or ``"paper"``: audioldm_eval's metrics under its names (VGGish and CNN14-16k:
+    ``field_models``, a :class:`analysis.protocols.FieldModels`, default the released weights); ``seed`` seeds the
+    paper's crops. The rest of this docstring is the default, ``"clap_kad"``: FAD (of one clip embedding per clip),
+    KAD, KL and CLAP score.
+
+    ``generated``, ``reference``: folders of audio files, or ``(clips, samples)`` arrays / lists of 1-D clips at
+    ``sampling_rate``. ``captions``: one per generated clip (in sorted file order for a folder); the CLAP score needs
+    them. KL pairs each generated clip with the reference clip of the same file name (folders) or index (arrays of
+    equal length); without pairs it is left out, and the note says so. ``evaluator``: an
+    :class:`analysis.evaluator.Evaluator` (default: the offline one). ``fad_shrinkage``: None picks 0 when both sets
+    have more clips than embedding dimensions and 0.1 otherwise (the note says so). Every input is checked before a
+    model runs.
+    """
+    import pandas as pd
+
+    from .evaluator import Evaluator, check_audio, check_captions
+
+    chosen = check_protocol(protocol, seed)
+    if isinstance(captions, (str, bytes)):
+        raise ValueError("captions must be a list of strings, one per generated clip (or None); got one string")
+    if field_models is not None and not isinstance(field_models, FieldModels):
+        raise TypeError(f"field_models must be an analysis.protocols.FieldModels (or None: the released weights); "
+                        f"got {type(field_models).__name__}")
+    if chosen.field_models:
+        if fad_shrinkage is not None:
+            raise ValueError(f"fad_shrinkage applies to the clap_kad protocol only; {chosen.name} computes FAD and FD "
+                             "as audioldm_eval does, without shrinkage")
+        return evaluate_field(generated, reference, chosen, captions, evaluator, field_models, sampling_rate)
+
+    def load(x, name):
+        if isinstance(x, (str, Path)):
+            names, clips, rate = read_folder(x)
+        elif sampling_rate is None:
+            raise ValueError(f"{name} is an array: pass its sampling_rate (Hz)")
+        else:
+            names, clips, rate = [str(i) for i in range(len(x))], x, sampling_rate
+        return names, check_audio(clips, rate, name), rate
+
+    gen_names, gen, gen_rate = load(generated, "generated")
+    ref_names, ref, ref_rate = load(reference, "reference")
+    if captions is not None and len(captions) != len(gen):
+        raise ValueError(f"{len(captions)} captions for {len(gen)} generated clips: give one caption per clip")
+    if captions is not None:
+        check_captions(captions)
+    if min(len(gen), len(ref)) < 2:
+        raise ValueError(f"FAD and KAD need at least 2 clips a set; got {len(gen)} generated, {len(ref)} reference")
+    if fad_shrinkage is not None:
+        fad_shrinkage = quality.check_shrinkage(fad_shrinkage, "fad_shrinkage")
+    evaluator = evaluator or Evaluator.offline()
+    notes = {}
+    shrinkage = fad_shrinkage
+    if shrinkage is None:
+        shrinkage = quality.default_shrinkage(len(gen), len(ref), evaluator.audio_dim)
+    if shrinkage:
+        notes["FAD"] = (f"covariances shrunk by {shrinkage} toward a multiple of the identity ({len(gen)} and "
+                        f"{len(ref)} clips for {evaluator.audio_dim} dimensions); compare only at equal shrinkage")
+
+    gen_embedded = evaluator.embed(gen, gen_rate, captions)
+    ref_embedded = evaluator.embed(ref, ref_rate)
+    estimates = {
+        "FAD": quality.frechet_distance(gen_embedded.audio, ref_embedded.audio, shrinkage=shrinkage, seed=seed),
+        "KAD": quality.kernel_distance(gen_embedded.audio, ref_embedded.audio, seed=seed),
+    }
+    position = {n: i for i, n in enumerate(ref_names)}
+    folders = isinstance(generated, (str, Path)) and isinstance(reference, (str, Path))
+    if folders and all(n in position for n in gen_names) or not folders and len(gen) == len(ref):
+        pairs = [position[n] for n in gen_names] if folders else list(range(len(gen)))  # by name, else by index
+        estimates["KL"] = quality.kl_divergence(gen_embedded.probabilities, ref_embedded.probabilities[pairs],
+                                                seed=seed)
+    else:
+        notes["KL"] = "left out: no reference clip of the same name (or index) for every generated clip"
+    if captions is not None:
+        estimates["CLAP"] = quality.clap_score(gen_embedded.clap_audio, gen_embedded.text, seed=seed)
+    else:
+        notes["CLAP"] = "left out: no captions"
+    described = dict(protocol=chosen.name, backbone=evaluator.name, checkpoint=getattr(evaluator, "identity", "")[:12],
+                     sampling_rate=evaluator.sampling_rate, crop=chosen.crop_label(), evaluator=evaluator.name)
+    rows = [dict(metric=m, value=e.value, low=e.low, high=e.high, clips=len(gen), reference_clips=len(ref),
+                 **described, note=notes.get(m, "")) for m, e in estimates.items()]
+    rows += [dict(metric=m, value=np.nan, low=np.nan, high=np.nan, clips=len(gen), reference_clips=len(ref),
+                  **described, note=note) for m, note in notes.items() if m not in estimates]
+    return pd.DataFrame(rows)[["protocol", "metric", "value", "low", "high", "clips", "reference_clips", "backbone",
+                               "checkpoint", "sampling_rate", "crop", "evaluator", "note"]]

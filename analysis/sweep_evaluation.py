@@ -26,7 +26,7 @@ import xarray as xr
 
 from litefocus.files import read_json, write_atomic, write_csv
 
-from . import quality
+from . import protocols, quality
 from .sweep import MANIFEST, SweepSettings, read_rows
 
 FLOOR = "reference_halves"
@@ -58,7 +58,7 @@ def check_reference(rows: pd.DataFrame, reference: str | os.PathLike) -> dict[fl
                          f"{', '.join(length_folder(s) for s in missing)}")
     folders = {s: reference_folder(reference, s) for s in lengths}
     for folder in set(folders.values()):
-        quality.audio_files(folder)
+        protocols.audio_files(folder)
     return folders
 
 
@@ -106,12 +106,12 @@ def _save_npz(path: str, arrays: dict) -> None:
 def embed_reference(out: Path, folder: Path, evaluator) -> tuple[list[str], dict]:
     """Stems and embeddings (``audio``, ``clap_audio``, ``probabilities``) of a reference folder, cached under the
     sweep by the files' names, sizes and modification times."""
-    files = quality.audio_files(folder)
+    files = protocols.audio_files(folder)
     stamp = json.dumps([[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files])
     key = hashlib.sha256(f"{folder.resolve()}\n{stamp}".encode()).hexdigest()[:16]
     path = Path(out) / "embeddings" / evaluator_id(evaluator) / f"reference-{key}.npz"
     if not path.is_file():
-        names, clips, rate = quality.read_folder(folder)
+        names, clips, rate = protocols.read_folder(folder)
         embedded = evaluator.embed(clips, rate)
         write_atomic(path, lambda tmp: _save_npz(tmp, dict(
             names=np.array(names), audio=embedded.audio, clap_audio=embedded.clap_audio,
@@ -175,7 +175,7 @@ def field_reference_features(out: Path, folder: Path, protocol, models) -> tuple
     cached under the sweep by the files' names, sizes and modification times."""
     from .protocols import check_lengths, field_features, read_clips
 
-    files = quality.audio_files(folder)
+    files = protocols.audio_files(folder)
     stamp = json.dumps([[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files])
     key = hashlib.sha256(f"{folder.resolve()}\n{stamp}".encode()).hexdigest()[:16]
     path = Path(out) / "embeddings" / protocol_id(protocol, models) / f"reference-{key}.npz"

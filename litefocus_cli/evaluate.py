@@ -74,12 +74,12 @@ def load_evaluator(name: str):
 
 
 def run(args) -> int:
-    from analysis import quality
+    from analysis import protocols
     from analysis.captions import captions_of_files
     from analysis.protocols import check_folder, check_protocol
 
-    names = [p.stem for p in quality.audio_files(args.generated)]  # both folders checked before a model loads
-    quality.audio_files(args.reference)
+    names = [p.stem for p in protocols.audio_files(args.generated)]  # both folders checked before a model loads
+    protocols.audio_files(args.reference)
     captions = None if args.captions is None else captions_of_files(args.captions, names)
     if args.out is not None:  # issue 27: a read-only folder or a folder named x.csv failed after the evaluation
         from litefocus.files import check_writable
@@ -98,7 +98,7 @@ def run(args) -> int:
         check_folder(args.reference, "reference", protocol)
     models = load_field_models(args)
     evaluator = load_evaluator(args.evaluator) if captions is not None or not protocol.field_models else None
-    table = quality.evaluate(args.generated, args.reference, captions, evaluator, fad_shrinkage=args.fad_shrinkage,
+    table = protocols.evaluate(args.generated, args.reference, captions, evaluator, fad_shrinkage=args.fad_shrinkage,
                              protocol=protocol, field_models=models, seed=args.crop_seed)
     print(table.to_string(index=False, float_format="%.4g"))
     if args.out is not None:

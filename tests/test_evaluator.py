@@ -1,5 +1,5 @@
 """The evaluator's wiring on an untrained small CLAP (no quality claim): windows of long clips, resampling, input
-errors before any model runs, ``analysis.quality.evaluate`` on arrays and folders, ``litefocus evaluate``, and a
+errors before any model runs, ``analysis.protocols.evaluate`` on arrays and folders, ``litefocus evaluate``, and a
 training run of two steps on a corpus made here."""
 
 import csv
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from analysis import quality
+from analysis import protocols
 from analysis.evaluator import LABEL_HEAD, Evaluator, LabelHead, check_audio
 from studies.evaluator.training import build
 from litefocus.files import write_json
@@ -105,32 +105,32 @@ def test_evaluate_checks_every_input_before_a_model_runs(tmp_path):
     good = tones(4, 1.0)
     never = NeverCalled()
     with pytest.raises(ValueError, match="3 captions for 4 generated clips"):
-        quality.evaluate(good, good, ["a"] * 3, never, sampling_rate=RATE)
+        protocols.evaluate(good, good, ["a"] * 3, never, sampling_rate=RATE)
     with pytest.raises(ValueError, match=r"generated\[2\] is silent"):
-        quality.evaluate(np.concatenate([good[:2], np.zeros((2, RATE), np.float32)]), good, None, never,
+        protocols.evaluate(np.concatenate([good[:2], np.zeros((2, RATE), np.float32)]), good, None, never,
                          sampling_rate=RATE)
     with pytest.raises(ValueError, match="pass its sampling_rate"):
-        quality.evaluate(good, good, None, never)
+        protocols.evaluate(good, good, None, never)
     with pytest.raises(ValueError, match="at least 2 clips"):
-        quality.evaluate(good[:1], good, None, never, sampling_rate=RATE)
+        protocols.evaluate(good[:1], good, None, never, sampling_rate=RATE)
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("no audio")
     with pytest.raises(ValueError, match="holds no audio files"):
-        quality.evaluate(tmp_path / "empty", good, None, never, sampling_rate=RATE)
+        protocols.evaluate(tmp_path / "empty", good, None, never, sampling_rate=RATE)
     with pytest.raises(FileNotFoundError, match="not a folder"):
-        quality.evaluate(tmp_path / "missing", good, None, never, sampling_rate=RATE)
+        protocols.evaluate(tmp_path / "missing", good, None, never, sampling_rate=RATE)
 
 
 def test_evaluate_gives_a_tidy_table_and_says_what_it_left_out_or_shrank(evaluator):
     generated, reference = tones(6, 2.56, seed=4), tones(8, 2.56, seed=5)
-    table = quality.evaluate(generated, reference, ["a flute"] * 6, evaluator, sampling_rate=RATE)
+    table = protocols.evaluate(generated, reference, ["a flute"] * 6, evaluator, sampling_rate=RATE)
     assert list(table.metric) == ["FAD", "KAD", "CLAP", "KL"]
     assert table.set_index("metric").loc[["FAD", "KAD", "CLAP"], "value"].notna().all()
     notes = table.set_index("metric").note
     assert "shrunk by 0.1" in notes.FAD and "left out" in notes.KL  # 6 and 8 clips for 64 dimensions; no pairs
     row = table.set_index("metric").loc["FAD"]
     assert row.low <= row.value <= row.high and row.clips == 6 and row.reference_clips == 8
-    paired = quality.evaluate(generated, generated, None, evaluator, sampling_rate=RATE)
+    paired = protocols.evaluate(generated, generated, None, evaluator, sampling_rate=RATE)
     assert paired.set_index("metric").value.KL == pytest.approx(0.0, abs=1e-9)  # each clip paired with itself
     assert "no captions" in paired.set_index("metric").note.CLAP
 

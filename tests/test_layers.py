@@ -97,3 +97,42 @@ def test_no_study_or_benchmark_writes_into_data_by_default():
             found += [f"{path.relative_to(ROOT)}: writes into args.path" for line in source.splitlines()
                       if "args.path /" in line and ("write" in line or "save" in line)]
     assert found == []
+
+
+def sibling_imports(package: str) -> dict[str, set[str]]:
+    """Per module of ``package``, the sibling modules it imports (relative or absolute, inside functions too)."""
+    found = {}
+    for path in sorted((ROOT / package).glob("*.py")):
+        names = set()
+        for node in import_nodes(path):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                names |= {node.module} if node.module else {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module == package:
+                names |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(package + "."):
+                names.add(node.module.split(".")[1])
+        found[path.stem] = {n.split(".")[0] for n in names} - {path.stem}
+    return found
+
+
+@pytest.mark.parametrize("package", ["litefocus", "analysis", "minildm"])
+def test_no_circle_between_modules_of_a_package(package):
+    """Issue 30, item 7: quality.evaluate imported protocols, which imports quality, inside a function."""
+    arrows = sibling_imports(package)
+    circles = []
+
+    def walk(start, node, path):
+        for nxt in sorted(arrows.get(node, ())):
+            if nxt == start:
+                circles.append(" -> ".join([*path, nxt]))
+            elif nxt not in path and nxt in arrows:
+                walk(start, nxt, [*path, nxt])
+
+    for module in arrows:
+        walk(module, module, [module])
+    assert circles == []
+
+
+def test_the_quality_formulas_import_no_project_module():
+    assert sibling_imports("analysis")["quality"] == set()
+    assert not {"litefocus", "minildm", "analysis"} & imported_packages("analysis")["analysis/quality.py"]

@@ -44,7 +44,7 @@ def test_audioldm_eval_protocol_names_its_metrics_and_models(tmp_path, models):
     names = [f"clip{i}.wav" for i in range(4)]
     gen = noise_folder(tmp_path / "gen", names, 2.5, 0)
     ref = noise_folder(tmp_path / "ref", names, 2.0, 1)
-    table = quality.evaluate(gen, ref, protocol="audioldm_eval", field_models=models)
+    table = protocols.evaluate(gen, ref, protocol="audioldm_eval", field_models=models)
     assert list(table.columns) == FIELD_COLUMNS
     assert list(table.metric) == list(protocols.FIELD_METRICS[:4])  # no captions: no clap_score
     assert set(table.protocol) == {"audioldm_eval"} and set(table.sampling_rate) == {16000}
@@ -73,11 +73,11 @@ def test_paper_protocol_scores_a_seeded_crop_of_each_long_clip(tmp_path, models)
     names = ["x.wav", "y.wav"]
     gen = noise_folder(tmp_path / "gen", names, 12.0, 0)
     ref = noise_folder(tmp_path / "ref", names, 10.0, 1)
-    table = quality.evaluate(gen, ref, protocol="paper", seed=3, field_models=models)
+    table = protocols.evaluate(gen, ref, protocol="paper", seed=3, field_models=models)
     assert set(table.crop) == {"random 10 s (seed 3)"} and set(table.protocol) == {"paper"}
     short = noise_folder(tmp_path / "short", names, 4.0, 2)
     with pytest.raises(ValueError, match="generated: x.wav lasts 4.00 s, shorter than the paper protocol's 10 s crop"):
-        quality.evaluate(short, ref, protocol="paper", field_models=models)
+        protocols.evaluate(short, ref, protocol="paper", field_models=models)
 
 
 def test_pairs_follow_audioldm_eval_rule():
@@ -100,12 +100,12 @@ def test_bad_input_is_named_before_any_model_runs(tmp_path, monkeypatch):
     names = ["a.wav", "b.wav"]
     gen, ref = noise_folder(tmp_path / "gen", names, 2.0, 0), noise_folder(tmp_path / "ref", names, 2.0, 1)
     with pytest.raises(ValueError, match="protocol must be one of clap_kad, audioldm_eval, paper; got 'fad'"):
-        quality.evaluate(gen, ref, protocol="fad")
+        protocols.evaluate(gen, ref, protocol="fad")
     tiny = noise_folder(tmp_path / "tiny", names, 0.5, 2)
     with pytest.raises(ValueError, match="reference: a.wav lasts 0.500 s, shorter than one VGGish frame"):
-        quality.evaluate(gen, tiny, protocol="audioldm_eval")
+        protocols.evaluate(gen, tiny, protocol="audioldm_eval")
     with pytest.raises(ValueError, match="fad_shrinkage applies to the clap_kad protocol only"):
-        quality.evaluate(gen, ref, protocol="audioldm_eval", fad_shrinkage=0.1)
+        protocols.evaluate(gen, ref, protocol="audioldm_eval", fad_shrinkage=0.1)
 
 
 def test_missing_or_wrong_checkpoints_name_the_file_and_the_argument(tmp_path, monkeypatch):

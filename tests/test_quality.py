@@ -4,7 +4,7 @@ matched against shuffled pairs."""
 import numpy as np
 import pytest
 
-from analysis import quality
+from analysis import protocols, quality
 
 
 def test_frechet_distance_of_gaussian_samples_matches_the_closed_form():
@@ -178,11 +178,11 @@ def test_evaluate_pairs_a_folder_with_arrays_by_index(tmp_path):
     (tmp_path / "gen").mkdir()
     for i, clip in enumerate(clips):
         soundfile.write(tmp_path / "gen" / f"take{i}.wav", clip, 16000)
-    table = quality.evaluate(tmp_path / "gen", clips[::-1].copy(), sampling_rate=16000, evaluator=Evaluator.offline(),
+    table = protocols.evaluate(tmp_path / "gen", clips[::-1].copy(), sampling_rate=16000, evaluator=Evaluator.offline(),
                              fad_shrinkage=np.float64(0.5))
     assert table.set_index("metric").loc["KL", "value"] >= 0 and set(table.protocol) == {"clap_kad"}
     with pytest.raises(ValueError, match=r"fad_shrinkage must be a number in \[0, 1\]; got 2"):
-        quality.evaluate(tmp_path / "gen", clips, sampling_rate=16000, fad_shrinkage=2)
+        protocols.evaluate(tmp_path / "gen", clips, sampling_rate=16000, fad_shrinkage=2)
 
 
 def test_intervals_over_captions_draw_every_seed_of_a_caption_together():
@@ -229,6 +229,6 @@ def test_evaluate_names_a_string_for_captions_or_field_models():
 
     audio = 0.1 * np.sin(np.arange(2 * 16000).reshape(2, -1) / 7.0)
     with pytest.raises(ValueError, match="captions must be a list of strings"):
-        quality.evaluate(audio, audio, "abcd", sampling_rate=16000)
+        protocols.evaluate(audio, audio, "abcd", sampling_rate=16000)
     with pytest.raises(TypeError, match="field_models must be an analysis.protocols.FieldModels"):
-        quality.evaluate(audio, audio, protocol="audioldm_eval", field_models="ck", sampling_rate=16000)
+        protocols.evaluate(audio, audio, protocol="audioldm_eval", field_models="ck", sampling_rate=16000)

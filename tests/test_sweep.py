@@ -295,7 +295,7 @@ def minildm_sweep(tmp_path_factory):
 
 
 def test_evaluate_sweep_matches_the_metrics_on_its_cached_embeddings(minildm_sweep):
-    from analysis import quality
+    from analysis import protocols, quality
     from analysis import sweep_evaluation as se
     from analysis.evaluator import Evaluator
 
@@ -310,7 +310,7 @@ def test_evaluate_sweep_matches_the_metrics_on_its_cached_embeddings(minildm_swe
     rows = sw.read_rows(out)
     dense = rows[rows.configuration == "dense"].sort_values("caption_id")
     gen = np.stack([np.load(cache / f"{i}.npz")["audio"] for i in dense.id])
-    ref = evaluator.embed(*quality.read_folder(reference)[1:]).audio
+    ref = evaluator.embed(*protocols.read_folder(reference)[1:]).audio
     expected = quality.kernel_distance(gen, ref, resamples=0).value
     kad = cells[(cells.configuration == "dense") & (cells.metric == "KAD")].value.iloc[0]
     assert kad == pytest.approx(expected)
