@@ -232,3 +232,13 @@ def test_evaluate_names_a_string_for_captions_or_field_models():
         protocols.evaluate(audio, audio, "abcd", sampling_rate=16000)
     with pytest.raises(TypeError, match="field_models must be an analysis.protocols.FieldModels"):
         protocols.evaluate(audio, audio, protocol="audioldm_eval", field_models="ck", sampling_rate=16000)
+
+
+def test_the_formulas_examples_hold():
+    """Issue 30, item 1: each formula shows a closed-form example in its docstring, run here as a doctest."""
+    import doctest
+
+    from analysis import quality
+
+    failures, tried = doctest.testmod(quality, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert tried >= 5 and failures == 0
