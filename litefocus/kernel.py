@@ -199,7 +199,8 @@ def focus_attention(
     if backend in ("flex", "varlen") and same_frequency and cross is not None and cross.numel() and freq_bins > 1:
         if backend == "flex":
             return flex_focus_attention(query, key, value, freq_bins, cross, scale, union)
-        return varlen_exact_attention(query, key, value, freq_bins, cross, scale)  # the exact union: checked
+        if union == "exact":  # varlen serves the exact union only (check_backend refuses concat before this)
+            return varlen_exact_attention(query, key, value, freq_bins, cross, scale)
     if not same_frequency:
         return F.scaled_dot_product_attention(query, key[:, :, cross], value[:, :, cross], scale=scale)
     if cross is None or cross.numel() == 0 or (freq_bins == 1 and union == "exact"):

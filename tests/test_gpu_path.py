@@ -53,7 +53,8 @@ def test_the_batched_draw_gives_every_module_its_own_keys_bit_for_bit(build):
         with torch.no_grad():
             pipe.unet(*args, **kwargs)
         assert set(seen) == set(names) and len({n for n, _, _ in seen.values()}) >= 2  # several levels
-        batched = next(iter(processors.values())).step.draws  # one KeyDraws shared by every processor
+        draws = next(iter(processors.values())).step.draws  # one KeyDraws shared by every processor, per level
+        batched = {name: (tokens, keys) for tokens, by_name in draws.values() for name, keys in by_name.items()}
     assert set(batched) == set(names)  # every module's keys came from the batch, none drew its own
     for name, (num_tokens, keys, timestep) in seen.items():
         assert batched[name][0] == num_tokens

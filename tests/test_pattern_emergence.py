@@ -52,7 +52,7 @@ def tiny_corpus(root):
     """A 6 s training source (music) and a 21 s held-out one (environment), rendered as noise."""
     from minildm import corpus
 
-    write_corpus(root, [corpus.Source("a", "train", "music", "organ", seconds=6.0, words=dict(piece="bach")),
+    write_corpus(root, [corpus.Source("a", "train", "music", "organ", seconds=6.0, words=dict(piece="bach", tempo="slow")),
                         corpus.Source("b", "heldout", "environment", "rain", seconds=21.0, words=dict(scene="rain"))])
     return root
 
