@@ -176,7 +176,8 @@ def main(argv: list[str] | None = None) -> None:
     run.mkdir(parents=True, exist_ok=True)
     mels, captions = training_set(variant, args.corpus, args.work, args.seed)
     pipe = start_pipeline(variant, mels, captions, args.seed)
-    settings = dict(variant=args.variant, **asdict(variant), steps=args.steps, seed=args.seed,
+    recipe = {k: v for k, v in asdict(variant).items() if k != "note"}  # a reworded note does not block a resume
+    settings = dict(variant=args.variant, **recipe, steps=args.steps, seed=args.seed,
                     corpus=(args.corpus / "manifest.json").read_text())
     training = Training(pipe, argparse.Namespace(**asdict(variant), steps=args.steps, seed=args.seed), settings)
     checkpoint = run / "checkpoint.pt"
