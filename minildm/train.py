@@ -64,6 +64,29 @@ def build(seed: int, prediction_type: str = "v_prediction", words: list[str] | N
     )
 
 
+def initialise_query_key(unet: torch.nn.Module, scale: float, tied: bool) -> int:
+    """Re-initialise every self-attention's query and key projections of ``unet`` in place: both times ``scale``
+    and, when ``tied``, the key's set equal to the query's (mimetic initialisation, Trockman & Kolter, "Mimetic
+    Initialization of Self-Attention Layers", ICML 2023, in its simplest form W_k = W_q). A tied head's score
+    ``|W_q x_i . W_q x_j|`` is then a similarity, so a query scores tokens like it high from the first step, where an
+    untied random one has no preference. Returns how many attentions changed."""
+    if not scale > 0:
+        raise ValueError(f"scale must be positive, got {scale!r}")
+    from diffusers.models.attention_processor import Attention
+
+    changed = 0
+    with torch.no_grad():
+        for module in unet.modules():
+            if isinstance(module, Attention) and not module.is_cross_attention:
+                module.to_q.weight.mul_(scale)
+                if tied:
+                    module.to_k.weight.copy_(module.to_q.weight)
+                else:
+                    module.to_k.weight.mul_(scale)
+                changed += 1
+    return changed
+
+
 def make_dataset(clips: int, seconds: float, codec: MelCodec, path: Path) -> tuple[torch.Tensor, list[str]]:
     """Log-mels ``(clips, frames, 64)`` (float16) and captions of seeds ``0 .. clips-1``, cached at ``path`` (used
     again only for the same clip count, length and codec settings)."""
@@ -191,13 +214,20 @@ class Training:
                              + ", ".join(f"--{k.replace('_', '-')} {old} there, {new} now"
                                          for k, (old, new) in differ.items())
                              + "): pass the same ones to resume, or another --work folder to start anew")
+        self.load(state)
+        print(f"resumed at step {self.step} ({self.trained_s / 60:.1f} min trained)")
+
+    def load(self, state: dict | Path) -> None:
+        """Take a checkpoint's weights, EMA, optimiser, schedule, generator and history as they are (``resume``
+        checks the settings first)."""
+        if not isinstance(state, dict):
+            state = torch.load(state, weights_only=False)
         self.trainable.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.rng.set_state(state["rng"])
         self.step, self.history, self.trained_s = state["step"], state["history"], state["trained_s"]
-        print(f"resumed at step {self.step} ({self.trained_s / 60:.1f} min trained)")
 
     def save(self, checkpoint: Path) -> None:
         _save_atomic(dict(model=self.trainable.state_dict(), ema=self.ema.state_dict(),

@@ -8,7 +8,9 @@ import torch
 from conftest import write_corpus
 
 from analysis import metrics
-from studies.pattern_emergence import ceiling, report, run
+from minildm.pipeline import load_minildm
+from minildm.train import build, initialise_query_key
+from studies.pattern_emergence import ceiling, export, report, run
 
 
 def test_stationary_covariance_of_white_tokens_is_the_identity():
@@ -78,6 +80,13 @@ def test_a_run_probes_resumes_and_reports(tmp_path):
         run.main([*arguments, "--seed", "1"])
     report.main(["--work", str(work), "--ceiling", str(tmp_path / "none.csv"), "--out", str(tmp_path / "report")])
     assert (tmp_path / "report" / "curves.png").is_file() and (tmp_path / "report" / "curves.csv").is_file()
+    export.main(["epsilon_lr2e-4", "--corpus", str(corpus), "--work", str(work), "--out", str(tmp_path / "model")])
+    exported = load_minildm(tmp_path / "model")
+    ema = torch.load(work / "epsilon_lr2e-4" / "checkpoint.pt", weights_only=False)["ema"]
+    weight = "unet.conv_in.weight"
+    torch.testing.assert_close(exported.unet.state_dict()[weight[5:]], ema[weight].half().float())
+    with pytest.raises(SystemExit):
+        export.main(["epsilon_lr2e-4", "--corpus", str(corpus), "--work", str(work), "--out", str(tmp_path / "model")])
 
 
 def test_category_weights_repeat_and_subsample_a_category(tmp_path):
@@ -89,3 +98,23 @@ def test_category_weights_repeat_and_subsample_a_category(tmp_path):
     assert len(doubled) == 2 * len(mels) and sorted(doubled_captions) == sorted(captions * 2)
     with pytest.raises(ValueError, match="category_weights names \\['speech'\\]"):
         run.training_set(run.Variant("y", category_weights=dict(speech=0.5)), corpus, tmp_path, seed=0)
+
+
+def test_tied_query_key_initialisation_scores_every_token_like_itself():
+    """W_k = W_q: each head's score matrix X W_q^T W_q X^T is positive semi-definite (a Gram matrix), so no token
+    scores another above both their self-scores; untied, the scale multiplies the bilinear form by scale²."""
+    tied, untied, plain = (build(0).unet for _ in range(3))
+    assert initialise_query_key(tied, 2.0, tied=True) == initialise_query_key(untied, 2.0, tied=False) > 0
+    name = "down_blocks.1.attentions.0.transformer_blocks.0.attn1"
+    attention, scaled, original = (dict(u.named_modules())[name] for u in (tied, untied, plain))
+    torch.testing.assert_close(attention.to_k.weight, attention.to_q.weight)
+    torch.testing.assert_close(attention.to_q.weight, 2 * original.to_q.weight)
+    torch.testing.assert_close(scaled.to_k.weight, 2 * original.to_k.weight)
+    x = torch.randn(50, attention.to_q.in_features)
+    head = attention.to_q.weight[:16]
+    scores = (x @ head.T) @ (x @ head.T).T
+    assert torch.linalg.eigvalsh(scores).min() > -1e-3 * scores.diagonal().max()
+    cross = dict(tied.named_modules())["down_blocks.1.attentions.1.transformer_blocks.0.attn2"]
+    assert cross.is_cross_attention
+    with pytest.raises(ValueError, match="scale must be positive"):
+        initialise_query_key(plain, 0.0, tied=True)

@@ -25,7 +25,7 @@ from litefocus.files import write_csv
 from minildm.codec import MelCodec
 from minildm.corpus import caption_vocabulary, clip_rows, read_clips
 from minildm.pipeline import DEFAULT_PATH, load_minildm
-from minildm.train import Training, build, corpus_dataset, set_latent_statistics
+from minildm.train import Training, build, corpus_dataset, initialise_query_key, set_latent_statistics
 
 from studies.minildm.evaluation import heldout_choice
 
@@ -40,7 +40,8 @@ class Variant:
     2.56 s clips, the whole corpus) with some entries changed. ``init``: ``"minildm2"`` continues the shipped
     MiniLDM 2, ``"scratch"`` starts from a seeded initialisation. ``unet``: entries replacing
     ``minildm.train.UNET_CONFIG``'s. ``category_weights``: how often each corpus category's clips are drawn relative
-    to the others (1 = as in the corpus)."""
+    to the others (1 = as in the corpus). ``query_key_scale``, ``query_key_tied``: how the self-attentions' query and
+    key projections start (:func:`minildm.train.initialise_query_key`; 1.0 and untied: diffusers' initialisation)."""
 
     note: str
     init: str = "scratch"
@@ -52,6 +53,8 @@ class Variant:
     seconds: float = 2.56
     unet: dict = field(default_factory=dict)
     category_weights: dict = field(default_factory=dict)
+    query_key_scale: float = 1.0
+    query_key_tied: bool = False
 
 
 VARIANTS = {
@@ -64,6 +67,10 @@ VARIANTS = {
     "two_resnets": Variant("two resnets (and transformers) per level as AudioLDM2's", unet=dict(layers_per_block=2)),
     "environment_heavy": Variant("environment clips drawn 3x as often, speech 1/3 as often",
                                  category_weights=dict(environment=3.0, speech=1 / 3)),
+    "mimetic_2.5": Variant("self-attention keys initialised equal to queries (mimetic), both 2.5x diffusers' scale",
+                           query_key_scale=2.5, query_key_tied=True),
+    "query_key_2.5": Variant("query and key projections initialised at 2.5x diffusers' scale, untied: mimetic_2.5's "
+                             "control", query_key_scale=2.5),
     "clips_5.12": Variant("5.12 s training clips, batch 12 (the same latent tokens a step)", seconds=5.12, batch=12),
 }
 
@@ -118,6 +125,8 @@ def start_pipeline(variant: Variant, mels: torch.Tensor, captions: list[str], se
             raise ValueError("continuing MiniLDM 2 keeps its prediction type")
         return pipe
     pipe = build(seed, variant.prediction_type, caption_vocabulary(captions), variant.unet)
+    if variant.query_key_scale != 1.0 or variant.query_key_tied:
+        initialise_query_key(pipe.unet, variant.query_key_scale, variant.query_key_tied)
     set_latent_statistics(pipe.codec, mels, seed)
     return pipe
 
