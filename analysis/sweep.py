@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from litefocus.files import check_writable, read_json, write_atomic, write_csv, write_json
+from litefocus.lengths import sampling_rate
 
 from .ablations import Configuration
 from .captions import Caption
@@ -93,35 +94,6 @@ def parse_sampler(spec: str, default_steps: int) -> Sampler:
     except ValueError:
         raise ValueError(f"--samplers {spec}: the steps after ':' must be an integer") from None
     return Sampler(name, check_step_count(count, f"--samplers {spec}: the steps"))
-
-
-# ---------------------------------------------------------------- the model
-def sampling_rate(pipe) -> int:
-    """Output sampling rate in Hz: the vocoder's (AudioLDM/AudioLDM2/MusicLDM) or the codec's (MiniLDM)."""
-    for component in ("vocoder", "codec"):
-        rate = getattr(getattr(getattr(pipe, component, None), "config", None), "sampling_rate", None)
-        if rate is not None:
-            return int(rate)
-    raise ValueError(f"cannot tell the sampling rate of {type(pipe).__name__}: it has no vocoder or codec config")
-
-
-def minimum_seconds(pipe) -> float:
-    """The shortest audio the pipeline can generate: one latent frame per UNet downsampling level (MiniLDM), or the
-    bound the AudioLDM pipelines check (vocoder hop x VAE scale)."""
-    codec = getattr(pipe, "codec", None)
-    if codec is not None:
-        levels = len(pipe.unet.down_blocks)
-        return 2 ** (levels - 1) * codec.config.patch / codec.frames_per_second
-    vocoder = pipe.vocoder.config
-    return float(np.prod(vocoder.upsample_rates)) / vocoder.sampling_rate * pipe.vae_scale_factor
-
-
-def check_lengths(pipe, seconds: list[float]) -> None:
-    low = minimum_seconds(pipe)
-    bad = [s for s in seconds if not (math.isfinite(s) and s >= low)]
-    if bad:
-        raise ValueError(f"--seconds {' '.join(f'{s:g}' for s in bad)}: {type(pipe).__name__} takes lengths of at "
-                         f"least {low:g} s (finite)")
 
 
 # ---------------------------------------------------------------- jobs

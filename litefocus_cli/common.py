@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 from analysis.sweep import check_step_count
+from litefocus.lengths import check_max_gb, check_seconds
 
 from . import models
 
@@ -19,6 +20,9 @@ def add_run_arguments(parser, seconds: float, steps: int, out: str) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise and of every random choice, >= 0")
     parser.add_argument("--out", type=Path, default=Path(out),
                         help="results folder (new, empty, or written by an earlier run of this command)")
+    parser.add_argument("--max-memory-gb", type=float, default=None,
+                        help="refuse a --seconds whose estimated memory exceeds this many GB (default: the memory "
+                             "free now)")
 
 
 def check_run_arguments(args) -> None:
@@ -27,6 +31,7 @@ def check_run_arguments(args) -> None:
         raise ValueError(f"--seconds must be a positive finite number of seconds; got {args.seconds}")
     check_step_count(args.steps)
     check_seed_argument(args.seed, "--seed")
+    check_max_gb(args.max_memory_gb, "--max-memory-gb")
 
 
 def check_seed_argument(seed: int, argument: str) -> None:
@@ -39,9 +44,11 @@ def check_seed_argument(seed: int, argument: str) -> None:
         raise ValueError(f"{argument}: {error}") from None
 
 
-def load_announced(model: str, seed: int):
-    """``(pipe, name)`` of ``--model``, with a note when its weights are random."""
+def load_announced(model: str, seed: int, seconds: float, max_memory_gb: float | None):
+    """``(pipe, name)`` of ``--model``, with a note when its weights are random; ``seconds`` checked against the
+    pipeline's shortest length and the memory it would need (:func:`litefocus.lengths.check_seconds`)."""
     pipe, name = models.load_model(model, seed)
+    check_seconds(pipe, [seconds], max_gb=max_memory_gb)
     if name == models.TINY:
         print("note: the 'tiny' model has random weights: its audio is noise and its attention shows no pattern. "
               "Timing and wiring are real.")

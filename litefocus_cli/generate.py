@@ -25,7 +25,7 @@ def run(args) -> int:
     check_run_arguments(args)
     litefocus.LiteFocusOptions(ratio=args.ratio, union=args.union)
     check_out(args.out, "generate")
-    pipe, name = load_announced(args.model, args.seed)
+    pipe, name = load_announced(args.model, args.seed, args.seconds, args.max_memory_gb)
     summary, dense, sparse, rate = render_both(args, pipe, name)
     write_results(args, name, summary, dense, sparse, rate)
     print(f"dense {summary['dense_s']:.2f} s, LiteFocus {summary['litefocus_s']:.2f} s, speed-up "
@@ -52,7 +52,7 @@ def render_both(args, pipe, name: str):
     import torch
 
     import litefocus
-    from analysis.sweep import sampling_rate
+    from litefocus.lengths import sampling_rate
 
     blocks = args.blocks or list(litefocus.PAPER_BLOCKS)
     names = litefocus.self_attention_modules(pipe, blocks)

@@ -67,7 +67,7 @@ def check_arguments(args) -> None:
 def run(args) -> int:
     check_arguments(args)
     check_out(args.out, "measure")
-    pipe, name = load_announced(args.model, args.seed)
+    pipe, name = load_announced(args.model, args.seed, args.seconds, args.max_memory_gb)
     ds, recorder, choices = measure(args, pipe, name)
     with run_folder(args.out, "measure", settings(args, name)) as folder:
         write_results(folder, ds, recorder, choices)

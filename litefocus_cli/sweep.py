@@ -7,6 +7,8 @@ import math
 import os
 from pathlib import Path
 
+from litefocus.lengths import check_max_gb, check_seconds
+
 from .common import check_seed_argument
 from .models import DEFAULT, MODEL_HELP
 
@@ -30,6 +32,9 @@ def add_parser(commands) -> None:
                        help="names of analysis.ablations.ABLATIONS, each optionally with other blocks and another "
                             "ratio: NAME[@BLOCK+BLOCK][:RATIO] (cross_frequency_only:0.4, litefocus@up_blocks.1)")
     sweep.add_argument("--seconds", type=float, nargs="+", default=[10.24], help="audio lengths in seconds")
+    sweep.add_argument("--max-memory-gb", type=float, default=None,
+                       help="refuse a --seconds whose estimated memory (all processes) exceeds this many GB (default: "
+                            "the memory free now)")
     sweep.add_argument("--steps", type=int, default=50, help="steps of the 'default' sampler (the pipeline's own)")
     sweep.add_argument("--samplers", nargs="+", default=["default"],
                        help="'default' (the pipeline's scheduler at --steps), 'ddim' or 'dpmsolver++', each "
@@ -76,7 +81,7 @@ def run(args) -> int:
     pipe.to(state.device)
     if args.dtype != "float32":
         pipe.to(dtype=getattr(torch, args.dtype))
-    sw.check_lengths(pipe, args.seconds)
+    check_seconds(pipe, args.seconds, prompts=state.num_processes, max_gb=args.max_memory_gb)
     from litefocus.models import weights_fingerprint
 
     configurations = [parse_configuration(c) for c in args.configurations]
@@ -121,6 +126,7 @@ def _check_arguments(args):
         raise ValueError(f"--seconds must be positive finite lengths in seconds; got {bad}")
     for seed in args.seeds:
         check_seed_argument(seed, "--seeds")
+    check_max_gb(args.max_memory_gb, "--max-memory-gb")
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be at least 1; got {args.threads}")
     if args.guidance_scale is not None and not math.isfinite(args.guidance_scale):

@@ -32,7 +32,7 @@ def test_generate_bad_input_is_a_clear_error(tmp_path, capsys):
 
 
 def test_sampling_rate_comes_from_the_pipeline():
-    from analysis.sweep import sampling_rate as _sampling_rate
+    from litefocus.lengths import sampling_rate as _sampling_rate
     from litefocus.models import tiny_audioldm2_pipeline
     from minildm.train import build
 
