@@ -9,6 +9,7 @@ import analysis
 from analysis import block_choice as bc
 from analysis import quality
 from litefocus.shipped import shipped_path
+from studies.block_ablation import costs as ablation
 
 BLOCKS = {"A": (8, 2), "B": (4, 1), "C": (2, 1)}  # block: (F, modules)
 SHARES = pd.DataFrame(dict(freq_bins=[8, 4, 2], core_share=[0.5, 0.1, 0.02]))
@@ -136,16 +137,16 @@ def planted_clips(seed=0) -> xr.Dataset:
 
 def test_costs_are_paired_differences_signed_worse_positive():
     clips = planted_clips()
-    table = bc.cost_table(clips, "CLAP", resamples=200).set_index(["configuration", "seconds"])
+    table = ablation.cost_table(clips, "CLAP", resamples=200).set_index(["configuration", "seconds"])
     for name, expected in [("litefocus@A", 3.0), ("litefocus@B", 1.0), ("litefocus@A+B", 4.0)]:
         row = table.loc[(name, 10.24)]
         assert row.cost == pytest.approx(expected, abs=0.1) and row.low < row.cost < row.high
     assert table.loc[("litefocus@A+B", 20.48)].blocks == ("A", "B")
-    kl = bc.cost_table(clips, "KL", resamples=50).set_index(["configuration", "seconds"])
+    kl = ablation.cost_table(clips, "KL", resamples=50).set_index(["configuration", "seconds"])
     assert kl.loc[("litefocus@C", 20.48)].cost == pytest.approx(0.5, abs=0.01)
     # KAD: the same number as the paired difference of analysis.quality
     at = clips.sel(seconds=10.24)
-    kad = bc.cost_draws(clips, ["litefocus@A"], 10.24, "KAD", np.ones((1, 12)), CAPTIONS)[0, 0]
+    kad = ablation.cost_draws(clips, ["litefocus@A"], 10.24, "KAD", np.ones((1, 12)), CAPTIONS)[0, 0]
     expected = quality.paired_difference("KAD", at.embedding.sel(configuration="litefocus@A").values,
                                          at.embedding.sel(configuration="dense").values,
                                          at.reference_embedding.values, resamples=2).value
@@ -155,16 +156,16 @@ def test_costs_are_paired_differences_signed_worse_positive():
 def test_evidence_that_tracks_the_cost_correlates_and_predicts_held_out_captions():
     clips = planted_clips()
     evidence = planted_evidence({b: c / 10 for b, c in TRUE_COST.items()}, CAPTIONS, [10.24, 20.48])
-    rho = bc.rank_correlation(clips, evidence, "CLAP", "sparse_error", resamples=200)
+    rho = ablation.rank_correlation(clips, evidence, "CLAP", "sparse_error", resamples=200)
     assert rho.value == pytest.approx(1.0) and rho.low > 0.5
-    assert bc.rank_correlation(clips, evidence, "CLAP", "same_frequency_ratio", resamples=50).value \
+    assert ablation.rank_correlation(clips, evidence, "CLAP", "same_frequency_ratio", resamples=50).value \
         == pytest.approx(-1.0)
-    model = bc.fit_cost_model(clips, evidence, "CLAP", "sparse_error", CAPTIONS[:6], 10.24)
+    model = ablation.fit_cost_model(clips, evidence, "CLAP", "sparse_error", CAPTIONS[:6], 10.24)
     assert model.slope == pytest.approx(10, rel=0.05)
     assert "x LiteFocus's relative output error (from sparse_error over the last 50% of the recorded steps)" \
         in model.describe()
-    check = bc.held_out_check(clips, evidence, "CLAP", "sparse_error", (CAPTIONS[:6], 10.24), (CAPTIONS[6:], 20.48),
-                              resamples=100)
+    check = ablation.held_out_check(clips, evidence, "CLAP", "sparse_error", (CAPTIONS[:6], 10.24),
+                                    (CAPTIONS[6:], 20.48), resamples=100)
     assert check["rho_single"]["value"] == pytest.approx(1.0) and check["mae_sets"]["value"] < 0.2
     assert check["predicted"]["litefocus@A+B"] == pytest.approx(10.0, abs=0.2)  # additive over blocks, at 20.48 s
 
@@ -178,7 +179,7 @@ def test_budgets_on_several_metrics_must_all_hold(tmp_path):
     both = analysis.choose_blocks(ds, budget={"KAD": 0.0, "CLAP": 1.5}, cost_model=models, shares=SHARES)
     assert sorted(both) == ["B", "C"] and both.prediction["predicted"]["CLAP"] == pytest.approx(1.25)
     assert "predicted KAD cost at most 0 and predicted CLAP cost at most 1.5" in both.rule
-    assert bc.load_cost_models(bc.save_cost_models(models, tmp_path / "m.json")) == models
+    assert bc.load_cost_models(ablation.save_cost_models(models, tmp_path / "m.json")) == models
 
 
 def test_study_speedups_and_length_adaptive_ratios():
@@ -201,8 +202,8 @@ def test_study_speedups_and_length_adaptive_ratios():
 
 def test_the_measured_costs_of_single_blocks_predict_their_sets_when_costs_add_up():
     clips = planted_clips()
-    check = bc.held_out_check(clips, None, "CLAP", bc.MEASURED, (CAPTIONS[:6], 10.24), (CAPTIONS[6:], 10.24),
-                              resamples=50)
+    check = ablation.held_out_check(clips, None, "CLAP", ablation.MEASURED, (CAPTIONS[:6], 10.24),
+                                    (CAPTIONS[6:], 10.24), resamples=50)
     assert check["predicted"]["litefocus@A+B"] == pytest.approx(4.0, abs=0.1)
     assert check["rho_sets"]["value"] == pytest.approx(1.0) and check["mae_sets"]["value"] < 0.1
 
@@ -259,7 +260,7 @@ def test_block_study_end_to_end_on_planted_costs(tmp_path):
     assert paper == pytest.approx(pd.read_csv(shipped_path("benchmarks", "speed.csv")).query(
         "seconds == 81.92 and configuration == 'litefocus'").bound_flop.iloc[0], rel=SHARE_ESTIMATORS)  # level F = 8
     predictors = pd.read_csv(tmp_path / "predictors.csv")
-    ceiling = predictors.query("kind == 'litefocus' and metric == 'CLAP' and variable == @bc.MEASURED")
+    ceiling = predictors.query("kind == 'litefocus' and metric == 'CLAP' and variable == @ablation.MEASURED")
     assert ceiling.held_out_rho_sets.iloc[0] == pytest.approx(1.0)
     models = bc.load_cost_models(tmp_path / "cost_model.json")
     assert set(models) == set(bc.COST_METRICS) and models["CLAP"].held_out["held_out_rho_sets"] > 0.9

@@ -32,6 +32,9 @@ from minildm.pipeline import TRAINING_SECONDS
 
 from analysis import block_choice as bc
 
+from .costs import (MEASURED, blocks_of, caption_draws, complete_captions, cost_draws, cost_table, fit_cost_model,
+                    held_out_check, kind_of, plain, rank_correlation, save_cost_models)
+
 TARGET_SECONDS = (40.96, 81.92)  # full-size AudioLDM2 lengths for the estimated speed-up
 KINDS = ("litefocus", "same_frequency_only")  # the cost models are LiteFocus's (r = 0.1)
 LATE_FRACTIONS = (0.5, 1.0)  # evidence over the last half of the recorded steps, or over all of them
@@ -107,7 +110,7 @@ def audioldm2_blocks(evidence_table: pd.DataFrame) -> pd.DataFrame:
 
 def cost_frame(clips: xr.Dataset, evidence_table: pd.DataFrame, captions: list[str], resamples: int) -> pd.DataFrame:
     """costs.csv: one row per configuration and length."""
-    frames = [bc.cost_table(clips, m, captions, resamples=resamples).set_index(["configuration", "seconds"])
+    frames = [cost_table(clips, m, captions, resamples=resamples).set_index(["configuration", "seconds"])
               for m in bc.COST_METRICS]
     table = frames[0][["kind", "blocks", "captions"]].copy()
     for metric, frame in zip(bc.COST_METRICS, frames):
@@ -131,17 +134,17 @@ def predictor_frame(clips, evidence, fit: list[str], test: list[str], resamples:
     seconds = [float(s) for s in clips.seconds.values]
     everyone = fit + test
     rows = []
-    for kind, metric, variable, late in itertools.product(KINDS, bc.COST_METRICS, (*bc.PREDICTORS, bc.MEASURED),
+    for kind, metric, variable, late in itertools.product(KINDS, bc.COST_METRICS, (*bc.PREDICTORS, MEASURED),
                                                           LATE_FRACTIONS):
-        if variable in ("dropped_keys", bc.MEASURED) and late != LATE_FRACTIONS[0]:
+        if variable in ("dropped_keys", MEASURED) and late != LATE_FRACTIONS[0]:
             continue  # no attention in it: the same at any span
         row = dict(kind=kind, metric=metric, variable=variable, late_fraction=late)
-        if variable != bc.MEASURED:
-            rho = bc.rank_correlation(clips, evidence, metric, variable, everyone, kind=kind, resamples=resamples,
+        if variable != MEASURED:
+            rho = rank_correlation(clips, evidence, metric, variable, everyone, kind=kind, resamples=resamples,
                                       late_fraction=late)
             row |= dict(rho=rho.value, rho_low=rho.low, rho_high=rho.high)
         for a, b in ((seconds[0], seconds[1]), (seconds[1], seconds[0])):
-            check = bc.held_out_check(clips, evidence, metric, variable, (fit, a), (test, b), kind=kind,
+            check = held_out_check(clips, evidence, metric, variable, (fit, a), (test, b), kind=kind,
                                       resamples=resamples, late_fraction=late)
             tag = f"fit{a:g}_test{b:g}"
             for key in ("rho_single", "rho_sets", "mae_sets"):
@@ -159,9 +162,9 @@ def budget_check(clips, evidence, models: dict[str, bc.CostModel], test: list[st
     (evidence of the test captions, MiniLDM's attention share at that length), and per budgeted metric its
     predicted and measured cost on the test captions (95 % interval) and whether the measured cost is within."""
     names = [str(c) for c in clips.configuration.values
-             if bc.kind_of(str(c)) == "litefocus" and bc.blocks_of(str(c)) and bc.plain(str(c))]
-    by_blocks = {frozenset(bc.blocks_of(n)): n for n in names}
-    counts = np.vstack([np.ones(len(test)), bc.caption_draws(len(test), resamples)])
+             if kind_of(str(c)) == "litefocus" and blocks_of(str(c)) and plain(str(c))]
+    by_blocks = {frozenset(blocks_of(n)): n for n in names}
+    counts = np.vstack([np.ones(len(test)), caption_draws(len(test), resamples)])
     rows = []
     for s in clips.seconds.values:
         ds = evidence.sel(seconds=s, caption=test).mean("caption")
@@ -174,7 +177,7 @@ def budget_check(clips, evidence, models: dict[str, bc.CostModel], test: list[st
                        estimated_minildm_speedup=choice.prediction["speedup"])
             within = []
             for metric, value in budget.items():
-                measured = (bc.cost_draws(clips, [name], s, metric, counts, test)[0] if name != "dense"
+                measured = (cost_draws(clips, [name], s, metric, counts, test)[0] if name != "dense"
                             else np.zeros(len(counts)))
                 low, high = np.nanpercentile(measured[1:], [2.5, 97.5])
                 within.append(measured[0] <= value)
@@ -188,8 +191,9 @@ def budget_check(clips, evidence, models: dict[str, bc.CostModel], test: list[st
 def default_budgets(costs: pd.DataFrame) -> list[dict[str, float]]:
     """Per metric alone: 0 and the quartiles of the positive costs of the LiteFocus sets (both lengths); then all
     metrics at 0 and at those medians."""
-    sets = costs[costs.kind.eq("litefocus") & costs.configuration.map(bc.plain)]
-    quartiles = {m: np.round(np.quantile(sets[f"{m}_cost"].clip(lower=0), [0.25, 0.5, 0.75]), 4) for m in bc.COST_METRICS}
+    sets = costs[costs.kind.eq("litefocus") & costs.configuration.map(plain)]
+    quartiles = {m: np.round(np.quantile(sets[f"{m}_cost"].clip(lower=0), [0.25, 0.5, 0.75]), 4)
+                 for m in bc.COST_METRICS}
     budgets = [{m: float(v)} for m in bc.COST_METRICS for v in sorted({0.0, *quartiles[m]})]
     return budgets + [{m: 0.0 for m in bc.COST_METRICS}, {m: float(quartiles[m][1]) for m in bc.COST_METRICS}]
 
@@ -242,7 +246,7 @@ def main(argv: list[str] | None = None) -> None:
     check_lengths(sorted(float(s) for s in clips.seconds.values), evidence_lengths, clips_path)
     evidence = xr.load_dataset(args.evidence, engine="h5netcdf")
     evidence = evidence.assign_coords(caption=[str(c) for c in evidence.caption.values])
-    captions = [c for c in bc.complete_captions(clips) if c in set(evidence.caption.values)]
+    captions = [c for c in complete_captions(clips) if c in set(evidence.caption.values)]
     fit, test = captions[: len(captions) // 2], captions[len(captions) // 2:]
     print(f"{len(captions)} captions with every clip and their evidence: fit on {len(fit)}, test on {len(test)}")
 
@@ -257,14 +261,14 @@ def main(argv: list[str] | None = None) -> None:
     models = {}
     for metric in bc.COST_METRICS:  # per metric, the predictor that ranked the held-out sets best
         mine = predictors[(predictors.kind == "litefocus") & (predictors.metric == metric)
-                          & (predictors.variable != bc.MEASURED)]
+                          & (predictors.variable != MEASURED)]
         best = mine.sort_values("held_out_rho_sets", ascending=False).iloc[0]
-        models[metric] = bc.fit_cost_model(clips, evidence, metric, best.variable, fit, list(clips.seconds.values),
+        models[metric] = fit_cost_model(clips, evidence, metric, best.variable, fit, list(clips.seconds.values),
                                            late_fraction=float(best.late_fraction))
         models[metric].held_out = {k: float(v) for k, v in best.items()
                                    if k not in ("kind", "metric", "variable", "late_fraction")}
         print(models[metric].describe())
-    bc.save_cost_models(models, args.out / "cost_model.json")
+    save_cost_models(models, args.out / "cost_model.json")
 
     shares_path = args.out / MINILDM_SHARE
     if not shares_path.is_file():
