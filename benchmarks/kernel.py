@@ -11,7 +11,7 @@ paper's equations. All sparse rows use the same random keys.
 Before the timing, the operations per patched module call (:mod:`analysis.operations`: non-view aten operations of
 one tiny AudioLDM2 UNet forward at 10.24 s, minus dense's, over the 20 patched calls; on a GPU each is a kernel
 launch) of each form as the library runs it, and of the path before the batched draw (each module drawing its own
-keys, the exact union by rows), into ``data/benchmarks/operations.csv``. Peak extra memory is measured for each implementation in a
+keys, the exact union by rows: the options ``draws="per_module", backend="by_rows"``), into ``data/benchmarks/operations.csv``. Peak extra memory is measured for each implementation in a
 fresh process whose large allocations glibc maps and unmaps one by one (MALLOC_MMAP_THRESHOLD_ fixed), as the
 rise of its peak resident size (VmHWM) over its resident size with the inputs in place (Linux only).
 
@@ -64,8 +64,6 @@ def explicit_softmax_attention(query, key, value, *, freq_bins, cross_indices):
 def operations_per_call() -> list[dict]:
     """Per form: non-view aten operations per patched module call beyond dense (see the module docstring)."""
     import litefocus
-    import litefocus.kernel as kernel
-    import litefocus.probes as probes
     from analysis.operations import count_operations
     unet, (unet_args, unet_kwargs) = tiny_unet_call(10.24)
 
@@ -78,20 +76,15 @@ def operations_per_call() -> list[dict]:
     forms = {"exact": {}, "concat": dict(union="concat"), "same_frequency_only": dict(cross_frequency=False),
              "cross_frequency_only": dict(same_frequency=False)}
     rows = []
-    for path in ("batched draw, one-call exact union", "per-module draw, exact union by rows"):
-        old = path.startswith("per-module")
-        draws, exact = probes.KeyDraws.keys_for, kernel._exact_attention
-        if old:  # the path before: each module draws its own keys, the exact union loops over rows
-            probes.KeyDraws.keys_for = probes.StepProbe.keys_for
-            kernel._exact_attention = lambda q, k, v, f, cross, scale, backend: exact_attention_by_rows(
-                q, k, v, f, cross, scale)
-        try:
-            for form, kwargs in forms.items():
-                with litefocus.enabled(unet, ratio=0.1, **kwargs) as names:
-                    rows.append(dict(path=path, form=form, patched_calls=len(names),
-                                     operations_per_call=(count() - dense) / len(names)))
-        finally:
-            probes.KeyDraws.keys_for, kernel._exact_attention = draws, exact
+    paths = {"batched draw, one-call exact union": {},
+             "per-module draw, exact union by rows": dict(draws="per_module", backend="by_rows")}
+    for path, before in paths.items():
+        for form, kwargs in forms.items():
+            if before and form == "concat":  # by_rows is the exact union's form; concat was never by rows
+                kwargs = dict(kwargs, backend="auto")
+            with litefocus.enabled(unet, ratio=0.1, **{**before, **kwargs}) as names:
+                rows.append(dict(path=path, form=form, patched_calls=len(names),
+                                 operations_per_call=(count() - dense) / len(names)))
     return rows
 
 

@@ -81,7 +81,7 @@ UNIONS = ("exact", "concat")
 """How a query's own row and the random keys combine: ``"exact"``, the union of the paper's eq. 4 (a key in both
 counts once; r = 1 is dense attention), or ``"concat"``, the authors' released code (the two key lists concatenated
 under one softmax, so a random key in the query's own row counts twice)."""
-BACKENDS = ("auto", "sdpa", "flex", "varlen")
+BACKENDS = ("auto", "sdpa", "flex", "varlen", "by_rows")
 """How a full-row form computes (the exact union and concat; the ablations are one mask-free SDPA call whatever it
 says): ``auto`` (default) the exact union through ``varlen`` on CUDA in float16/bfloat16 where flash varlen runs
 (:func:`litefocus.backends.varlen_problem`: compute capability 8.0+, head dim <= 256, torch >= 2.10), else as
@@ -89,7 +89,9 @@ says): ``auto`` (default) the exact union through ``varlen`` on CUDA in float16/
 FlexAttention over frequency-major tokens with a block mask (own-row blocks and the random keys outside the row),
 compiled once on CUDA (under ``torch.compile`` on a CPU, where Inductor has no FlexAttention kernel, the SDPA form);
 ``varlen`` flash attention's variable-length kernel, one sequence per (batch item, row) holding its own keys and the
-random keys outside its row: the exact union only, CUDA only, float16/bfloat16 only."""
+random keys outside its row: the exact union only, CUDA only, float16/bfloat16 only; ``by_rows`` the exact union as
+one mask-free call per frequency row (:func:`exact_attention_by_rows`, the form before 2026-12: F calls and F host
+synchronisations on a GPU), kept to time and test against."""
 
 
 def reference_attention(
@@ -201,6 +203,9 @@ def focus_attention(
             return flex_focus_attention(query, key, value, freq_bins, cross, scale, union)
         if union == "exact":  # varlen serves the exact union only (check_backend refuses concat before this)
             return varlen_exact_attention(query, key, value, freq_bins, cross, scale)
+    if backend == "by_rows" and union == "exact" and same_frequency and cross is not None and cross.numel() \
+            and freq_bins > 1:
+        return exact_attention_by_rows(query, key, value, freq_bins, cross, scale)
     if not same_frequency:
         return F.scaled_dot_product_attention(query, key[:, :, cross], value[:, :, cross], scale=scale)
     if cross is None or cross.numel() == 0 or (freq_bins == 1 and union == "exact"):
@@ -316,7 +321,10 @@ def check_backend(backend: str, union: str = "exact") -> None:
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS} ('auto': varlen on CUDA where it runs, else sdpa; 'sdpa': "
                          "one batched scaled_dot_product_attention call; 'flex': FlexAttention with a block mask; "
-                         f"'varlen': flash varlen attention, CUDA only); got {backend!r}")
+                         "'varlen': flash varlen attention, CUDA only; 'by_rows': one call per frequency row, for "
+                         f"comparisons); got {backend!r}")
+    if backend == "by_rows" and union != "exact":
+        raise ValueError(f"backend='by_rows' serves the exact union only; got union={union!r}")
     if backend == "varlen":
         problem = varlen_problem("cuda", torch.bfloat16, 1, None, union)  # what holds whatever the device
         if problem:

@@ -27,6 +27,7 @@ def apply(
     union: str = "exact",
     seed: int = 0,
     backend: str = "auto",
+    draws: str = "batched",
 ) -> list[str]:
     """Replace the processors of the selected self-attention modules with LiteFocus; returns their names.
 
@@ -41,13 +42,16 @@ def apply(
         same_frequency / cross_frequency: the ablations of the paper's Tables 3 and 2.
         union: ``"exact"`` (paper's eq. 4, default) or ``"concat"`` (the authors' released code, which the paper's
             numbers come from: a random key in the query's own row counts twice).
-        backend: ``"auto"`` (default), ``"sdpa"``, ``"flex"`` or ``"varlen"`` (CUDA): how the attention is computed
-            (``litefocus.kernel.BACKENDS``); every backend gives the same result up to float rounding.
+        backend: ``"auto"`` (default), ``"sdpa"``, ``"flex"``, ``"varlen"`` (CUDA) or ``"by_rows"``: how the
+            attention is computed (``litefocus.kernel.BACKENDS``); every backend gives the same result up to float
+            rounding.
+        draws: ``"batched"`` (default) or ``"per_module"``: how the random keys are drawn (the same keys either way;
+            :class:`litefocus.options.LiteFocusOptions`).
 
     Applying again first removes the previous :func:`apply` (never a double wrap); :func:`enabled` blocks nest.
     """
     options = LiteFocusOptions(ratio=ratio, same_frequency=same_frequency, cross_frequency=cross_frequency,
-                               union=union, seed=seed, backend=backend)
+                               union=union, seed=seed, backend=backend, draws=draws)
     unet = unet_of(model)
     names = self_attention_modules(unet, blocks)
     for layer in layers_of(unet, _APPLIED):
@@ -97,8 +101,8 @@ def _attach(unet: torch.nn.Module, names: list[str], options: LiteFocusOptions, 
     """Hooks for the grid and the timestep, then one LiteFocus processor per named module, as one layer."""
     layer = ProcessorLayer(unet, kind)
     probes, layer.hooks = attach_grid_probes(unet, names)
-    step, hook = (attach_key_draws(unet, names, options.seed, options.ratio) if options.cross_frequency
-                  else attach_step_probe(unet))
+    batched = options.cross_frequency and options.draws == "batched"
+    step, hook = attach_key_draws(unet, names, options.seed, options.ratio) if batched else attach_step_probe(unet)
     layer.hooks.append(hook)
     layer.attach(lambda name, _: LiteFocusAttnProcessor(options, name, probes.get(name), step), names)
     return layer

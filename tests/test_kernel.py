@@ -260,7 +260,7 @@ def emulated_varlen(q, k, v, cu_seq_q, cu_seq_k, max_q, max_k, scale=None):
 
 
 @pytest.mark.parametrize("freq_bins, time_bins, ratio", [(8, 9, 0.2), (3, 5, 0.5), (2, 7, 1.0), (16, 3, 0.1)])
-def test_the_varlen_and_flex_backends_equal_the_reference(freq_bins, time_bins, ratio):
+def test_the_varlen_flex_and_by_rows_backends_equal_the_reference(freq_bins, time_bins, ratio):
     from litefocus.backends import flex_focus_attention, varlen_exact_attention
 
     tokens = freq_bins * time_bins
@@ -274,8 +274,9 @@ def test_the_varlen_and_flex_backends_equal_the_reference(freq_bins, time_bins, 
                                                        scale=0.3))
     ref = reference_attention(q, k, v, freq_bins=freq_bins, cross_indices=cross)
     torch.testing.assert_close(varlen_exact_attention(q, k, v, freq_bins, cross, None, attention=emulated_varlen), ref)
-    out = litefocus_attention(q, k, v, freq_bins=freq_bins, cross_indices=cross, backend="flex")
-    torch.testing.assert_close(out, ref)
+    for backend in ("flex", "by_rows"):
+        out = litefocus_attention(q, k, v, freq_bins=freq_bins, cross_indices=cross, backend=backend)
+        torch.testing.assert_close(out, ref)
 
 
 def test_the_varlen_layout_is_static_and_each_row_gets_its_keys():
@@ -305,6 +306,10 @@ def test_backends_are_named_and_checked_against_the_device():
         LiteFocusOptions(backend="fast")
     with pytest.raises(ValueError, match="serves the exact union only"):  # issue 29: concat silently ran SDPA
         LiteFocusOptions(backend="varlen", union="concat")
+    with pytest.raises(ValueError, match="backend='by_rows' serves the exact union only"):
+        LiteFocusOptions(backend="by_rows", union="concat")
+    with pytest.raises(ValueError, match="draws must be one of"):
+        LiteFocusOptions(draws="each")
 
 
 @pytest.mark.parametrize("device, dtype, head_dim, capability, union, problem", [

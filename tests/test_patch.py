@@ -273,7 +273,7 @@ def test_apply_names_a_compiled_unet_and_another_component(tiny_pipe):
         record_attention(tiny_pipe.vae)
 
 
-def test_the_flex_backend_gives_the_default_output_and_varlen_asks_for_cuda(tiny_pipe):
+def test_the_flex_and_by_rows_backends_give_the_default_output_and_varlen_asks_for_cuda(tiny_pipe):
     unet = tiny_pipe.unet
     sample = torch.randn(2, 8, 32, 16)
     context, context_1 = torch.randn(2, 4, 16), torch.randn(2, 7, 32)
@@ -284,6 +284,9 @@ def test_the_flex_backend_gives_the_default_output_and_varlen_asks_for_cuda(tiny
         with litefocus.enabled(tiny_pipe, backend="flex"):
             flex = call()
         torch.testing.assert_close(flex, default, atol=1e-5, rtol=1e-5)
+        with litefocus.enabled(tiny_pipe, backend="by_rows", draws="per_module"):  # the path before 2026-12
+            before = call()
+        torch.testing.assert_close(before, default, atol=1e-5, rtol=1e-5)
         with pytest.raises(ValueError, match="backend='varlen' .*needs a CUDA device"):
             with litefocus.enabled(tiny_pipe, backend="varlen"):
                 call()
