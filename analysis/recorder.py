@@ -24,7 +24,7 @@ import xarray as xr
 from litefocus.kernel import cross_key_count
 from litefocus.keys import check_seed, drawn_keys, module_key
 from litefocus.layers import ProcessorLayer
-from litefocus.probes import GridProbe, attach_grid_probes, call_timestep, check_grid_tokens
+from litefocus.probes import GridProbe, StepProbe, attach_grid_probes, attach_step_probe, check_grid_tokens
 from litefocus.processor import attention_inputs
 from litefocus.selection import BlockSelection, block_of, self_attention_modules, unet_of
 
@@ -115,7 +115,7 @@ class AttentionRecorder:
             raise RuntimeError("this recorder is already attached")
         layer = ProcessorLayer(self.unet, "recorder")
         probes, layer.hooks = attach_grid_probes(self.unet, self.names)
-        layer.hooks.append(self.unet.register_forward_pre_hook(self._on_unet_call, with_kwargs=True))
+        layer.hooks.append(attach_step_probe(self.unet, self._on_unet_call)[1])
         layer.attach(lambda name, _: _RecordingProcessor(layer, self, name, probes.get(name)), self.names)
         self._layer = layer
         return self
@@ -132,11 +132,10 @@ class AttentionRecorder:
                 raise ValueError(f"steps {missed} were never reached: the UNet was called {self.step + 1} times "
                                  f"(steps 0 to {self.step}); choose steps below num_inference_steps")
 
-    def _on_unet_call(self, module, args, kwargs) -> None:
+    def _on_unet_call(self, probe: StepProbe, args, kwargs) -> None:
         self.step += 1
-        timestep = call_timestep(args, kwargs)
-        if timestep is not None:
-            self.timesteps[self.step] = float(torch.as_tensor(timestep).flatten()[0])
+        if probe.timestep is not None:
+            self.timesteps[self.step] = float(torch.as_tensor(probe.timestep).flatten()[0])
 
     def recording(self, name: str) -> bool:
         return (self.steps is None or self.step in self.steps) and self.step not in self._records[name]

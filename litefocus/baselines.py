@@ -10,7 +10,7 @@ import torch
 
 from .keys import check_seed, tomesd_seed
 from .options import PAPER_BLOCKS
-from .probes import call_timestep
+from .probes import attach_step_probe
 from .selection import BlockSelection, self_attention_modules, unet_of
 
 
@@ -52,14 +52,13 @@ def apply_token_merging(
             patched.append(name)
         else:
             module.__class__ = module._parent
-    def reseed(module, args, kwargs):
+    def reseed(probe, args, kwargs):
         sample = args[0] if args else kwargs["sample"]
-        timestep = call_timestep(args, kwargs)
-        generator = torch.Generator(device=sample.device).manual_seed(tomesd_seed(seed, timestep))
+        generator = torch.Generator(device=sample.device).manual_seed(tomesd_seed(seed, probe.timestep))
         unet._tome_info["args"]["generator"] = generator
 
     # tomesd's remove_patch removes every hook in this list
-    unet._tome_info["hooks"].append(unet.register_forward_pre_hook(reseed, with_kwargs=True))
+    unet._tome_info["hooks"].append(attach_step_probe(unet, reseed)[1])
     return patched
 
 

@@ -45,13 +45,18 @@ def call_timestep(args: tuple, kwargs: dict):
 
 
 class StepProbe:
-    """The timestep of the current UNet call, set by a forward pre-hook on the UNet (a tensor or a number)."""
+    """The timestep of the current UNet call (a tensor or a number), set by a forward pre-hook on the UNet, which
+    then calls ``on_call(probe, args, kwargs)`` where given: the one timestep hook of LiteFocus's draws, the recorder
+    and Token Merging's reseeding."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_call=None) -> None:
         self.timestep = None
+        self.on_call = on_call
 
     def __call__(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
         self.timestep = call_timestep(args, kwargs)
+        if self.on_call is not None:
+            self.on_call(self, args, kwargs)
 
     def keys_for(self, name: str, num_tokens: int, device: torch.device) -> torch.Tensor | None:
         """No keys drawn in advance: the processor draws its own (:class:`KeyDraws` draws them for all at once)."""
@@ -140,9 +145,10 @@ def _enclosing_transformer(unet: torch.nn.Module, name: str) -> str | None:
     return None
 
 
-def attach_step_probe(unet: torch.nn.Module) -> tuple[StepProbe, torch.utils.hooks.RemovableHandle]:
-    """A :class:`StepProbe` hooked to ``unet``'s forward, and its hook handle (remove it to detach)."""
-    step = StepProbe()
+def attach_step_probe(unet: torch.nn.Module, on_call=None) -> tuple[StepProbe, torch.utils.hooks.RemovableHandle]:
+    """A :class:`StepProbe` (calling ``on_call``) hooked to ``unet``'s forward, and its hook handle (remove it to
+    detach)."""
+    step = StepProbe(on_call)
     return step, unet.register_forward_pre_hook(step, with_kwargs=True)
 
 
