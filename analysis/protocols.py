@@ -104,7 +104,7 @@ def crop(clip: np.ndarray, sampling_rate: int, protocol: Protocol, name: str) ->
     return clip[start: start + window]
 
 
-def check_seconds(seconds: float, name: str, argument: str, protocol: Protocol) -> None:
+def check_scorable_seconds(seconds: float, name: str, argument: str, protocol: Protocol) -> None:
     """A field protocol's clip lasts at least one VGGish frame (0.975 s: audioldm_eval would pad a shorter one with
     silence to 2 s and score mostly that); under ``"paper"``, a generated clip holds the whole crop."""
     shortest = field_models.VGGISH_FRAME_SAMPLES / field_models.SAMPLING_RATE
@@ -116,21 +116,21 @@ def check_seconds(seconds: float, name: str, argument: str, protocol: Protocol) 
                          f"{protocol.crop_seconds:g} s crop")
 
 
-def check_lengths(clips: list[np.ndarray], sampling_rate: int, names: list[str], argument: str,
+def check_scorable_clips(clips: list[np.ndarray], sampling_rate: int, names: list[str], argument: str,
                   protocol: Protocol) -> None:
-    """:func:`check_seconds` of each clip."""
+    """:func:`check_scorable_seconds` of each clip."""
     for name, clip in zip(names, clips):
-        check_seconds(len(clip) / sampling_rate, name, argument, protocol)
+        check_scorable_seconds(len(clip) / sampling_rate, name, argument, protocol)
 
 
 def check_folder(folder, argument: str, protocol: Protocol) -> None:
-    """:func:`check_seconds` of every audio file of ``folder`` from its header alone (nothing decoded), so that a
-    command can refuse a folder before it loads any model."""
+    """:func:`check_scorable_seconds` of every audio file of ``folder`` from its header alone (nothing decoded), so
+    that a command can refuse a folder before it loads any model."""
     import soundfile
 
     for file in audio_files(folder):
         info = soundfile.info(file)
-        check_seconds(info.frames / info.samplerate, file.name, argument, protocol)
+        check_scorable_seconds(info.frames / info.samplerate, file.name, argument, protocol)
 
 
 @dataclass
@@ -267,7 +267,7 @@ def evaluate_field(generated, reference, protocol: Protocol, captions=None, eval
             names, clips, rates = [str(i) for i in range(len(x))], x, [sampling_rate] * len(x)
         clips = [check_audio([c], r, f"{argument}: {n}")[0] for c, r, n in zip(clips, rates, names)]
         for clip, rate, name in zip(clips, rates, names):
-            check_lengths([clip], rate, [name], argument, protocol)
+            check_scorable_clips([clip], rate, [name], argument, protocol)
         return names, clips, rates
 
     gen_names, gen, gen_rates = load(generated, "generated")

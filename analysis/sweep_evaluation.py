@@ -156,7 +156,7 @@ def field_job_features(out: Path, rows: pd.DataFrame, protocol, models, progress
     file name."""
     from tqdm.auto import tqdm
 
-    from .protocols import check_lengths, field_features
+    from .protocols import check_scorable_clips, field_features
 
     cache = Path(out) / "embeddings" / protocol_id(protocol, models)
     cache.mkdir(parents=True, exist_ok=True)
@@ -164,7 +164,7 @@ def field_job_features(out: Path, rows: pd.DataFrame, protocol, models, progress
     for r in tqdm(missing, desc=f"{protocol.name} features", disable=not progress or not missing):
         clip, rate = _read_first_channel(Path(out) / r["audio"])
         name = Path(r["audio"]).name
-        check_lengths([clip], rate, [f"job {r['id']} ({name})"], "generated", protocol)
+        check_scorable_clips([clip], rate, [f"job {r['id']} ({name})"], "generated", protocol)
         arrays = _features_npz(field_features([clip], [rate], [name], protocol, models))
         write_atomic(cache / f"{r['id']}.npz", lambda tmp, a=arrays: _save_npz(tmp, a))
     return {r: dict(np.load(cache / f"{r}.npz")) for r in rows["id"]}
@@ -173,7 +173,7 @@ def field_job_features(out: Path, rows: pd.DataFrame, protocol, models, progress
 def field_reference_features(out: Path, folder: Path, protocol, models) -> tuple[list[str], dict]:
     """Stems and features (the arrays of :func:`_features_npz`) of a reference folder under a field protocol,
     cached under the sweep by the files' names, sizes and modification times."""
-    from .protocols import check_lengths, field_features, read_clips
+    from .protocols import check_scorable_clips, field_features, read_clips
 
     files = protocols.audio_files(folder)
     stamp = json.dumps([[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files])
@@ -182,7 +182,7 @@ def field_reference_features(out: Path, folder: Path, protocol, models) -> tuple
     if not path.is_file():
         names, clips, rates = read_clips(folder)
         for clip, rate, name in zip(clips, rates, names):
-            check_lengths([clip], rate, [name], "reference", protocol)
+            check_scorable_clips([clip], rate, [name], "reference", protocol)
         arrays = _features_npz(field_features(clips, rates, names, protocol, models)) | dict(
             names=np.array([Path(n).stem for n in names]))
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -351,18 +351,18 @@ class SweepResults:
             protocol=chosen.name, backbone=self.evaluator.name, checkpoint=evaluator_id(self.evaluator),
             sampling_rate=self.evaluator.sampling_rate, crop=chosen.crop_label(), evaluator=self.evaluator.name))
 
-    def check_lengths(self, protocol) -> None:
+    def check_scorable_lengths(self, protocol) -> None:
         """An error, before any model loads, when the sweep's lengths are too short for a field ``protocol``."""
-        from .protocols import check_seconds
+        from .protocols import check_scorable_seconds
 
         for seconds in sorted(self.rows.seconds.unique()):
-            check_seconds(float(seconds), f"each {seconds:g} s job", "generated", protocol)
+            check_scorable_seconds(float(seconds), f"each {seconds:g} s job", "generated", protocol)
 
     def _field_cells(self, protocol, models, resamples: int, progress: bool) -> pd.DataFrame:
         """:meth:`cells` under a field protocol."""
         from .protocols import FieldModels, field_rows
 
-        self.check_lengths(protocol)
+        self.check_scorable_lengths(protocol)
         models = models or FieldModels.load()
         features = field_job_features(self.out, self.rows, protocol, models, progress)
         embedded = self.job_embeddings(progress)  # the CLAP score: the evaluator's, whole clips

@@ -48,7 +48,7 @@ def run(args) -> int:
         raise ValueError(f"--fad-shrinkage and --compare apply to --protocol clap_kad only; {protocol.name} gives "
                          "the cells' metrics as audioldm_eval computes them")
     if protocol.field_models:
-        results.check_lengths(protocol)
+        results.check_scorable_lengths(protocol)
     pairs = comparison_pairs(args.compare or [], results.configurations)
     models = load_field_models(args)
     results.evaluator = load_evaluator(args.evaluator)

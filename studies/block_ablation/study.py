@@ -198,7 +198,7 @@ def default_budgets(costs: pd.DataFrame) -> list[dict[str, float]]:
     return budgets + [{m: 0.0 for m in bc.COST_METRICS}, {m: float(quartiles[m][1]) for m in bc.COST_METRICS}]
 
 
-def check_lengths(sweep: list[float], evidence: list[float], where) -> None:
+def check_evidence_lengths(sweep: list[float], evidence: list[float], where) -> None:
     """An error unless the evidence holds every length the sweep (or its clip table) has."""
     missing = [s for s in sweep if not any(abs(s - e) < 1e-9 for e in evidence)]
     if missing:
@@ -228,7 +228,8 @@ def main(argv: list[str] | None = None) -> None:
         from analysis.sweep import read_rows
 
         for folder in args.sweep:  # before any clip is embedded
-            check_lengths(sorted(float(s) for s in read_rows(folder).seconds.unique()), evidence_lengths, folder)
+            check_evidence_lengths(sorted(float(s) for s in read_rows(folder).seconds.unique()), evidence_lengths,
+                                   folder)
         from analysis.evaluator import Evaluator
         from analysis.sweep_evaluation import clip_table
 
@@ -243,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     elif not clips_path.is_file():
         parser.error(f"{clips_path} does not exist: give --sweep and --reference once")
     clips = xr.load_dataset(clips_path, engine="h5netcdf")
-    check_lengths(sorted(float(s) for s in clips.seconds.values), evidence_lengths, clips_path)
+    check_evidence_lengths(sorted(float(s) for s in clips.seconds.values), evidence_lengths, clips_path)
     evidence = xr.load_dataset(args.evidence, engine="h5netcdf")
     evidence = evidence.assign_coords(caption=[str(c) for c in evidence.caption.values])
     captions = [c for c in complete_captions(clips) if c in set(evidence.caption.values)]
