@@ -45,8 +45,9 @@ def parse_budget(values: list[str], metrics) -> dict[str, float]:
     return budget
 
 
-def check_arguments(args) -> None:
-    """Every argument that can be checked without the model, before anything is loaded or computed."""
+def check_arguments(args) -> dict:
+    """Every argument that can be checked without the model, before anything is loaded or computed; returns what the
+    budget rule needs (the cost models and attention shares), loaded once, or ``{}`` without ``--budget``."""
     check_run_arguments(args)
     if not math.isfinite(args.min_ratio):
         raise ValueError(f"--min-ratio must be a finite number (a same-frequency ratio; 1 = uniform); "
@@ -58,17 +59,18 @@ def check_arguments(args) -> None:
 
         args.budget = parse_budget(args.budget, COST_METRICS)
         try:
-            attention_shares(args.target_seconds)
+            shares = attention_shares(args.target_seconds)
         except ValueError as error:
             raise ValueError(f"--target-seconds: {error}") from None
-        load_cost_models()
+        return dict(cost_model=load_cost_models(), shares=shares)  # loaded once, before the model
+    return {}
 
 
 def run(args) -> int:
-    check_arguments(args)
+    budget_inputs = check_arguments(args)
     check_out(args.out, "measure")
     pipe, name = load_announced(args.model, args.seed, args.seconds, args.max_memory_gb)
-    ds, recorder, choices = measure(args, pipe, name)
+    ds, recorder, choices = measure(args, pipe, name, budget_inputs)
     with run_folder(args.out, "measure", settings(args, name)) as folder:
         write_results(folder, ds, recorder, choices)
     report(choices)
@@ -77,9 +79,9 @@ def run(args) -> int:
     return 0
 
 
-def measure(args, pipe, name: str):
+def measure(args, pipe, name: str, budget_inputs: dict):
     """The sparsity dataset, its recorder and ``{rule: BlockChoice}`` (the threshold rule, and the budget rule when
-    ``--budget`` was given)."""
+    ``--budget`` was given, from ``budget_inputs``: :func:`check_arguments`' cost models and shares)."""
     import analysis
 
     ds, recorder = analysis.measure.measure_run(pipe, args.prompt, args.seconds, args.steps, args.seed,
@@ -87,7 +89,8 @@ def measure(args, pipe, name: str):
     ds.attrs.update(model=name)
     choices = {"threshold rule": analysis.choose_blocks(ds, min_ratio=args.min_ratio)}
     if args.budget is not None:
-        choices["budget rule"] = analysis.choose_blocks(ds, budget=args.budget, seconds=args.target_seconds)
+        choices["budget rule"] = analysis.choose_blocks(ds, budget=args.budget, seconds=args.target_seconds,
+                                                        **budget_inputs)
     return ds, recorder, choices
 
 
