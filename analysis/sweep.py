@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import time
 from collections.abc import Iterator
@@ -152,6 +151,16 @@ def share(pending: list, process_index: int, num_processes: int, cost=lambda ite
     return mine
 
 
+def check_sweep_folder(out: Path) -> None:
+    """ValueError naming ``--out`` unless it is a writable folder that is new, empty, or holds a sweep's manifest:
+    what can be told before a model loads (the settings, compared by :meth:`Sweep.check_out`, need its weights)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder")
+    check_writable(out, "--out")
+    if not (out / MANIFEST).is_file() and out.is_dir() and any(p.name != LOCK for p in out.iterdir()):
+        raise ValueError(f"--out {out} holds files but no {MANIFEST}: choose a new or empty folder")
+
+
 @dataclass(frozen=True)
 class SweepSettings:
     """What a sweep's manifest records (``sweep.json``'s ``settings``), and what must match for a run to resume it:
@@ -248,9 +257,7 @@ class Sweep:
 
     def check_out(self) -> None:
         """Raise ValueError unless ``out`` is new, empty, or a sweep with the same settings (which then resumes)."""
-        if self.out.exists() and not self.out.is_dir():
-            raise ValueError(f"--out {self.out} is a file; give a folder")
-        check_writable(self.out, "--out")  # before any model loads
+        check_sweep_folder(self.out)
         manifest = self.out / MANIFEST
         if manifest.is_file():
             old, new = read_json(manifest).get("settings", {}), self.settings.to_json()
@@ -258,8 +265,6 @@ class Sweep:
             if differ:
                 raise ValueError(f"--out {self.out} holds another sweep (its {MANIFEST} differs in: "
                                  f"{', '.join(differ)}); resume it with the same settings, or choose a new folder")
-        elif self.out.is_dir() and any(p.name != LOCK for p in self.out.iterdir()):
-            raise ValueError(f"--out {self.out} holds files but no {MANIFEST}: choose a new or empty folder")
 
     def write_manifest(self) -> None:
         if not (self.out / MANIFEST).is_file():

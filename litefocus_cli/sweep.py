@@ -62,11 +62,6 @@ def run(args) -> int:
     from analysis.ablations import check_blocks, parse_configuration
 
     captions = _check_arguments(args)
-    from litefocus.files import check_writable
-
-    if args.out.exists() and not args.out.is_dir():
-        raise ValueError(f"--out {args.out} is a file; give a folder")
-    check_writable(args.out, "--out")  # before the model loads (the settings, checked later, need its weights)
     from accelerate import PartialState
 
     # cpu=True where there is no GPU: accelerate then joins the processes torchrun started (accelerate launch
@@ -131,12 +126,8 @@ def _check_arguments(args):
         raise ValueError(f"--threads must be at least 1; got {args.threads}")
     if args.guidance_scale is not None and not math.isfinite(args.guidance_scale):
         raise ValueError(f"--guidance-scale must be a finite number; got {args.guidance_scale}")
-    if args.out.exists() and not args.out.is_dir():
-        raise ValueError(f"--out {args.out} is a file; give a folder")
     for other in args.reuse:
         if not (other / sw.MANIFEST).is_file():
             raise ValueError(f"--reuse {other}: not a sweep folder (no {sw.MANIFEST})")
-    manifest = args.out / sw.MANIFEST
-    if not manifest.is_file() and args.out.is_dir() and any(args.out.iterdir()):
-        raise ValueError(f"--out {args.out} holds files but no {sw.MANIFEST}: choose a new or empty folder")
+    sw.check_sweep_folder(args.out)  # before the model loads; Sweep.check_out compares the settings after
     return captions

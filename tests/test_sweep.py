@@ -325,8 +325,8 @@ def test_evaluate_sweep_matches_the_metrics_on_its_cached_embeddings(minildm_swe
 
 
 def test_clip_table_holds_what_the_sweep_metrics_are_made_of(minildm_sweep):
-    """Costs recomputed from the clip table (block_choice) equal evaluate-sweep's paired comparisons."""
-    from analysis import block_choice as bc
+    """Costs recomputed from the clip table (the block-ablation study's) equal evaluate-sweep's paired comparisons."""
+    from studies.block_ablation.costs import cost_draws
     from analysis import sweep_evaluation as se
     from analysis.evaluator import Evaluator
 
@@ -338,7 +338,7 @@ def test_clip_table_holds_what_the_sweep_metrics_are_made_of(minildm_sweep):
     comparisons = se.compare_configurations(out, reference, evaluator, resamples=20).set_index("metric")
     captions = ["0", "1", "2"]
     for metric, sign in (("KAD", 1), ("CLAP", -1), ("KL", 1)):  # a cost is positive when worse: a CLAP drop
-        cost = bc.cost_draws(clips, ["litefocus"], 0.64, metric, np.ones((1, 3)), captions)[0, 0]
+        cost = cost_draws(clips, ["litefocus"], 0.64, metric, np.ones((1, 3)), captions)[0, 0]
         assert cost == pytest.approx(sign * comparisons.difference[metric])
 
 
