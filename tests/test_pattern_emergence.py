@@ -118,3 +118,16 @@ def test_tied_query_key_initialisation_scores_every_token_like_itself():
     assert cross.is_cross_attention
     with pytest.raises(ValueError, match="scale must be positive"):
         initialise_query_key(plain, 0.0, tied=True)
+
+
+def test_a_recipe_that_starts_attention_otherwise_is_measured_from_its_own_start():
+    from studies.minildm.evaluation import untrained_pipelines
+
+    pipe = build(0)
+    assert set(untrained_pipelines(pipe)) == set(untrained_pipelines(pipe, "epsilon_lr2e-4")) == {"random_init"}
+    starts = untrained_pipelines(pipe, "mimetic_2.5")
+    name = "down_blocks.1.attentions.0.transformer_blocks.0.attn1"
+    tied, plain = (dict(starts[k].unet.named_modules())[name] for k in ("recipe_init", "random_init"))
+    torch.testing.assert_close(tied.to_k.weight, tied.to_q.weight)
+    torch.testing.assert_close(tied.to_q.weight, 2.5 * plain.to_q.weight)  # the same seed, then the recipe's start
+    assert starts["recipe_init"].codec is pipe.codec

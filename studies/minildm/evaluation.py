@@ -150,38 +150,65 @@ ATTENTION_PROMPTS = (
 """Attention is measured on these (held-out wordings of the corpus' ingredients, prompt i with seed i)."""
 
 
-def attention(pipe, steps: int, out: Path) -> dict:
+FOCUS_STATISTICS = ("focus_contrast", "sink_strength", "same_time_ratio")  # analysis.metrics: focus, not preference
+
+
+def untrained_pipelines(pipe, recipe: str | None = None) -> dict:
+    """The architecture untrained, with ``pipe``'s codec and vocabulary: ``random_init`` (diffusers' initialisation,
+    seed 1) and, for a model trained under a :mod:`studies.pattern_emergence` ``recipe`` that starts its
+    self-attention otherwise, ``recipe_init`` (that start, seed 1)."""
+    from minildm.train import build, initialise_query_key
+
+    from studies.pattern_emergence.run import VARIANTS  # run imports this module (heldout_choice)
+
+    variant = VARIANTS[recipe] if recipe else None
+    starts = {"random_init": None}
+    if variant is not None and (variant.query_key_tied or variant.query_key_scale != 1.0):
+        starts["recipe_init"] = variant
+    out = {}
+    for key, start in starts.items():
+        untrained = build(seed=1, words=pipe.caption_encoder.config.vocabulary,
+                          unet_config=variant.unet if variant else None)
+        if start is not None:
+            initialise_query_key(untrained.unet, start.query_key_scale, start.query_key_tied)
+        untrained.codec = pipe.codec
+        untrained.set_progress_bar_config(disable=True)
+        out[key] = untrained
+    return out
+
+
+def attention(pipe, steps: int, out: Path, name: str = "MiniLDM 2", recipe: str | None = None) -> dict:
     import analysis
     from analysis import metrics, plots
-
-    from minildm.train import build
 
     def measure(model) -> list:
         return [analysis.measure_sparsity(model, prompt, audio_length_in_s=10.24, num_inference_steps=steps,
                                           seed=i, queries=8) for i, prompt in enumerate(ATTENTION_PROMPTS)]
 
     trained = measure(pipe)
-    random_pipe = build(seed=1, words=pipe.caption_encoder.config.vocabulary)
-    random_pipe.codec = pipe.codec
-    random_pipe.set_progress_bar_config(disable=True)
-    untrained = measure(random_pipe)
 
     def per_block(datasets) -> dict:
         late = [ds.sel(step=ds.step[ds.step >= ds.step.max() / 2]) for ds in datasets]
+
+        def mean(d, values, block):
+            return float(values(d).where(d.block == block).mean())
+
         table = {}
         for block in sorted(set(late[0].block.values)):
-            ratio = np.mean([float(d.same_frequency_ratio.where(d.block == block).mean()) for d in late])
-            error = np.mean([float(d.sparse_error.where(d.block == block).mean()) for d in late])
-            period = np.mean([float((d.periodicity_period == d.freq_bins).where(d.block == block).mean())
-                              for d in late])
-            strength = np.mean([float(d.periodicity_strength.where(d.block == block).mean()) for d in late])
+            average = {key: np.mean([mean(d, values, block) for d in late]) for key, values in dict(
+                same_frequency_ratio=lambda d: d.same_frequency_ratio, sparse_error=lambda d: d.sparse_error,
+                share_with_period_F=lambda d: d.periodicity_period == d.freq_bins,
+                periodicity_strength=lambda d: d.periodicity_strength,
+                **{s: (lambda d, s=s: d[s]) for s in FOCUS_STATISTICS},
+                own_row_heads=lambda d: d.head_class == "own_row").items()}
             table[block] = dict(freq_bins=int(late[0].freq_bins.where(late[0].block == block, drop=True)[0]),
-                                same_frequency_ratio=round(ratio, 3), sparse_error=round(error, 3),
-                                share_with_period_F=round(period, 3), periodicity_strength=round(strength, 3))
+                                **{key: round(float(value), 3) for key, value in average.items()})
         return table
 
-    result = dict(trained=per_block(trained), random_init=per_block(untrained), prompts=list(ATTENTION_PROMPTS),
-                  audio_length_in_s=10.24, num_inference_steps=steps)
+    result = dict(trained=per_block(trained), prompts=list(ATTENTION_PROMPTS), audio_length_in_s=10.24,
+                  num_inference_steps=steps)
+    for key, untrained in untrained_pipelines(pipe, recipe).items():
+        result[key] = per_block(measure(untrained))
 
     import matplotlib
 
@@ -189,7 +216,7 @@ def attention(pipe, steps: int, out: Path) -> dict:
     import matplotlib.pyplot as plt
 
     ax = plots.sparsity_heatmap(trained[0])
-    ax.set_title("MiniLDM 2, same-frequency ratio by block and step (10.24 s, first prompt)")
+    ax.set_title(f"{name}, same-frequency ratio by block and step (10.24 s, first prompt)")
     save_figure(ax.figure, out / "sparsity_by_block.png", dpi=100, bbox_inches="tight")
     plt.close(ax.figure)
     module = "down_blocks.1.attentions.0.transformer_blocks.0.attn1"
@@ -209,7 +236,7 @@ def attention(pipe, steps: int, out: Path) -> dict:
         axes[2].axvline(multiple, color="grey", lw=0.5, ls=":")
     axes[2].set(xlabel="key offset j - i (tokens)", ylabel="mean attention per query-key pair",
                 title="by flattened key offset (dotted: multiples of F)")
-    fig.suptitle(f"MiniLDM 2 {module}, last step, mean of heads, 10.24 s, \"{ATTENTION_PROMPTS[0]}\"")
+    fig.suptitle(f"{name} {module}, last step, mean of heads, 10.24 s, \"{ATTENTION_PROMPTS[0]}\"")
     save_figure(fig, out / "attention_down_blocks_1.png", dpi=100)
     plt.close(fig)
     return result
@@ -226,7 +253,7 @@ def sampling_time(pipe) -> float:
     return times
 
 
-def loss_figure(path: Path, out: Path, prediction_type: str) -> dict:
+def loss_figure(path: Path, out: Path, prediction_type: str, name: str = "MiniLDM 2") -> dict:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -238,7 +265,7 @@ def loss_figure(path: Path, out: Path, prediction_type: str) -> dict:
     fig, ax = plt.subplots(figsize=(6, 3))
     ax.plot(log.step, smooth)
     target = "v" if prediction_type == "v_prediction" else prediction_type
-    ax.set(xlabel="step", ylabel=f"loss ({target} MSE, rolling mean)", yscale="log", title="MiniLDM 2 training")
+    ax.set(xlabel="step", ylabel=f"loss ({target} MSE, rolling mean)", yscale="log", title=f"{name} training")
     save_figure(fig, out / "loss.png", dpi=100, bbox_inches="tight")
     plt.close(fig)
     return dict(steps=int(log.step.iloc[-1]), train_minutes=round(float(log.train_seconds.iloc[-1]) / 60, 1),
@@ -252,10 +279,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=25, help="denoising steps for the measurements")
     parser.add_argument("--prompts", type=int, default=48, help="generated clips per length for caption following")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--name", default="MiniLDM 2", help="the model's name in the figures' titles")
+    parser.add_argument("--recipe", default=None,
+                        help="the studies.pattern_emergence variant it was trained under: its initialisation is "
+                             "measured beside diffusers' (recipe_init)")
     parser.add_argument("--out", type=Path, default=Path("runs/minildm/evaluation"),
                         help="where evaluation.json, the figures, the caption classifiers and the held-out captions go "
                              "(beside the weights for a model to ship: name that folder)")
     args = parser.parse_args(argv)
+    from studies.pattern_emergence.run import VARIANTS
+
+    if args.recipe is not None and args.recipe not in VARIANTS:
+        parser.error(f"--recipe {args.recipe}: not a studies.pattern_emergence variant ({', '.join(sorted(VARIANTS))})")
     if not (args.corpus / "clips.csv").is_file():
         parser.error(f"--corpus {args.corpus}: no clips.csv there; build it with `make corpus`")
     if args.steps < 1 or args.prompts < 1:
@@ -266,7 +301,7 @@ def main(argv: list[str] | None = None) -> None:
     pipe.set_progress_bar_config(disable=True)
     prediction_type = pipe.scheduler.config.prediction_type
     results = dict(prediction_type=prediction_type,
-                   training=loss_figure(args.path / "training_log.csv", args.out, prediction_type))
+                   training=loss_figure(args.path / "training_log.csv", args.out, prediction_type, args.name))
     times = sampling_time(pipe)
     results["sampling_seconds_10s_50_steps"] = dict(min=round(min(times), 2), max=round(max(times), 2), rounds=3)
     print("sampling", results["sampling_seconds_10s_50_steps"], flush=True)
@@ -278,7 +313,7 @@ def main(argv: list[str] | None = None) -> None:
     # what makes it the embedded default (minildm.default_pipeline): generated clips are recognisably what
     # their captions say, the category classifier's lower bound well above its majority rate at the training length
     results["samples_from_noise"] = following["low"] > following["majority"]
-    results["attention"] = attention(pipe, args.steps, args.out)
+    results["attention"] = attention(pipe, args.steps, args.out, args.name, args.recipe)
     print(json.dumps(results["attention"], indent=1), flush=True)
     results["fingerprint"] = fingerprint(pipe)
     write_json(args.out / "evaluation.json", results)
