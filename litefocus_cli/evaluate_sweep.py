@@ -51,7 +51,13 @@ def run(args) -> int:
         results.check_scorable_lengths(protocol)
     pairs = comparison_pairs(args.compare or [], results.configurations)
     models = load_field_models(args)
-    results.evaluator = load_evaluator(args.evaluator)
+    try:
+        results.evaluator = load_evaluator(args.evaluator)
+    except FileNotFoundError as error:
+        if not protocol.field_models:
+            raise
+        raise FileNotFoundError(f"under --protocol {protocol.name} only the CLAP score column needs --evaluator "
+                                f"{args.evaluator} (FAD, KL and IS come from the field's models): {error}") from None
     table = results.cells(fad_shrinkage=args.fad_shrinkage, resamples=args.resamples, protocol=protocol,
                           field_models=models)
     name = se.protocol_id(protocol, models) if protocol.field_models else se.evaluator_id(results.evaluator)

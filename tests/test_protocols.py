@@ -183,6 +183,13 @@ def test_evaluate_sweep_under_audioldm_eval_pairs_by_caption_and_caches(tmp_path
     stamps = {p: p.stat().st_mtime_ns for p in cache.iterdir()}
     assert main(arguments) == 0  # resumed from the cache: nothing computed twice
     assert {p: p.stat().st_mtime_ns for p in cache.iterdir()} == stamps
+    from analysis.evaluator import Evaluator
+
+    missing = lambda path=tmp_path / "no evaluator", device="cpu": Evaluator.offline.__func__(Evaluator, path)  # noqa
+    with pytest.MonkeyPatch.context() as patch:  # a wheel without data/: only the CLAP column needs the evaluator
+        patch.setattr(Evaluator, "offline", missing)
+        assert main(arguments) == 2
+    assert "only the CLAP score column needs --evaluator offline" in capsys.readouterr().err
     capsys.readouterr()
     assert main([*arguments[:6], "--protocol", "paper", "--vggish-checkpoint", str(checkpoints[0])]) == 2
     assert "each 1.28 s job lasts 1.28 s, shorter than the paper protocol's 10 s crop" in capsys.readouterr().err
