@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-DEFAULT, TINY, MINILDM = "default", "tiny", "minildm"
+DEFAULT, TINY, MINILDM, MINILDM2 = "default", "tiny", "minildm", "minildm2"
 MODEL_HELP = (f"'{DEFAULT}' (the embedded default: the shipped MiniLDM, or '{TINY}' if its evaluation says it cannot "
-              f"sample), '{TINY}' (offline, random weights), '{MINILDM}', a hub id such as cvssp/audioldm2, or a "
-              "local folder written by save_pretrained (data/minildm is one)")
+              f"sample), '{TINY}' (offline, random weights), '{MINILDM}' (the default's weights), '{MINILDM2}' (the "
+              "earlier MiniLDM 2, which the shipped block-ablation and paper tables were measured on), a hub id such "
+              "as cvssp/audioldm2, or a local folder written by save_pretrained (data/minildm3 is one)")
 
 
 def load_model(name: str, seed: int = 0):
@@ -22,4 +23,8 @@ def load_model(name: str, seed: int = 0):
         from minildm import load_minildm
 
         return load_minildm(), MINILDM
+    if name == MINILDM2:
+        from minildm import MINILDM2_PATH, load_minildm
+
+        return load_minildm(MINILDM2_PATH), MINILDM2
     return load_pipeline(name), name

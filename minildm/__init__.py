@@ -3,8 +3,9 @@ distribution packages (``minildm.corpus``; the first MiniLDM on synthetic scenes
 patterns and quality can be studied offline on trained weights."""
 
 from .codec import MelCodec
-from .pipeline import DEFAULT_PATH, TRAINING_SECONDS, MiniLDMPipeline, default_pipeline, load_minildm
+from .pipeline import (DEFAULT_PATH, MINILDM2_PATH, MINILDM3_PATH, TRAINING_SECONDS, MiniLDMPipeline, default_pipeline,
+                       load_minildm)
 from .text import CaptionEncoder
 
-__all__ = ["DEFAULT_PATH", "TRAINING_SECONDS", "CaptionEncoder", "MelCodec", "MiniLDMPipeline", "default_pipeline",
+__all__ = ["DEFAULT_PATH", "MINILDM2_PATH", "MINILDM3_PATH", "TRAINING_SECONDS", "CaptionEncoder", "MelCodec", "MiniLDMPipeline", "default_pipeline",
            "load_minildm"]

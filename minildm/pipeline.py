@@ -16,8 +16,13 @@ from litefocus.shipped import require, shipped_path
 from .codec import MelCodec
 from .text import CaptionEncoder
 
-DEFAULT_PATH = shipped_path("minildm")
-"""Where the shipped weights live (``save_pretrained`` layout, safetensors; see :mod:`litefocus.shipped`)."""
+MINILDM2_PATH = shipped_path("minildm")
+"""MiniLDM 2's weights (``save_pretrained`` layout, safetensors; see :mod:`litefocus.shipped`): the embedded default
+until MiniLDM 3; the block-ablation study and the paper's tables in ``data/`` were measured on it."""
+MINILDM3_PATH = shipped_path("minildm3")
+"""MiniLDM 3's weights: MiniLDM 2's recipe with mimetic self-attention initialisation (``data/minildm3/README.md``)."""
+DEFAULT_PATH = MINILDM2_PATH
+"""The embedded default's weights."""
 TRAINING_SECONDS = 2.56
 """The clip length MiniLDM was trained on (s); AudioLDM2's is 10.24 s."""
 

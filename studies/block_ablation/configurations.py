@@ -14,10 +14,10 @@ import argparse
 import json
 from pathlib import Path
 
-from minildm.pipeline import DEFAULT_PATH
+from minildm.pipeline import MINILDM2_PATH
 
 
-def evidence(path: Path = DEFAULT_PATH / "evaluation.json", key: str = "same_frequency_ratio") -> dict[str, dict]:
+def evidence(path: Path = MINILDM2_PATH / "evaluation.json", key: str = "same_frequency_ratio") -> dict[str, dict]:
     """Per block, the attention measurements of a trained MiniLDM (``studies.minildm.evaluation`` writes them):
     ``{block: {"freq_bins", "same_frequency_ratio", ...}}``."""
     blocks = json.loads(Path(path).read_text())["attention"]["trained"]
@@ -54,7 +54,7 @@ def specs(sets: list[tuple[str, ...]]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--evidence", type=Path, default=DEFAULT_PATH / "evaluation.json")
+    parser.add_argument("--evidence", type=Path, default=MINILDM2_PATH / "evaluation.json")
     args = parser.parse_args(argv)
     print(" ".join(specs(block_sets(evidence(args.evidence)))))
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import analysis
 from litefocus.files import write_csv
 from minildm.codec import MelCodec
 from minildm.corpus import caption_vocabulary, clip_rows, read_clips
-from minildm.pipeline import DEFAULT_PATH, load_minildm
+from minildm.pipeline import MINILDM2_PATH, load_minildm
 from minildm.train import Training, build, corpus_dataset, initialise_query_key, set_latent_statistics
 
 from studies.minildm.evaluation import heldout_choice
@@ -120,7 +119,7 @@ def training_set(variant: Variant, corpus: Path, work: Path, seed: int) -> tuple
 def start_pipeline(variant: Variant, mels: torch.Tensor, captions: list[str], seed: int):
     """MiniLDM 2 as shipped, or a fresh seeded pipeline with the corpus' vocabulary and latent statistics."""
     if variant.init == "minildm2":
-        pipe = load_minildm(DEFAULT_PATH)
+        pipe = load_minildm(MINILDM2_PATH)
         if pipe.scheduler.config.prediction_type != variant.prediction_type:
             raise ValueError("continuing MiniLDM 2 keeps its prediction type")
         return pipe
