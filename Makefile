@@ -65,7 +65,7 @@ minildm3: corpus
 	$(BIN)/python -m studies.pattern_emergence.run mimetic_2.5 --steps 4000 --minutes 120 --threads 2
 	$(BIN)/python -m studies.pattern_emergence.export mimetic_2.5 --out runs/minildm3/model
 	$(BIN)/python -m studies.minildm.evaluation --path runs/minildm3/model --corpus runs/corpus --out runs/minildm3/model \
-		--name "MiniLDM 3" --recipe mimetic_2.5
+		--name "MiniLDM 3"
 
 # The offline quality evaluator (a small CLAP and a label classifier) on the same corpus, and its validation
 # (retrieval, split-half floor, degradation curves). Lands in runs/evaluator/model; move it to data/evaluator.

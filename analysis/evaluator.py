@@ -54,10 +54,11 @@ FLOAT_PEAK_LIMIT = 2.0
 """The largest peak float audio may have: [-1, 1] with room for a resampler's or vocoder's overshoot."""
 
 
-def check_audio(audio, sampling_rate: int, name: str = "audio") -> list[np.ndarray]:
+def check_audio(audio, sampling_rate: int, name: str = "audio", labels: list[str] | None = None) -> list[np.ndarray]:
     """Clips as a list of 1-D float32 arrays: from ``(n, samples)`` or a list of 1-D arrays, float in [-1, 1] or
     integer PCM (scaled to [-1, 1] by its type's range). Empty, NaN or silent clips, float clips far outside [-1, 1]
-    (peak above :data:`FLOAT_PEAK_LIMIT`) and a non-positive rate are errors that name the clip."""
+    (peak above :data:`FLOAT_PEAK_LIMIT`) and a non-positive rate are errors that name the clip: ``name[i]``, or
+    ``name: labels[i]`` (a file name) where ``labels`` are given."""
     if not (isinstance(sampling_rate, (int, np.integer)) and not isinstance(sampling_rate, bool) and sampling_rate > 0):
         raise ValueError(f"sampling_rate must be a positive integer (Hz); got {sampling_rate!r}")
     clips = list(audio) if not isinstance(audio, np.ndarray) or audio.ndim == 2 else None
@@ -67,23 +68,24 @@ def check_audio(audio, sampling_rate: int, name: str = "audio") -> list[np.ndarr
         raise ValueError(f"{name} holds no clips")
     out = []
     for i, clip in enumerate(clips):
+        which = f"{name}[{i}]" if labels is None else f"{name}: {labels[i]}"
         clip = np.asarray(clip)
         if clip.dtype.kind in "iu":  # integer PCM (scipy.io.wavfile.read's int16, int32, uint8): to [-1, 1]
             info = np.iinfo(clip.dtype)
             middle = (int(info.max) + int(info.min) + 1) / 2
             clip = (clip.astype(np.float64) - middle) / (int(info.max) + 1 - middle)
         elif clip.dtype.kind not in "f":
-            raise ValueError(f"{name}[{i}] must hold float samples in [-1, 1] or integer PCM; got {clip.dtype}")
+            raise ValueError(f"{which} must hold float samples in [-1, 1] or integer PCM; got {clip.dtype}")
         clip = clip.astype(np.float32)
         if clip.ndim != 1 or clip.size < sampling_rate // 10:
-            raise ValueError(f"{name}[{i}] must be 1-D with at least 0.1 s of samples; got shape {clip.shape}")
+            raise ValueError(f"{which} must be 1-D with at least 0.1 s of samples; got shape {clip.shape}")
         if not np.isfinite(clip).all():
-            raise ValueError(f"{name}[{i}] holds NaN or infinite samples")
+            raise ValueError(f"{which} holds NaN or infinite samples")
         peak = float(np.abs(clip).max())
         if peak < 1e-5:
-            raise ValueError(f"{name}[{i}] is silent (peak below 1e-5): nothing to evaluate")
+            raise ValueError(f"{which} is silent (peak below 1e-5): nothing to evaluate")
         if peak > FLOAT_PEAK_LIMIT:
-            raise ValueError(f"{name}[{i}] peaks at {peak:.4g}: float samples must lie in [-1, 1] (up to "
+            raise ValueError(f"{which} peaks at {peak:.4g}: float samples must lie in [-1, 1] (up to "
                              f"{FLOAT_PEAK_LIMIT} is taken as overshoot); scale the clip (x / peak) or pass integer PCM")
         out.append(clip)
     return out

@@ -116,11 +116,11 @@ def check_scorable_seconds(seconds: float, name: str, argument: str, protocol: P
                          f"{protocol.crop_seconds:g} s crop")
 
 
-def check_scorable_clips(clips: list[np.ndarray], sampling_rate: int, names: list[str], argument: str,
-                  protocol: Protocol) -> None:
-    """:func:`check_scorable_seconds` of each clip."""
-    for name, clip in zip(names, clips):
-        check_scorable_seconds(len(clip) / sampling_rate, name, argument, protocol)
+def check_scorable_clips(clips: list[np.ndarray], rates: list[int], names: list[str], argument: str,
+                         protocol: Protocol) -> None:
+    """:func:`check_scorable_seconds` of each clip at its sampling rate."""
+    for name, clip, rate in zip(names, clips, rates):
+        check_scorable_seconds(len(clip) / rate, name, argument, protocol)
 
 
 def check_folder(folder, argument: str, protocol: Protocol) -> None:
@@ -251,34 +251,54 @@ def read_clips(path) -> tuple[list[str], list[np.ndarray], list[int]]:
     return names, clips, rates
 
 
+COLUMNS = ["protocol", "metric", "value", "low", "high", "clips", "reference_clips", "backbone", "checkpoint",
+           "sampling_rate", "crop", "evaluator", "note"]
+"""The columns of every protocol's table, in order."""
+
+
+def load_set(x, argument: str, sampling_rate: int | None, reader) -> tuple[list[str], list[np.ndarray], list[int]]:
+    """A folder (read by ``reader``: :func:`read_folder` or :func:`read_clips`) or an array / list of clips at
+    ``sampling_rate``: names, clips checked by :func:`analysis.evaluator.check_audio` (errors name the clip), and
+    each clip's rate."""
+    from .evaluator import check_audio
+
+    if isinstance(x, (str, Path)):
+        names, clips, rates = reader(x)
+    elif sampling_rate is None:
+        raise ValueError(f"{argument} is an array: pass its sampling_rate (Hz)")
+    else:
+        names, clips, rates = [str(i) for i in range(len(x))], list(x), [sampling_rate] * len(x)
+    if not isinstance(x, (str, Path)):  # an array's clips are named by index, a folder's by file
+        return names, check_audio(clips, sampling_rate, argument), rates
+    return names, [check_audio([c], r, argument, [n])[0] for c, r, n in zip(clips, rates, names)], rates
+
+
+def check_sets(generated: list, reference: list, captions, needs: str) -> None:
+    """At least 2 clips a set (``needs``: the metrics that need them, for the message) and one checked caption per
+    generated clip where captions are given."""
+    from .evaluator import check_captions
+
+    if min(len(generated), len(reference)) < 2:
+        raise ValueError(f"{needs} need at least 2 clips a set; got {len(generated)} generated, {len(reference)} "
+                         "reference")
+    if captions is not None:
+        if len(captions) != len(generated):
+            raise ValueError(f"{len(captions)} captions for {len(generated)} generated clips: give one caption per "
+                             "clip")
+        check_captions(captions)
+
+
 def evaluate_field(generated, reference, protocol: Protocol, captions=None, evaluator=None, models=None,
                    sampling_rate: int | None = None, resamples: int = 100, progress: bool = False):
     """:func:`evaluate` under a field protocol (see the module docstring): a tidy DataFrame."""
     import pandas as pd
 
-    from .evaluator import check_audio, check_captions
-
-    def load(x, argument):
-        if isinstance(x, (str, Path)):
-            names, clips, rates = read_clips(x)
-        elif sampling_rate is None:
-            raise ValueError(f"{argument} is an array: pass its sampling_rate (Hz)")
-        else:
-            names, clips, rates = [str(i) for i in range(len(x))], x, [sampling_rate] * len(x)
-        clips = [check_audio([c], r, f"{argument}: {n}")[0] for c, r, n in zip(clips, rates, names)]
-        for clip, rate, name in zip(clips, rates, names):
-            check_scorable_clips([clip], rate, [name], argument, protocol)
-        return names, clips, rates
-
-    gen_names, gen, gen_rates = load(generated, "generated")
-    ref_names, ref, ref_rates = load(reference, "reference")
-    if min(len(gen), len(ref)) < 2:
-        raise ValueError(f"the Fréchet distances need at least 2 clips a set; got {len(gen)} generated, {len(ref)} "
-                         "reference")
-    if captions is not None:
-        if len(captions) != len(gen):
-            raise ValueError(f"{len(captions)} captions for {len(gen)} generated clips: give one caption per clip")
-        check_captions(captions)
+    gen_names, gen, gen_rates = load_set(generated, "generated", sampling_rate, read_clips)
+    ref_names, ref, ref_rates = load_set(reference, "reference", sampling_rate, read_clips)
+    for argument, names, clips, rates in (("generated", gen_names, gen, gen_rates),
+                                          ("reference", ref_names, ref, ref_rates)):
+        check_scorable_clips(clips, rates, names, argument, protocol)
+    check_sets(gen, ref, captions, "the Fréchet distances")
     pairs = pair_by_file_name(gen_names, ref_names)
     models = models or FieldModels.load()
     clap, clap_backbone = None, ("", "")
@@ -295,8 +315,7 @@ def evaluate_field(generated, reference, protocol: Protocol, captions=None, eval
                       clap_backbone, resamples, protocol.seed)
     table = pd.DataFrame(rows).assign(protocol=protocol.name, sampling_rate=field_models.SAMPLING_RATE,
                                       crop=protocol.crop_label(), evaluator=evaluator.name if evaluator else "")
-    return table[["protocol", "metric", "value", "low", "high", "clips", "reference_clips", "backbone", "checkpoint",
-                  "sampling_rate", "crop", "evaluator", "note"]]
+    return table[COLUMNS]
 
 
 # ---------------------------------------------------------------- a whole evaluation
@@ -349,10 +368,6 @@ def evaluate(generated, reference, captions: list[str] | None = None, evaluator=
     have more clips than embedding dimensions and 0.1 otherwise (the note says so). Every input is checked before a
     model runs.
     """
-    import pandas as pd
-
-    from .evaluator import Evaluator, check_audio, check_captions
-
     chosen = check_protocol(protocol, seed)
     if isinstance(captions, (str, bytes)):
         raise ValueError("captions must be a list of strings, one per generated clip (or None); got one string")
@@ -364,26 +379,31 @@ def evaluate(generated, reference, captions: list[str] | None = None, evaluator=
             raise ValueError(f"fad_shrinkage applies to the clap_kad protocol only; {chosen.name} computes FAD and FD "
                              "as audioldm_eval does, without shrinkage")
         return evaluate_field(generated, reference, chosen, captions, evaluator, field_models, sampling_rate)
+    return evaluate_clap_kad(generated, reference, chosen, captions, evaluator, sampling_rate, fad_shrinkage, seed)
 
-    def load(x, name):
-        if isinstance(x, (str, Path)):
-            names, clips, rate = read_folder(x)
-        elif sampling_rate is None:
-            raise ValueError(f"{name} is an array: pass its sampling_rate (Hz)")
-        else:
-            names, clips, rate = [str(i) for i in range(len(x))], x, sampling_rate
-        return names, check_audio(clips, rate, name), rate
 
-    gen_names, gen, gen_rate = load(generated, "generated")
-    ref_names, ref, ref_rate = load(reference, "reference")
-    if captions is not None and len(captions) != len(gen):
-        raise ValueError(f"{len(captions)} captions for {len(gen)} generated clips: give one caption per clip")
-    if captions is not None:
-        check_captions(captions)
-    if min(len(gen), len(ref)) < 2:
-        raise ValueError(f"FAD and KAD need at least 2 clips a set; got {len(gen)} generated, {len(ref)} reference")
+def _read_mixed(folder) -> tuple[list[str], list[np.ndarray], list[int]]:
+    """:func:`read_folder` with one rate per clip (the loader's form)."""
+    names, clips, rate = read_folder(folder)
+    return names, clips, [rate] * len(clips)
+
+
+def evaluate_clap_kad(generated, reference, protocol: Protocol, captions=None, evaluator=None,
+                      sampling_rate: int | None = None, fad_shrinkage: float | None = None, seed: int = 0):
+    """:func:`evaluate` under ``clap_kad``: FAD, KAD, KL and CLAP score of the evaluator's embeddings (bootstrap
+    intervals seeded by ``seed``), a tidy DataFrame."""
+    import pandas as pd
+
+    from .evaluator import Evaluator, resample
+
+    gen_names, gen, gen_rates = load_set(generated, "generated", sampling_rate, _read_mixed)
+    ref_names, ref, ref_rates = load_set(reference, "reference", sampling_rate, _read_mixed)
+    check_sets(gen, ref, captions, "FAD and KAD")
     if fad_shrinkage is not None:
         fad_shrinkage = quality.check_shrinkage(fad_shrinkage, "fad_shrinkage")
+    gen_rate, ref_rate = max(gen_rates), max(ref_rates)  # arrays come at one rate; a folder is read at one
+    gen = [resample([c], r, gen_rate)[0] for c, r in zip(gen, gen_rates)]
+    ref = [resample([c], r, ref_rate)[0] for c, r in zip(ref, ref_rates)]
     evaluator = evaluator or Evaluator.offline()
     notes = {}
     shrinkage = fad_shrinkage
@@ -411,11 +431,11 @@ def evaluate(generated, reference, captions: list[str] | None = None, evaluator=
         estimates["CLAP"] = quality.clap_score(gen_embedded.clap_audio, gen_embedded.text, seed=seed)
     else:
         notes["CLAP"] = "left out: no captions"
-    described = dict(protocol=chosen.name, backbone=evaluator.name, checkpoint=getattr(evaluator, "identity", "")[:12],
-                     sampling_rate=evaluator.sampling_rate, crop=chosen.crop_label(), evaluator=evaluator.name)
+    described = dict(protocol=protocol.name, backbone=evaluator.name,
+                     checkpoint=getattr(evaluator, "identity", "")[:12], sampling_rate=evaluator.sampling_rate,
+                     crop=protocol.crop_label(), evaluator=evaluator.name)
     rows = [dict(metric=m, value=e.value, low=e.low, high=e.high, clips=len(gen), reference_clips=len(ref),
                  **described, note=notes.get(m, "")) for m, e in estimates.items()]
     rows += [dict(metric=m, value=np.nan, low=np.nan, high=np.nan, clips=len(gen), reference_clips=len(ref),
                   **described, note=note) for m, note in notes.items() if m not in estimates]
-    return pd.DataFrame(rows)[["protocol", "metric", "value", "low", "high", "clips", "reference_clips", "backbone",
-                               "checkpoint", "sampling_rate", "crop", "evaluator", "note"]]
+    return pd.DataFrame(rows)[COLUMNS]

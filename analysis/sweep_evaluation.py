@@ -164,7 +164,7 @@ def field_job_features(out: Path, rows: pd.DataFrame, protocol, models, progress
     for r in tqdm(missing, desc=f"{protocol.name} features", disable=not progress or not missing):
         clip, rate = _read_first_channel(Path(out) / r["audio"])
         name = Path(r["audio"]).name
-        check_scorable_clips([clip], rate, [f"job {r['id']} ({name})"], "generated", protocol)
+        check_scorable_clips([clip], [rate], [f"job {r['id']} ({name})"], "generated", protocol)
         arrays = _features_npz(field_features([clip], [rate], [name], protocol, models))
         write_atomic(cache / f"{r['id']}.npz", lambda tmp, a=arrays: _save_npz(tmp, a))
     return {r: dict(np.load(cache / f"{r}.npz")) for r in rows["id"]}
@@ -182,7 +182,7 @@ def field_reference_features(out: Path, folder: Path, protocol, models) -> tuple
     if not path.is_file():
         names, clips, rates = read_clips(folder)
         for clip, rate, name in zip(clips, rates, names):
-            check_scorable_clips([clip], rate, [name], "reference", protocol)
+            check_scorable_clips([clip], [rate], [name], "reference", protocol)
         arrays = _features_npz(field_features(clips, rates, names, protocol, models)) | dict(
             names=np.array([Path(n).stem for n in names]))
         path.parent.mkdir(parents=True, exist_ok=True)

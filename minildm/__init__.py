@@ -7,5 +7,5 @@ from .pipeline import (DEFAULT_PATH, MINILDM2_PATH, MINILDM3_PATH, TRAINING_SECO
                        load_minildm)
 from .text import CaptionEncoder
 
-__all__ = ["DEFAULT_PATH", "MINILDM2_PATH", "MINILDM3_PATH", "TRAINING_SECONDS", "CaptionEncoder", "MelCodec", "MiniLDMPipeline", "default_pipeline",
-           "load_minildm"]
+__all__ = ["DEFAULT_PATH", "MINILDM2_PATH", "MINILDM3_PATH", "TRAINING_SECONDS", "CaptionEncoder", "MelCodec",
+           "MiniLDMPipeline", "default_pipeline", "load_minildm"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import json
 import math
 import shutil
 import tempfile
@@ -266,9 +267,9 @@ class Training:
         return loss.item()
 
 
-def save_pipeline(pipe: MiniLDMPipeline, training: Training, out: Path) -> Path:
-    """The pipeline with the EMA weights (UNet in fp16) and ``training_log.csv``, written whole into the new folder
-    ``out`` (a time-stamped sibling if it appeared meanwhile)."""
+def save_pipeline(pipe: MiniLDMPipeline, training: Training, out: Path, recipe: dict | None = None) -> Path:
+    """The pipeline with the EMA weights (UNet in fp16), ``training_log.csv`` and, where given, ``recipe.json`` (how
+    it was trained), written whole into the new folder ``out`` (a time-stamped sibling if it appeared meanwhile)."""
     pipe.unet.load_state_dict(training.ema["unet"].state_dict())
     pipe.caption_encoder.load_state_dict(training.ema["caption_encoder"].state_dict())
     pipe.unet.eval()
@@ -283,6 +284,8 @@ def save_pipeline(pipe: MiniLDMPipeline, training: Training, out: Path) -> Path:
             writer = csv.writer(f)
             writer.writerow(["step", "train_seconds", "loss"])
             writer.writerows(training.history[::10])
+        if recipe is not None:
+            (tmp / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
         tmp.rename(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,6 +1,7 @@
 """The pattern-emergence study: the ceiling's formulas against closed forms, a run that resumes, the report."""
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -82,6 +83,8 @@ def test_a_run_probes_resumes_and_reports(tmp_path):
     assert (tmp_path / "report" / "curves.png").is_file() and (tmp_path / "report" / "curves.csv").is_file()
     export.main(["epsilon_lr2e-4", "--corpus", str(corpus), "--work", str(work), "--out", str(tmp_path / "model")])
     exported = load_minildm(tmp_path / "model")
+    recipe = json.loads((tmp_path / "model" / "recipe.json").read_text())
+    assert recipe["variant"] == "epsilon_lr2e-4" and recipe["steps"] == 2 and recipe["prediction_type"] == "epsilon"
     ema = torch.load(work / "epsilon_lr2e-4" / "checkpoint.pt", weights_only=False)["ema"]
     weight = "unet.conv_in.weight"
     torch.testing.assert_close(exported.unet.state_dict()[weight[5:]], ema[weight].half().float())

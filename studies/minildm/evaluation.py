@@ -281,14 +281,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--name", default="MiniLDM 2", help="the model's name in the figures' titles")
     parser.add_argument("--recipe", default=None,
-                        help="the studies.pattern_emergence variant it was trained under: its initialisation is "
-                             "measured beside diffusers' (recipe_init)")
+                        help="the studies.pattern_emergence variant it was trained under (default: the model "
+                             "folder's recipe.json, where it has one): its initialisation is measured beside "
+                             "diffusers' (recipe_init)")
     parser.add_argument("--out", type=Path, default=Path("runs/minildm/evaluation"),
                         help="where evaluation.json, the figures, the caption classifiers and the held-out captions go "
                              "(beside the weights for a model to ship: name that folder)")
     args = parser.parse_args(argv)
     from studies.pattern_emergence.run import VARIANTS
 
+    if args.recipe is None and (args.path / "recipe.json").is_file():
+        args.recipe = json.loads((args.path / "recipe.json").read_text())["variant"]
     if args.recipe is not None and args.recipe not in VARIANTS:
         parser.error(f"--recipe {args.recipe}: not a studies.pattern_emergence variant ({', '.join(sorted(VARIANTS))})")
     if not (args.corpus / "clips.csv").is_file():

@@ -1,7 +1,8 @@
 """A study run's EMA weights as a pipeline folder: ``python -m studies.pattern_emergence.export VARIANT --out DIR``.
 
 Loads ``WORK/VARIANT/checkpoint.pt`` (:mod:`studies.pattern_emergence.run`) into its variant's pipeline and writes
-it with :func:`minildm.train.save_pipeline` (UNet in fp16, ``training_log.csv``) into the new folder ``--out``, ready
+it with :func:`minildm.train.save_pipeline` (UNet in fp16, ``training_log.csv``, ``recipe.json``: the variant,
+its settings and the steps trained) into the new folder ``--out``, ready
 for ``load_minildm`` and ``studies.minildm.evaluation``. This is how MiniLDM 3 left its run (``make minildm3``).
 """
 
@@ -34,7 +35,9 @@ def main(argv: list[str] | None = None) -> None:
     pipe = start_pipeline(variant, mels, captions, args.seed)
     training = Training(pipe, argparse.Namespace(**asdict(variant), steps=1, seed=args.seed), settings={})
     training.load(checkpoint)
-    out = save_pipeline(pipe, training, args.out)
+    recipe = dict(variant=args.variant, **asdict(variant), steps=training.step, seed=args.seed,
+                  trained_minutes=round(training.trained_s / 60, 1), command="python -m studies.pattern_emergence.run")
+    out = save_pipeline(pipe, training, args.out, recipe)
     print(f"{out}: {args.variant} at step {training.step} ({training.trained_s / 60:.1f} min trained)")
 
 
