@@ -185,9 +185,9 @@ def test_evaluate_sweep_under_audioldm_eval_pairs_by_caption_and_caches(tmp_path
     assert {p: p.stat().st_mtime_ns for p in cache.iterdir()} == stamps
     from analysis.evaluator import Evaluator
 
-    missing = lambda path=tmp_path / "no evaluator", device="cpu": Evaluator.offline.__func__(Evaluator, path)  # noqa
+    offline = Evaluator.offline
     with pytest.MonkeyPatch.context() as patch:  # a wheel without data/: only the CLAP column needs the evaluator
-        patch.setattr(Evaluator, "offline", missing)
+        patch.setattr(Evaluator, "offline", lambda *_, **__: offline(tmp_path / "no evaluator"))
         assert main(arguments) == 2
     assert "only the CLAP score column needs --evaluator offline" in capsys.readouterr().err
     capsys.readouterr()
