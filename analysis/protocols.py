@@ -237,18 +237,21 @@ def field_rows(gen: FieldFeatures, ref: FieldFeatures, pairs: tuple[list[int], l
     return rows
 
 
+def read_audio(path, channel: int | None = None) -> tuple[np.ndarray, int]:
+    """One audio file as float32 samples and its rate: the mean of its channels, or channel ``channel`` (how
+    audioldm_eval reads: the first). The one audio reader of the evaluations."""
+    import soundfile
+
+    audio, rate = soundfile.read(path, dtype="float32", always_2d=True)
+    return (audio.mean(axis=1) if channel is None else audio[:, channel]), rate
+
+
 def read_clips(path) -> tuple[list[str], list[np.ndarray], list[int]]:
     """The audio files of a folder as audioldm_eval reads them: file names (with suffix), the first channel of
     each, and each file's sampling rate."""
-    import soundfile
-
-    names, clips, rates = [], [], []
-    for file in audio_files(path):
-        audio, rate = soundfile.read(file, dtype="float32", always_2d=True)
-        names.append(file.name)
-        clips.append(audio[:, 0])
-        rates.append(rate)
-    return names, clips, rates
+    files = audio_files(path)
+    read = [read_audio(file, channel=0) for file in files]
+    return [file.name for file in files], [clip for clip, _ in read], [rate for _, rate in read]
 
 
 COLUMNS = ["protocol", "metric", "value", "low", "high", "clips", "reference_clips", "backbone", "checkpoint",
@@ -337,14 +340,12 @@ def audio_files(path) -> list[Path]:
 def read_folder(path) -> tuple[list[str], list[np.ndarray], int]:
     """The audio files of folder ``path`` (``.wav``, ``.flac``, ``.ogg``; sorted by name): their stems, mono float32
     clips and one sampling rate (files at other rates are resampled to the highest one, librosa)."""
-    import soundfile
-
     from .evaluator import resample
 
     files = audio_files(path)
-    read = [soundfile.read(p, dtype="float32", always_2d=True) for p in files]
+    read = [read_audio(p) for p in files]
     rate = max(r for _, r in read)
-    clips = [resample([a.mean(axis=1)], r, rate)[0] for a, r in read]
+    clips = [resample([a], r, rate)[0] for a, r in read]
     return [p.stem for p in files], clips, rate
 
 

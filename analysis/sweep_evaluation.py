@@ -14,7 +14,6 @@ seeded) against each other, the floor of each metric at that size.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -28,6 +27,8 @@ from litefocus.files import read_json, write_atomic, write_csv
 
 from . import protocols, quality
 from .sweep import MANIFEST, SweepSettings, read_rows
+from .sweep_cache import (_features_of, embed_jobs, embed_reference, evaluator_id, field_job_features,
+                          field_reference_features)
 
 FLOOR = "reference_halves"
 MIN_CAPTIONS = 10  # fewer captions give bootstrap intervals of a handful of distinct draws: noted, not read
@@ -60,135 +61,6 @@ def check_reference(rows: pd.DataFrame, reference: str | os.PathLike) -> dict[fl
     for folder in set(folders.values()):
         protocols.audio_files(folder)
     return folders
-
-
-def evaluator_id(evaluator) -> str:
-    """A folder name for one evaluator's cached embeddings: its name and 12 hex digits of the hash of its CLAP
-    weights and its other files (``Evaluator.identity``: a refitted profile or head gets a new folder)."""
-    from litefocus.models import weights_fingerprint
-
-    slug = "".join(ch if ch.isalnum() else "-" for ch in evaluator.name).strip("-")[:40]
-    digest = hashlib.sha256(f"{weights_fingerprint(evaluator.clap)}:{getattr(evaluator, 'identity', '')}".encode())
-    return f"{slug}-{digest.hexdigest()[:12]}"
-
-
-def embed_jobs(out: Path, rows: pd.DataFrame, evaluator, batch: int = 16, progress: bool = True) -> dict:
-    """``{job id: {"audio", "clap_audio", "probabilities", "text"}}``, embedding only the jobs not yet cached."""
-    import soundfile
-    from tqdm.auto import tqdm
-
-    from .evaluator import check_audio
-
-    cache = Path(out) / "embeddings" / evaluator_id(evaluator)
-    cache.mkdir(parents=True, exist_ok=True)
-    missing = [r for r in rows.to_dict("records") if not (cache / f"{r['id']}.npz").is_file()]
-    for start in tqdm(range(0, len(missing), batch), desc="embedding jobs", disable=not progress or not missing):
-        chunk = missing[start: start + batch]
-        read = [soundfile.read(Path(out) / r["audio"], dtype="float32") for r in chunk]
-        rates = {rate for _, rate in read}
-        if len(rates) != 1:
-            raise ValueError(f"jobs of one sweep at several sampling rates: {sorted(rates)}")
-        for r, (audio, rate) in zip(chunk, read):  # an error names the job, not its place in the chunk
-            check_audio([audio], rate, f"job {r['id']} ({r['audio']})")
-        embedded = evaluator.embed([a for a, _ in read], rates.pop(), [r["caption"] for r in chunk])
-        for i, r in enumerate(chunk):
-            arrays = dict(audio=embedded.audio[i], clap_audio=embedded.clap_audio[i],
-                          probabilities=embedded.probabilities[i], text=embedded.text[i])
-            write_atomic(cache / f"{r['id']}.npz", lambda tmp, a=arrays: _save_npz(tmp, a))
-    return {r: dict(np.load(cache / f"{r}.npz")) for r in rows["id"]}
-
-
-def _save_npz(path: str, arrays: dict) -> None:
-    with open(path, "wb") as f:  # np.savez on a name would append .npz
-        np.savez(f, **arrays)
-
-
-def embed_reference(out: Path, folder: Path, evaluator) -> tuple[list[str], dict]:
-    """Stems and embeddings (``audio``, ``clap_audio``, ``probabilities``) of a reference folder, cached under the
-    sweep by the files' names, sizes and modification times."""
-    files = protocols.audio_files(folder)
-    stamp = json.dumps([[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files])
-    key = hashlib.sha256(f"{folder.resolve()}\n{stamp}".encode()).hexdigest()[:16]
-    path = Path(out) / "embeddings" / evaluator_id(evaluator) / f"reference-{key}.npz"
-    if not path.is_file():
-        names, clips, rate = protocols.read_folder(folder)
-        embedded = evaluator.embed(clips, rate)
-        write_atomic(path, lambda tmp: _save_npz(tmp, dict(
-            names=np.array(names), audio=embedded.audio, clap_audio=embedded.clap_audio,
-            probabilities=embedded.probabilities)))
-    data = dict(np.load(path))
-    return [str(n) for n in data.pop("names")], data
-
-
-def protocol_id(protocol, models) -> str:
-    """A folder name for one field protocol's cached features: its name, crop and seed, and 12 hex digits of the
-    hash of both models' weights."""
-    from litefocus.models import weights_fingerprint
-
-    digest = hashlib.sha256(f"{weights_fingerprint(models.vggish)}:{weights_fingerprint(models.cnn14)}".encode())
-    crop = "" if protocol.crop_seconds is None else f"-crop{protocol.crop_seconds:g}s-seed{protocol.seed}"
-    return f"{protocol.name}{crop}-{digest.hexdigest()[:12]}"
-
-
-def _read_first_channel(path: Path) -> tuple[np.ndarray, int]:
-    import soundfile
-
-    audio, rate = soundfile.read(path, dtype="float32", always_2d=True)
-    return audio[:, 0], rate
-
-
-def _features_npz(features) -> dict:
-    return dict(frames=np.concatenate(features.frames), frame_counts=np.array([len(f) for f in features.frames]),
-                embeddings=features.embeddings, logits=features.logits)
-
-
-def _features_of(data: dict, index=None):
-    from .protocols import FieldFeatures
-
-    frames = np.split(data["frames"], np.cumsum(data["frame_counts"])[:-1])
-    index = range(len(frames)) if index is None else index
-    return FieldFeatures([frames[i] for i in index], data["embeddings"][index], data["logits"][index])
-
-
-def field_job_features(out: Path, rows: pd.DataFrame, protocol, models, progress: bool = True) -> dict:
-    """``{job id: features of its clip}`` under a field protocol (one-clip :class:`analysis.protocols.FieldFeatures`
-    arrays), computing only the jobs not yet cached in ``OUT/embeddings/PROTOCOL-ID/``; a clip's crop is seeded by its
-    file name."""
-    from tqdm.auto import tqdm
-
-    from .protocols import check_scorable_clips, field_features
-
-    cache = Path(out) / "embeddings" / protocol_id(protocol, models)
-    cache.mkdir(parents=True, exist_ok=True)
-    missing = [r for r in rows.to_dict("records") if not (cache / f"{r['id']}.npz").is_file()]
-    for r in tqdm(missing, desc=f"{protocol.name} features", disable=not progress or not missing):
-        clip, rate = _read_first_channel(Path(out) / r["audio"])
-        name = Path(r["audio"]).name
-        check_scorable_clips([clip], [rate], [f"job {r['id']} ({name})"], "generated", protocol)
-        arrays = _features_npz(field_features([clip], [rate], [name], protocol, models))
-        write_atomic(cache / f"{r['id']}.npz", lambda tmp, a=arrays: _save_npz(tmp, a))
-    return {r: dict(np.load(cache / f"{r}.npz")) for r in rows["id"]}
-
-
-def field_reference_features(out: Path, folder: Path, protocol, models) -> tuple[list[str], dict]:
-    """Stems and features (the arrays of :func:`_features_npz`) of a reference folder under a field protocol,
-    cached under the sweep by the files' names, sizes and modification times."""
-    from .protocols import check_scorable_clips, field_features, read_clips
-
-    files = protocols.audio_files(folder)
-    stamp = json.dumps([[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files])
-    key = hashlib.sha256(f"{folder.resolve()}\n{stamp}".encode()).hexdigest()[:16]
-    path = Path(out) / "embeddings" / protocol_id(protocol, models) / f"reference-{key}.npz"
-    if not path.is_file():
-        names, clips, rates = read_clips(folder)
-        for clip, rate, name in zip(clips, rates, names):
-            check_scorable_clips([clip], [rate], [name], "reference", protocol)
-        arrays = _features_npz(field_features(clips, rates, names, protocol, models)) | dict(
-            names=np.array([Path(n).stem for n in names]))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, lambda tmp: _save_npz(tmp, arrays))
-    data = dict(np.load(path))
-    return [str(n) for n in data.pop("names")], data
 
 
 def _cell_rows(gen: dict, ref_names: list[str], ref: dict, audio_ids: list[str], shrinkage: float | None,
@@ -330,23 +202,21 @@ class SweepResults:
             fad_shrinkage = quality.check_shrinkage(fad_shrinkage, "fad_shrinkage")
         embedded = self.job_embeddings(progress)
         audio_dim = self.evaluator.audio_dim
-        table = []
-        for seconds in self.references:
-            names, ref = self.reference_embeddings(seconds)
+        references = {seconds: self.reference_embeddings(seconds) for seconds in self.references}
+
+        def floor(names, ref):
             order = np.random.default_rng(seed).permutation(len(names))
             half_a, half_b = order[: len(order) // 2], order[len(order) // 2:]
-            for r in _cell_rows({k: v[half_a] for k, v in ref.items()}, [], {k: v[half_b] for k, v in ref.items()},
-                                [], fad_shrinkage, audio_dim, resamples, seed):
-                table.append(dict(configuration=FLOOR, seconds=seconds, sampler="", steps=0, **r))
-        first_sampler = self.settings.samplers[0].label
-        for cell, group in self.rows.groupby(CELL, sort=False):
+            return _cell_rows({k: v[half_a] for k, v in ref.items()}, [], {k: v[half_b] for k, v in ref.items()},
+                              [], fad_shrinkage, audio_dim, resamples, seed)
+
+        def cell_rows(group, names, ref):
             gen = {k: np.stack([embedded[i][k] for i in group["id"]])
                    for k in ("audio", "clap_audio", "probabilities", "text")}
-            names, ref = self.reference_embeddings(cell[1])
-            speed = _speed(self.rows, cell, first_sampler)
-            for r in _cell_rows(gen, names, ref, list(group["audio_id"].fillna("").astype(str)), fad_shrinkage,
-                                audio_dim, resamples, seed):
-                table.append(dict(zip(CELL, cell), **r, **speed))
+            return _cell_rows(gen, names, ref, list(group["audio_id"].fillna("").astype(str)), fad_shrinkage,
+                              audio_dim, resamples, seed)
+
+        table = self._cell_table(references, floor, cell_rows)
         return self._ordered(pd.DataFrame(table).assign(
             protocol=chosen.name, backbone=self.evaluator.name, checkpoint=evaluator_id(self.evaluator),
             sampling_rate=self.evaluator.sampling_rate, crop=chosen.crop_label(), evaluator=self.evaluator.name))
@@ -366,21 +236,21 @@ class SweepResults:
         models = models or FieldModels.load()
         features = field_job_features(self.out, self.rows, protocol, models, progress)
         embedded = self.job_embeddings(progress)  # the CLAP score: the evaluator's, whole clips
-        table, seed = [], protocol.seed
+        seed = protocol.seed
         references = {s: field_reference_features(self.out, folder, protocol, models)  # read once a length
                       for s, folder in self.references.items()}
-        for seconds, (names, ref) in references.items():
+
+        def floor(names, ref):
             order = np.random.default_rng(seed).permutation(len(names))
             half_a, half_b = _features_of(ref, order[: len(order) // 2]), _features_of(ref, order[len(order) // 2:])
-            if min(len(half_a.logits), len(half_b.logits)) >= 2:
-                for r in field_rows(half_a, half_b, ([], [], "reference halves: no pairs"), models,
-                                    resamples=resamples, seed=seed):
-                    table.append(dict(configuration=FLOOR, seconds=seconds, sampler="", steps=0, **r))
-        first_sampler = self.settings.samplers[0].label
-        for cell, group in self.rows.groupby(CELL, sort=False):
+            if min(len(half_a.logits), len(half_b.logits)) < 2:
+                return []
+            return field_rows(half_a, half_b, ([], [], "reference halves: no pairs"), models, resamples=resamples,
+                              seed=seed)
+
+        def cell_rows(group, names, ref):
             ids = list(group["id"])
             gen = _features_of({k: np.concatenate([features[i][k] for i in ids]) for k in features[ids[0]]})
-            names, ref = references[cell[1]]
             position = {n: i for i, n in enumerate(names)}
             audio_ids = [str(a) for a in group["audio_id"].fillna("")]
             paired = [(g, position[a]) for g, a in enumerate(audio_ids) if a in position]
@@ -390,11 +260,25 @@ class SweepResults:
             clap = quality.clap_score(np.stack([embedded[i]["clap_audio"] for i in ids]),
                                       np.stack([embedded[i]["text"] for i in ids]), seed=seed)
             backbone = (f"CLAP of {self.evaluator.name} (whole clip)", evaluator_id(self.evaluator))
-            speed = _speed(self.rows, cell, first_sampler)
-            for r in field_rows(gen, _features_of(ref), pairs, models, clap, backbone, resamples, seed):
-                table.append(dict(zip(CELL, cell), **r, **speed))
+            return field_rows(gen, _features_of(ref), pairs, models, clap, backbone, resamples, seed)
+
+        table = self._cell_table(references, floor, cell_rows)
         return self._ordered(pd.DataFrame(table).assign(
             protocol=protocol.name, sampling_rate=16000, crop=protocol.crop_label(), evaluator=self.evaluator.name))
+
+    def _cell_table(self, references: dict, floor, cell_rows) -> list[dict]:
+        """The one cell loop of every protocol: per length, the floor's rows (``floor(names, ref)`` of the length's
+        reference ``(names, arrays)`` in ``references``), then per cell its rows (``cell_rows(group, names, ref)``)
+        with its speed."""
+        table = []
+        for seconds, (names, ref) in references.items():
+            table += [dict(configuration=FLOOR, seconds=seconds, sampler="", steps=0, **r) for r in floor(names, ref)]
+        first_sampler = self.settings.samplers[0].label
+        for cell, group in self.rows.groupby(CELL, sort=False):
+            names, ref = references[cell[1]]
+            speed = _speed(self.rows, cell, first_sampler)
+            table += [dict(zip(CELL, cell), **r, **speed) for r in cell_rows(group, names, ref)]
+        return table
 
     def _ordered(self, table: pd.DataFrame) -> pd.DataFrame:
         """By length, then the sweep's order of samplers and of configurations (the floor first)."""

@@ -30,6 +30,7 @@ def add_parser(commands) -> None:
 
 def run(args) -> int:
     from analysis import sweep_evaluation as se
+    from analysis.sweep_cache import evaluator_id, protocol_id
     from litefocus.files import check_writable, write_csv
 
     from analysis.protocols import check_protocol
@@ -60,7 +61,7 @@ def run(args) -> int:
                                 f"{args.evaluator} (FAD, KL and IS come from the field's models): {error}") from None
     table = results.cells(fad_shrinkage=args.fad_shrinkage, resamples=args.resamples, protocol=protocol,
                           field_models=models)
-    name = se.protocol_id(protocol, models) if protocol.field_models else se.evaluator_id(results.evaluator)
+    name = protocol_id(protocol, models) if protocol.field_models else evaluator_id(results.evaluator)
     stem = Path(args.out or args.sweep / "evaluation" / name)
     paths = se.write_tables(table, stem)
     comparisons_path = stem.with_name(stem.name + "_comparisons.csv")

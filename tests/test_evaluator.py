@@ -272,7 +272,7 @@ def test_degradations_do_what_they_say_and_halves_share_no_source():
 def test_the_evaluators_identity_follows_its_files(evaluator_path, tmp_path):
     import shutil
 
-    from analysis.sweep_evaluation import evaluator_id
+    from analysis.sweep_cache import evaluator_id
 
     folder = tmp_path / evaluator_path.name  # the same name, the same files: the same cache
     shutil.copytree(evaluator_path, folder)

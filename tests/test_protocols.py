@@ -141,6 +141,7 @@ def test_cli_evaluate_takes_the_protocol_and_its_checkpoints(tmp_path, checkpoin
 
 def test_evaluate_sweep_under_audioldm_eval_pairs_by_caption_and_caches(tmp_path, checkpoints, capsys):
     from analysis import sweep as sw
+    from analysis import sweep_cache
     from analysis import sweep_evaluation as se
     from analysis.ablations import parse_configuration
     from litefocus.files import read_csv
@@ -171,11 +172,11 @@ def test_evaluate_sweep_under_audioldm_eval_pairs_by_caption_and_caches(tmp_path
     assert "removed" in capsys.readouterr().out
     # the KL softmax of a cell is the formula on the cached logits of its clips and their captions' reference clips
     models = protocols.FieldModels.load(*checkpoints)
-    cache = tmp_path / "sweep" / "embeddings" / se.protocol_id(protocols.PROTOCOLS["audioldm_eval"], models)
+    cache = tmp_path / "sweep" / "embeddings" / sweep_cache.protocol_id(protocols.PROTOCOLS["audioldm_eval"], models)
     rows = sw.read_rows(tmp_path / "sweep")
     dense = rows[rows.configuration == "dense"]
     logits = np.concatenate([np.load(cache / f"{i}.npz")["logits"] for i in dense.id])
-    names, ref = se.field_reference_features(tmp_path / "sweep", reference, protocols.PROTOCOLS["audioldm_eval"],
+    names, ref = sweep_cache.field_reference_features(tmp_path / "sweep", reference, protocols.PROTOCOLS["audioldm_eval"],
                                              models)
     expected = quality.kl_softmax(logits, ref["logits"][[names.index(a) for a in dense.audio_id]], resamples=0)
     got = cells[(cells.configuration == "dense") & (cells.metric == "kullback_leibler_divergence_softmax")]

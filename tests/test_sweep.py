@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from analysis import sweep as sw
+from analysis import sweep_cache
 from analysis.ablations import Spec, parse_configuration, split_spec
 from analysis.captions import read_captions
 from litefocus_cli.main import main
@@ -300,7 +301,7 @@ def test_evaluate_sweep_matches_the_metrics_on_its_cached_embeddings(minildm_swe
     assert set(cells.configuration) == {"dense", "litefocus"} and set(cells.metric) == {"FAD", "KAD", "KL", "CLAP"}
     assert (cells.clips == 3).all() and (cells.reference_clips == 4).all() and cells.value.notna().all()
     assert set(table[table.configuration == se.FLOOR].metric) >= {"FAD", "KAD"}
-    cache = out / "embeddings" / se.evaluator_id(evaluator)
+    cache = out / "embeddings" / sweep_cache.evaluator_id(evaluator)
     rows = sw.read_rows(out)
     dense = rows[rows.configuration == "dense"].sort_values("caption_id")
     gen = np.stack([np.load(cache / f"{i}.npz")["audio"] for i in dense.id])
