@@ -107,7 +107,7 @@ def measure_in_fresh_process(name: str, argv: list[str]) -> float:
         return float("nan")
 
 
-def main() -> None:
+def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--heads", type=int, default=8)
@@ -122,15 +122,12 @@ def main() -> None:
     parser.add_argument("--operations-csv", default="results/benchmarks/operations.csv",
                         help="'' to skip writing (the committed table: data/benchmarks/operations.csv)")
     parser.add_argument("--memory-of", help=argparse.SUPPRESS)  # internal: print one implementation's peak MiB
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    return parser.parse_args()
 
-    b, h, t, f, d, r = args.batch, args.heads, args.time_steps, args.freq_bins, args.head_dim, args.ratio
-    n = t * f
-    g = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(b, h, n, d, generator=g) for _ in range(3))
-    cross = draw_cross_indices(n, r, torch.Generator().manual_seed(1))
-    implementations = {
+
+def implementations(q, k, v, f: int, cross, r: float) -> tuple[dict, dict]:
+    """``({name: call}, {name: FLOP share of dense})`` of every timed form on the same inputs and random keys."""
+    calls = {
         "dense_sdpa": lambda: F.scaled_dot_product_attention(q, k, v),
         "litefocus": lambda: focus_attention(q, k, v, f, cross),
         "litefocus_merged": lambda: exact_attention_merged(q, k, v, f, cross, None),
@@ -142,14 +139,62 @@ def main() -> None:
         "explicit_softmax": lambda: explicit_softmax_attention(q, k, v, freq_bins=f, cross_indices=cross),
     }
     flop_share = {"dense_sdpa": 1.0, "litefocus": 1 / f + r, "litefocus_merged": 1 / f + r,
-                  "litefocus_by_rows": 1 / f + r - r / f,
-                  "litefocus_masked": 1 / f + r,
+                  "litefocus_by_rows": 1 / f + r - r / f, "litefocus_masked": 1 / f + r,
                   "litefocus_concat": 1 / f + r, "same_frequency_only": 1 / f, "cross_frequency_only": r,
                   "explicit_softmax": 1 / f + r}
+    return calls, flop_share
+
+
+def interleaved_times(calls: dict, repeats: int) -> dict[str, list[float]]:
+    """Seconds of each call per repeat, the calls interleaved within each repeat, after one warm-up call each."""
+    for fn in calls.values():
+        fn()
+    times = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, fn in calls.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def add_run(path: str, rows: list[dict], time_steps: int) -> None:
+    """Append this run's rows to the table at ``path`` (older rows relabelled to today's names) and print the spread
+    of each implementation's time against dense over the runs at this shape."""
+    import pandas as pd
+
+    from litefocus.files import read_csv, write_csv
+
+    old = read_csv(path) if Path(path).is_file() else pd.DataFrame()
+    if "run" not in old:  # rows of the kernel before union= and keyed draws: not comparable, not kept
+        old = pd.DataFrame()
+    elif len(old):  # the library's default exact union was timed as litefocus: by rows before 2026-12-01, then
+        # the merged one-call form in two runs, then (on a CPU) the masked form
+        before = (old.implementation == "litefocus") & (old.run < "2026-12-01")
+        old.loc[before, "implementation"] = "litefocus_by_rows"
+        merged = (old.implementation == "litefocus") & old.run.isin(["2026-12-02T00:19:44", "2026-12-02T00:50:48"])
+        old.loc[merged, "implementation"] = "litefocus_merged"
+    table = pd.concat([old, pd.DataFrame(rows)], ignore_index=True)
+    write_csv(path, table)
+    spread = table[table.time_steps == time_steps].groupby("implementation", sort=False).time_vs_dense.agg(
+        ["min", "max", "count"])
+    print(f"added run {rows[0]['run']} to {path}; time vs dense over its runs at this shape:")
+    print(spread.to_string(float_format="%.3f"))
+
+
+def main() -> None:
+    args = parse_arguments()
+    torch.set_num_threads(args.threads)
+    b, h, t, f, d, r = args.batch, args.heads, args.time_steps, args.freq_bins, args.head_dim, args.ratio
+    n = t * f
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(b, h, n, d, generator=g) for _ in range(3))
+    cross = draw_cross_indices(n, r, torch.Generator().manual_seed(1))
+    calls, flop_share = implementations(q, k, v, f, cross, r)
     if args.memory_of:
         small = [x[:, :, :f] for x in (q, k, v)]  # initialise torch's kernels and thread pool first
         F.scaled_dot_product_attention(*small)
-        print(peak_extra_bytes(implementations[args.memory_of]) / 2**20)
+        print(peak_extra_bytes(calls[args.memory_of]) / 2**20)
         return
     operations = operations_per_call()
     print("operations per patched module call beyond dense (tiny AudioLDM2 UNet, 10.24 s, 20 patched calls):")
@@ -159,17 +204,10 @@ def main() -> None:
         from litefocus.files import write_csv
 
         write_csv(args.operations_csv, [dict(row, torch=torch.__version__) for row in operations])
-    for fn in implementations.values():  # warm-up
-        fn()
-    times = {name: [] for name in implementations}
-    for _ in range(args.repeats):
-        for name, fn in implementations.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
+    times = interleaved_times(calls, args.repeats)
     shape_argv = [f"--{key.replace('_', '-')}={value}" for key, value in vars(args).items()
                   if key in ("batch", "heads", "head_dim", "time_steps", "freq_bins", "ratio", "threads")]
-    memory = {name: measure_in_fresh_process(name, shape_argv) for name in implementations}
+    memory = {name: measure_in_fresh_process(name, shape_argv) for name in calls}
 
     count = cross_key_count(n, r)
     print(f"shape: batch {b}, heads {h}, head dim {d}, T {t}, F {f}, N {n}, r {r} (R = {count} random keys); "
@@ -177,8 +215,7 @@ def main() -> None:
     print(f"score-matrix bytes if materialized, fp32: dense N*N {4 * b * h * n * n / 2**20:.0f} MiB, "
           f"focus sets N*(T+R) {4 * b * h * n * (t + count) / 2**20:.0f} MiB")
     run = time.strftime("%Y-%m-%dT%H:%M:%S")
-    header = f"{'implementation':<22}{'median s':>10}{'vs dense':>10}{'FLOP bound':>12}{'peak extra MiB':>16}"
-    print(header)
+    print(f"{'implementation':<22}{'median s':>10}{'vs dense':>10}{'FLOP bound':>12}{'peak extra MiB':>16}")
     rows = []
     for name, samples in times.items():
         ratio = statistics.median(s / dense for s, dense in zip(samples, times["dense_sdpa"]))
@@ -190,25 +227,7 @@ def main() -> None:
                          threads=args.threads, torch=torch.__version__, machine=platform.machine(),
                          processor=platform.processor() or platform.machine()))
     if args.csv:
-        import pandas as pd
-
-        from litefocus.files import read_csv, write_csv
-
-        old = read_csv(args.csv) if Path(args.csv).is_file() else pd.DataFrame()
-        if "run" not in old:  # rows of the kernel before union= and keyed draws: not comparable, not kept
-            old = pd.DataFrame()
-        elif len(old):  # the library's default exact union was timed as litefocus: by rows before 2026-12-01, then
-            # the merged one-call form in two runs, then (on a CPU) the masked form
-            before = (old.implementation == "litefocus") & (old.run < "2026-12-01")
-            old.loc[before, "implementation"] = "litefocus_by_rows"
-            merged = (old.implementation == "litefocus") & old.run.isin(["2026-12-02T00:19:44", "2026-12-02T00:50:48"])
-            old.loc[merged, "implementation"] = "litefocus_merged"
-        table = pd.concat([old, pd.DataFrame(rows)], ignore_index=True)
-        write_csv(args.csv, table)
-        spread = table[table.time_steps == t].groupby("implementation", sort=False).time_vs_dense.agg(["min", "max",
-                                                                                                      "count"])
-        print(f"added run {run} to {args.csv}; time vs dense over its runs at this shape:")
-        print(spread.to_string(float_format="%.3f"))
+        add_run(args.csv, rows, t)
 
 
 if __name__ == "__main__":
