@@ -8,6 +8,9 @@ One name per quantity, here and in every module of this project:
 - ``ratio`` (r): the share of all N keys drawn at random, the cross-frequency compensation (``floor(r * N)`` keys).
 - ``steps``: denoising steps only (UNet calls of one generation); ``timestep``: the scheduler's t of one of them.
 - ``seconds``: audio length in seconds.
+- a *row* is a frequency row of the grid (the T tokens of one frequency bin), never a row of an attention matrix
+  (that is a query's *attention*, or its probabilities); a *key* is an attention key, and the hash that seeds a
+  module's random draw is its ``draw_key`` (:func:`litefocus.keys.module_key`).
 
 Tokens are in diffusers' time-major order: token ``i = t * freq_bins + f`` on a ``(T, F)`` grid, ``N = T * F``.
 Each query attends to its focus set (paper, eqs. 4-6): the keys of its own frequency row, united with one set of

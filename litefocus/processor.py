@@ -72,7 +72,7 @@ class LiteFocusAttnProcessor:
 
     def __init__(self, options: LiteFocusOptions, name: str, grid: GridProbe | None, step: StepProbe) -> None:
         self.options, self.name, self.grid, self.step = options, name, grid, step
-        self.key = module_key(options.seed, name)
+        self.draw_key = module_key(options.seed, name)  # the hash seeding this module's draws, not a key
 
     def cross_indices(self, num_tokens: int, device: torch.device) -> torch.Tensor | None:
         """This call's random keys: sorted int64 ``(floor(r N),)``, or None for same-frequency only."""
@@ -86,7 +86,7 @@ class LiteFocusAttnProcessor:
         drawn = self.step.keys_for(self.name, num_tokens, device)  # this UNet call's batched draw, if any
         if drawn is not None:
             return drawn
-        return drawn_keys(self.key, self.step.timestep, num_tokens, self.options.ratio, device)
+        return drawn_keys(self.draw_key, self.step.timestep, num_tokens, self.options.ratio, device)
 
     def __call__(
         self,
