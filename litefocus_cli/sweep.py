@@ -76,7 +76,8 @@ def run(args) -> int:
     pipe.to(state.device)
     if args.dtype != "float32":
         pipe.to(dtype=getattr(torch, args.dtype))
-    check_seconds(pipe, args.seconds, prompts=state.num_processes, max_gb=args.max_memory_gb)
+    shared = state.num_processes if state.device.type == "cpu" else 1  # processes on one host share its memory
+    check_seconds(pipe, args.seconds, prompts=shared, max_gb=args.max_memory_gb)
     from litefocus.models import weights_fingerprint
 
     configurations = [parse_configuration(c) for c in args.configurations]
