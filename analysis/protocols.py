@@ -270,7 +270,7 @@ def load_set(x, argument: str, sampling_rate: int | None, reader) -> tuple[list[
     elif sampling_rate is None:
         raise ValueError(f"{argument} is an array: pass its sampling_rate (Hz)")
     else:
-        names, clips, rates = [str(i) for i in range(len(x))], list(x), [sampling_rate] * len(x)
+        names, clips, rates = [str(i) for i in range(len(x))], x, [sampling_rate] * len(x)
     if not isinstance(x, (str, Path)):  # an array's clips are named by index, a folder's by file
         return names, check_audio(clips, sampling_rate, argument), rates
     return names, [check_audio([c], r, argument, [n])[0] for c, r, n in zip(clips, rates, names)], rates
