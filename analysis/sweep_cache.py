@@ -109,7 +109,7 @@ def _features_npz(features) -> dict:
                 embeddings=features.embeddings, logits=features.logits)
 
 
-def _features_of(data: dict, index=None):
+def features_of(data: dict, index=None):
     from .protocols import FieldFeatures
 
     frames = np.split(data["frames"], np.cumsum(data["frame_counts"])[:-1])

@@ -27,7 +27,7 @@ from litefocus.files import read_json, write_atomic, write_csv
 
 from . import protocols, quality
 from .sweep import MANIFEST, SweepSettings, read_rows
-from .sweep_cache import (_features_of, embed_jobs, embed_reference, evaluator_id, field_job_features,
+from .sweep_cache import (features_of, embed_jobs, embed_reference, evaluator_id, field_job_features,
                           field_reference_features)
 
 FLOOR = "reference_halves"
@@ -242,7 +242,7 @@ class SweepResults:
 
         def floor(names, ref):
             order = np.random.default_rng(seed).permutation(len(names))
-            half_a, half_b = _features_of(ref, order[: len(order) // 2]), _features_of(ref, order[len(order) // 2:])
+            half_a, half_b = features_of(ref, order[: len(order) // 2]), features_of(ref, order[len(order) // 2:])
             if min(len(half_a.logits), len(half_b.logits)) < 2:
                 return []
             return field_rows(half_a, half_b, ([], [], "reference halves: no pairs"), models, resamples=resamples,
@@ -250,7 +250,7 @@ class SweepResults:
 
         def cell_rows(group, names, ref):
             ids = list(group["id"])
-            gen = _features_of({k: np.concatenate([features[i][k] for i in ids]) for k in features[ids[0]]})
+            gen = features_of({k: np.concatenate([features[i][k] for i in ids]) for k in features[ids[0]]})
             position = {n: i for i, n in enumerate(names)}
             audio_ids = [str(a) for a in group["audio_id"].fillna("")]
             paired = [(g, position[a]) for g, a in enumerate(audio_ids) if a in position]
@@ -260,7 +260,7 @@ class SweepResults:
             clap = quality.clap_score(np.stack([embedded[i]["clap_audio"] for i in ids]),
                                       np.stack([embedded[i]["text"] for i in ids]), seed=seed)
             backbone = (f"CLAP of {self.evaluator.name} (whole clip)", evaluator_id(self.evaluator))
-            return field_rows(gen, _features_of(ref), pairs, models, clap, backbone, resamples, seed)
+            return field_rows(gen, features_of(ref), pairs, models, clap, backbone, resamples, seed)
 
         table = self._cell_table(references, floor, cell_rows)
         return self._ordered(pd.DataFrame(table).assign(
