@@ -33,7 +33,7 @@ class Protocol:
 
     name: str
     description: str
-    field_models: bool  # audioldm_eval's models and formulas (else the evaluator's)
+    uses_field_models: bool  # audioldm_eval's models and formulas (else the evaluator's)
     crop_seconds: float | None = None
     seed: int = 0
 
@@ -42,15 +42,15 @@ class Protocol:
         a crop of 0 scored every metric 0, a negative one sliced backwards)."""
         if not isinstance(self.name, str) or not self.name.strip():
             raise ValueError(f"Protocol name must be a non-empty string; got {self.name!r}")
-        if not isinstance(self.field_models, bool):
-            raise TypeError(f"Protocol field_models must be True or False; got {self.field_models!r}")
+        if not isinstance(self.uses_field_models, bool):
+            raise TypeError(f"Protocol uses_field_models must be True or False; got {self.uses_field_models!r}")
         crop = self.crop_seconds
         if crop is not None:
             if isinstance(crop, bool) or not isinstance(crop, numbers.Real) or not math.isfinite(crop) or crop <= 0:
                 raise ValueError(f"Protocol crop_seconds must be None (whole clips) or a positive number of seconds; "
                                  f"got {crop!r}")
-            if not self.field_models:
-                raise ValueError("Protocol crop_seconds applies to audioldm_eval's models (field_models=True); the "
+            if not self.uses_field_models:
+                raise ValueError("Protocol crop_seconds applies to audioldm_eval's models (uses_field_models=True); the "
                                  "evaluator's protocol scores whole clips")
             object.__setattr__(self, "crop_seconds", float(crop))
         if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or self.seed < 0:
@@ -59,19 +59,19 @@ class Protocol:
 
     def crop_label(self) -> str:
         if self.crop_seconds is None:
-            return "whole clip" + (" (padded to 2 s)" if self.field_models else "")
+            return "whole clip" + (" (padded to 2 s)" if self.uses_field_models else "")
         return f"random {self.crop_seconds:g} s (seed {self.seed})"
 
     def with_seed(self, seed: int) -> Protocol:
-        return Protocol(self.name, self.description, self.field_models, self.crop_seconds, int(seed))
+        return Protocol(self.name, self.description, self.uses_field_models, self.crop_seconds, int(seed))
 
 
 PROTOCOLS = {
     "clap_kad": Protocol("clap_kad", "the evaluator's clip embeddings: FD (column FAD), KAD, KL of renormalised "
-                         "class probabilities, CLAP score", field_models=False),
+                         "class probabilities, CLAP score", uses_field_models=False),
     "audioldm_eval": Protocol("audioldm_eval", "audioldm_eval: VGGish FAD on pooled frames, CNN14-16k FD, KL softmax "
-                              "and KL sigmoid on logits, CLAP score", field_models=True),
-    "paper": Protocol("paper", "audioldm_eval on a seeded random 10 s crop of each longer clip", field_models=True,
+                              "and KL sigmoid on logits, CLAP score", uses_field_models=True),
+    "paper": Protocol("paper", "audioldm_eval on a seeded random 10 s crop of each longer clip", uses_field_models=True,
                       crop_seconds=10.0),
 }
 DEFAULT = "clap_kad"
@@ -375,7 +375,7 @@ def evaluate(generated, reference, captions: list[str] | None = None, evaluator=
     if field_models is not None and not isinstance(field_models, FieldModels):
         raise TypeError(f"field_models must be an analysis.protocols.FieldModels (or None: the released weights); "
                         f"got {type(field_models).__name__}")
-    if chosen.field_models:
+    if chosen.uses_field_models:
         if fad_shrinkage is not None:
             raise ValueError(f"fad_shrinkage applies to the clap_kad protocol only; {chosen.name} computes FAD and FD "
                              "as audioldm_eval does, without shrinkage")

@@ -194,7 +194,7 @@ class SweepResults:
         from .protocols import check_protocol
 
         chosen = check_protocol(protocol, seed)
-        if chosen.field_models:
+        if chosen.uses_field_models:
             if fad_shrinkage is not None:
                 raise ValueError(f"fad_shrinkage applies to the clap_kad protocol only; got it with {chosen.name}")
             return self._field_cells(chosen, field_models, resamples, progress)

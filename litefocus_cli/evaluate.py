@@ -50,7 +50,7 @@ def load_field_models(args):
     """audioldm_eval's models when ``--protocol`` needs them, else None."""
     from analysis.protocols import FieldModels, check_protocol
 
-    if not check_protocol(args.protocol).field_models:
+    if not check_protocol(args.protocol).uses_field_models:
         return None
     return FieldModels.load(args.vggish_checkpoint, args.cnn14_checkpoint)
 
@@ -90,14 +90,14 @@ def run(args) -> int:
             raise ValueError(f"--out {args.out} is a folder; name a .csv file")
         check_writable(args.out.parent, "--out", args.out)
     protocol = check_protocol(args.protocol, args.crop_seed)
-    if protocol.field_models and args.fad_shrinkage is not None:
+    if protocol.uses_field_models and args.fad_shrinkage is not None:
         raise ValueError(f"--fad-shrinkage applies to --protocol clap_kad only; {protocol.name} computes FAD as "
                          "audioldm_eval does")
-    if protocol.field_models:  # every clip long enough, before a model loads
+    if protocol.uses_field_models:  # every clip long enough, before a model loads
         check_folder(args.generated, "generated", protocol)
         check_folder(args.reference, "reference", protocol)
     models = load_field_models(args)
-    evaluator = load_evaluator(args.evaluator) if captions is not None or not protocol.field_models else None
+    evaluator = load_evaluator(args.evaluator) if captions is not None or not protocol.uses_field_models else None
     table = protocols.evaluate(args.generated, args.reference, captions, evaluator, fad_shrinkage=args.fad_shrinkage,
                              protocol=protocol, field_models=models, seed=args.crop_seed)
     print(table.to_string(index=False, float_format="%.4g"))

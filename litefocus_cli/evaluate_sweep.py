@@ -45,27 +45,27 @@ def run(args) -> int:
     if args.resamples < 0:
         raise ValueError(f"--resamples must be at least 0; got {args.resamples}")
     protocol = check_protocol(args.protocol, args.crop_seed)
-    if protocol.field_models and (args.fad_shrinkage is not None or args.compare):
+    if protocol.uses_field_models and (args.fad_shrinkage is not None or args.compare):
         raise ValueError(f"--fad-shrinkage and --compare apply to --protocol clap_kad only; {protocol.name} gives "
                          "the cells' metrics as audioldm_eval computes them")
-    if protocol.field_models:
+    if protocol.uses_field_models:
         results.check_scorable_lengths(protocol)
     pairs = comparison_pairs(args.compare or [], results.configurations)
     models = load_field_models(args)
     try:
         results.evaluator = load_evaluator(args.evaluator)
     except FileNotFoundError as error:
-        if not protocol.field_models:
+        if not protocol.uses_field_models:
             raise
         raise FileNotFoundError(f"under --protocol {protocol.name} only the CLAP score column needs --evaluator "
                                 f"{args.evaluator} (FAD, KL and IS come from the field's models): {error}") from None
     table = results.cells(fad_shrinkage=args.fad_shrinkage, resamples=args.resamples, protocol=protocol,
                           field_models=models)
-    name = protocol_id(protocol, models) if protocol.field_models else evaluator_id(results.evaluator)
+    name = protocol_id(protocol, models) if protocol.uses_field_models else evaluator_id(results.evaluator)
     stem = Path(args.out or args.sweep / "evaluation" / name)
     paths = se.write_tables(table, stem)
     comparisons_path = stem.with_name(stem.name + "_comparisons.csv")
-    if not protocol.field_models:  # paired differences: under clap_kad (KAD's unbiased pairs)
+    if not protocol.uses_field_models:  # paired differences: under clap_kad (KAD's unbiased pairs)
         comparisons = results.comparisons(pairs, fad_shrinkage=args.fad_shrinkage, resamples=2 * args.resamples)
         paths.append(write_csv(comparisons_path, comparisons))
     elif comparisons_path.exists():  # a stem owns its whole set: no clap_kad comparisons beside audioldm_eval cells

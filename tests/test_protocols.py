@@ -206,17 +206,17 @@ def test_cli_refuses_short_clips_before_loading_a_model(tmp_path, capsys, monkey
 
 @pytest.mark.parametrize("kwargs, error, message", [
     (dict(crop_seconds=1.0), ValueError, "applies to audioldm_eval's models"),  # reported and never applied
-    (dict(field_models=True, crop_seconds=0.0), ValueError, "positive number of seconds"),  # every metric 0.0
-    (dict(field_models=True, crop_seconds=-1.0), ValueError, "positive number of seconds"),  # sliced backwards
-    (dict(field_models=True, crop_seconds=float("nan")), ValueError, "positive number of seconds"),
-    (dict(field_models="yes"), TypeError, "field_models must be True or False"),
+    (dict(uses_field_models=True, crop_seconds=0.0), ValueError, "positive number of seconds"),  # every metric 0.0
+    (dict(uses_field_models=True, crop_seconds=-1.0), ValueError, "positive number of seconds"),  # sliced backwards
+    (dict(uses_field_models=True, crop_seconds=float("nan")), ValueError, "positive number of seconds"),
+    (dict(uses_field_models="yes"), TypeError, "uses_field_models must be True or False"),
     (dict(seed=-3), ValueError, "seed must be an integer >= 0"),
 ])
 def test_a_protocol_is_checked_like_any_other_argument(kwargs, error, message):
     """Issue 27, case 5."""
     from analysis.protocols import Protocol
 
-    settings = {"name": "mine", "description": "", "field_models": False, **kwargs}
+    settings = {"name": "mine", "description": "", "uses_field_models": False, **kwargs}
     with pytest.raises(error, match=message):
         Protocol(**settings)
     assert Protocol("mine", "", True, crop_seconds=np.float32(2.5)).crop_seconds == 2.5
