@@ -70,13 +70,17 @@ def late_steps(ds: xr.Dataset, late_fraction: float = 0.5) -> xr.Dataset:
 
 
 def block_evidence(ds: xr.Dataset, late_fraction: float = 0.5) -> xr.Dataset:
-    """Per block, the mean of each evidence quantity over its modules, heads and late steps; other dims (a sweep's
-    ``caption``, ``seconds``) stay. Coordinates ``freq_bins`` and ``modules`` on ``block``."""
+    """Per block, the mean of each evidence quantity over its modules, heads and late steps, the focus contrast's
+    median (a ratio: a head in which the other rows' queries give a row almost nothing has a contrast in the
+    thousands, and a few such heads would carry the mean); other dims (a sweep's ``caption``, ``seconds``) stay.
+    Coordinates ``freq_bins`` and ``modules`` on ``block``."""
     check_evidence(ds)
     late = late_steps(ds, late_fraction)
     names = [v for v in (*EVIDENCE, *FOCUS, "periodicity_strength") if v in late]
     grouped = late[names].groupby("block")
     out = grouped.mean("module").mean(("step", "head"))
+    if "focus_contrast" in names:
+        out["focus_contrast"] = late.focus_contrast.groupby("block").median(("module", "step", "head"))
     freq = late.freq_bins.groupby("block").first().values.astype(int)
     modules = late.block.to_series().value_counts()[out.block.values].values
     out["dropped_keys"] = xr.DataArray(modules * (1 - 1 / freq), dims="block").broadcast_like(out[names[0]])
@@ -87,8 +91,8 @@ def block_table(ds: xr.Dataset, late_fraction: float = 0.5) -> pd.DataFrame:
     """One row per block, ranked by same-frequency ratio: modules, freq_bins, the share of its level's modules it
     holds (``level_fraction``: of all the UNet's modules at that level, from ``ds.attrs["level_modules"]`` when
     :func:`analysis.measure.sparsity_dataset` wrote it, else of the recorded ones), the evidence means (also over
-    any caption and length dims), the focus statistics where measured (:data:`FOCUS`: contrast, sink, same-time
-    ratio) and ``period_is_F``."""
+    any caption and length dims), the focus statistics where measured (:data:`FOCUS`: contrast (median), sink,
+    same-time ratio) and ``period_is_F``."""
     per_block = block_evidence(ds, late_fraction)
     extra = [d for d in per_block.dims if d != "block"]
     means = per_block.mean(extra) if extra else per_block

@@ -18,11 +18,11 @@ from .text import CaptionEncoder
 
 MINILDM2_PATH = shipped_path("minildm")
 """MiniLDM 2's weights (``save_pretrained`` layout, safetensors; see :mod:`litefocus.shipped`): the embedded default
-until MiniLDM 3; the block-ablation study and the paper's tables in ``data/`` were measured on it."""
+until 2026-12-07; the block-ablation study and the paper's tables in ``data/`` were measured on it."""
 MINILDM3_PATH = shipped_path("minildm3")
 """MiniLDM 3's weights: MiniLDM 2's recipe with mimetic self-attention initialisation (``data/minildm3/README.md``)."""
-DEFAULT_PATH = MINILDM2_PATH
-"""The embedded default's weights."""
+DEFAULT_PATH = MINILDM3_PATH
+"""The embedded default's weights (MiniLDM 3)."""
 TRAINING_SECONDS = 2.56
 """The clip length MiniLDM was trained on (s); AudioLDM2's is 10.24 s."""
 
@@ -120,7 +120,7 @@ def load_minildm(path: str | Path = DEFAULT_PATH, **kwargs) -> MiniLDMPipeline:
     """The shipped MiniLDM, offline (``MiniLDMPipeline.from_pretrained(path)``)."""
     path = Path(path)
     require(path / "model_index.json", "MiniLDM weights (model_index.json)",
-            "`make minildm` (python -m minildm.train, about two hours on 2 cores)")
+            "`make minildm3` (MiniLDM 3, about two hours on 2 cores) or `make minildm` (MiniLDM 2)")
     pipe = MiniLDMPipeline.from_pretrained(path, **kwargs)
     pipe.set_progress_bar_config(disable=None)
     return pipe
@@ -141,7 +141,7 @@ def default_pipeline(seed: int = 0, path: str | Path | None = None):
 
     path = Path(DEFAULT_PATH if path is None else path)
     require(path / "model_index.json", "embedded default model (MiniLDM weights, model_index.json)",
-            "`make minildm`, or run with --model tiny (random weights)")
+            "`make minildm3`, or run with --model tiny (random weights)")
     evaluation = path / "evaluation.json"
     if evaluation.is_file() and read_json(evaluation).get("samples_from_noise", False):
         return load_minildm(path), "minildm"

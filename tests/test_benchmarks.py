@@ -159,3 +159,16 @@ def test_the_prepared_gpu_command_runs_every_stage_under_its_own_timeout(tmp_pat
     assert stages == ["install", "versions", "tests", "quick", "full"]
     assert "failed (exit 1)" in lines[2] and lines[3].startswith("quick: ok") and "cut at its 2 s limit" in lines[4]
     assert {p.name for p in out.iterdir()} >= {"install.log", "tests.log", "quick.log", "full.log", "summary.txt"}
+
+
+def test_minildm_sampling_benchmark_adds_its_rows(tmp_path):
+    csv = tmp_path / "sampling.csv"
+    argv = ["--rounds", "1", "--seconds", "0.64", "--steps", "1", "--threads", "1", "--csv", str(csv)]
+    load("minildm_sampling").main(argv)
+    load("minildm_sampling").main(argv)  # a second run adds its rows
+    rows = pd.read_csv(csv)
+    assert sorted(rows.model) == ["MiniLDM 2", "MiniLDM 2", "MiniLDM 3", "MiniLDM 3"] and (rows.steps == 1).all()
+    assert (rows.min_s <= rows.median_s).all() and (rows.median_s <= rows.max_s).all()
+    assert (rows.minildm3_over_minildm2 > 0).all()
+    with pytest.raises(SystemExit):
+        load("minildm_sampling").main(["--rounds", "0"])

@@ -278,3 +278,14 @@ def test_numpy_numbers_are_accepted_and_strings_named():
     assert list(analysis.choose_blocks(ds, min_ratio=np.float64(1.8))) == ["C"]
     with pytest.raises(ValueError, match="min_ratio must be a finite number"):
         analysis.choose_blocks(ds, min_ratio="2")
+
+
+def test_a_blocks_contrast_is_its_heads_median_not_a_mean_one_head_can_carry():
+    """A head in which other rows' queries give a row almost nothing has a contrast in the thousands (issue 28)."""
+    ds = planted_evidence({"A": 0.2, "B": 0.4, "C": 0.3})
+    contrast = np.full((ds.sizes["module"], 3, 2), 2.0)
+    contrast[0, 2, 0] = 1e6  # one head of block A at one late step
+    ds["focus_contrast"] = (("module", "step", "head"), contrast)
+    table = bc.block_table(ds).set_index("block")
+    assert table.loc["A", "focus_contrast"] == 2.0 and (table.focus_contrast == 2.0).all()
+    assert table.loc["A", "sparse_error"] == pytest.approx(0.2)  # the evidence stays a mean

@@ -70,4 +70,4 @@ def test_shipped_artefacts_are_missing_plainly_or_found_through_litefocus_data(i
     assert budget.returncode == 2 and "no attention-share table at" in budget.stderr
     found = run([python, "-c", "from analysis.evaluator import OFFLINE_PATH; from minildm import DEFAULT_PATH; "
                                "print(OFFLINE_PATH); print(DEFAULT_PATH)"], outside, LITEFOCUS_DATA=str(ROOT / "data"))
-    assert found.stdout.split() == [str(ROOT / "data" / "evaluator"), str(ROOT / "data" / "minildm")]
+    assert found.stdout.split() == [str(ROOT / "data" / "evaluator"), str(ROOT / "data" / "minildm3")]

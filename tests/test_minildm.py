@@ -75,7 +75,7 @@ def test_untrained_pipeline_saves_loads_and_takes_litefocus(tmp_path):
     assert names and all(n.startswith(litefocus.PAPER_BLOCKS) for n in names)
     with litefocus.enabled(pipe):
         assert run(pipe).shape == (1, 16, 33, 16)
-    with pytest.raises(FileNotFoundError, match="python -m minildm.train"):
+    with pytest.raises(FileNotFoundError, match="make minildm3"):
         load_minildm(tmp_path / "missing")
 
 
@@ -83,7 +83,7 @@ def test_shipped_weights_reproduce_their_fingerprint():
     """Catches a broken weight file or a changed architecture: a fixed-seed generation, summarized."""
     from minildm.classifiers import fingerprint
 
-    assert (DEFAULT_PATH / "model_index.json").is_file(), "data/minildm is missing: train with python -m minildm.train"
+    assert (DEFAULT_PATH / "model_index.json").is_file(), "data/minildm3 is missing: train with make minildm3"
     stored = json.loads((DEFAULT_PATH / "evaluation.json").read_text())["fingerprint"]
     pipe = load_minildm()
     pipe.set_progress_bar_config(disable=True)

@@ -8,8 +8,10 @@
    held-out captions are saved beside the weights, so that scoring works where the corpus is absent.
 2. Attention: ``analysis.measure_sparsity`` at 4x the training length over held-out captions, for the trained model
    and the same architecture at random initialisation; same-frequency ratio per block over late steps, heads and
-   prompts; periodicity along the flattened key index; Figure 2 on ``down_blocks.1``.
-3. Sampling time for 10.24 s with 50 steps (min and max of 3 rounds).
+   prompts; periodicity along the flattened key index; Figure 2 on ``down_blocks.1``. The focus contrast also as
+   the median over (prompt, step, module, head): a head where other rows' queries give a row almost nothing has a
+   contrast in the thousands, and a few such heads carry the mean.
+3. Sampling time for 10.24 s with 50 steps (min, median and max of 3 rounds).
 4. Band identity of the training data (``band_identity``), the corpus against the first MiniLDM's synthetic scenes.
 Results go to ``evaluation.json`` beside the weights, with figures.
 """
@@ -201,12 +203,18 @@ def attention(pipe, steps: int, out: Path, name: str = "MiniLDM 2", recipe: str 
                 periodicity_strength=lambda d: d.periodicity_strength,
                 **{s: (lambda d, s=s: d[s]) for s in FOCUS_STATISTICS},
                 own_row_heads=lambda d: d.head_class == "own_row").items()}
+            contrasts = np.concatenate([d.focus_contrast.where(d.block == block, drop=True).values.ravel()
+                                        for d in late])
             table[block] = dict(freq_bins=int(late[0].freq_bins.where(late[0].block == block, drop=True)[0]),
-                                **{key: round(float(value), 3) for key, value in average.items()})
+                                **{key: round(float(value), 3) for key, value in average.items()},
+                                focus_contrast_median=round(float(np.nanmedian(contrasts)), 3))
         return table
 
     result = dict(trained=per_block(trained), prompts=list(ATTENTION_PROMPTS), audio_length_in_s=10.24,
                   num_inference_steps=steps)
+    result["trained_by_prompt"] = {prompt: {block: {key: values[key] for key in (
+        "same_frequency_ratio", "focus_contrast_median", "sink_strength")} for block, values in per_block([d]).items()}
+        for prompt, d in zip(ATTENTION_PROMPTS, trained)}
     for key, untrained in untrained_pipelines(pipe, recipe).items():
         result[key] = per_block(measure(untrained))
 
@@ -287,6 +295,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/minildm/evaluation"),
                         help="where evaluation.json, the figures, the caption classifiers and the held-out captions go "
                              "(beside the weights for a model to ship: name that folder)")
+    parser.add_argument("--attention-only", action="store_true",
+                        help="only the attention statistics (trained and untrained; the trained model's also per "
+                             "prompt), to attention.json in --out: the focus statistics of a model evaluated before "
+                             "they existed (sampling time side by side: benchmarks/minildm_sampling.py)")
     args = parser.parse_args(argv)
     from studies.pattern_emergence.run import VARIANTS
 
@@ -302,12 +314,18 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     pipe = load_minildm(args.path)
     pipe.set_progress_bar_config(disable=True)
-    prediction_type = pipe.scheduler.config.prediction_type
-    results = dict(prediction_type=prediction_type,
-                   training=loss_figure(args.path / "training_log.csv", args.out, prediction_type, args.name))
+    if args.attention_only:
+        result = dict(model=str(args.path), attention=attention(pipe, args.steps, args.out, args.name, args.recipe))
+        write_json(args.out / "attention.json", result)
+        print(json.dumps(result, indent=1), f"\nwrote {args.out}/attention.json", flush=True)
+        return
     times = sampling_time(pipe)
-    results["sampling_seconds_10s_50_steps"] = dict(min=round(min(times), 2), max=round(max(times), 2), rounds=3)
-    print("sampling", results["sampling_seconds_10s_50_steps"], flush=True)
+    sampling = dict(min=round(min(times), 2), median=round(float(np.median(times)), 2), max=round(max(times), 2),
+                    rounds=3)
+    print("sampling", sampling, flush=True)
+    prediction_type = pipe.scheduler.config.prediction_type
+    results = dict(prediction_type=prediction_type, sampling_seconds_10s_50_steps=sampling,
+                   training=loss_figure(args.path / "training_log.csv", args.out, prediction_type, args.name))
     with torch.no_grad():
         results["band_identity"] = data_band_identity(pipe.codec, args.corpus)
     print("band identity (eta squared)", results["band_identity"], flush=True)
