@@ -170,3 +170,29 @@ def test_training_on_a_corpus_takes_its_train_clips_and_caption_words(tmp_path):
     words = load_minildm(tmp_path / "m").caption_encoder.config.vocabulary
     train_captions = [r["caption"] for r in rows if r["split"] == "train"]
     assert words == corpus.caption_vocabulary(train_captions) and "organ" in words and "russian" not in words
+
+
+def test_block_summary_takes_late_steps_means_and_the_contrasts_median():
+    """Planted measure_sparsity datasets: early steps are left out, a head with a contrast of 1e6 moves the mean but
+    not the median (issue 28: such heads carried the evaluation's mean contrast)."""
+    import xarray as xr
+
+    from studies.minildm.evaluation import block_summary
+
+    def planted(ratio: float, outlier: float) -> xr.Dataset:
+        shape = (2, 4, 2)  # module, step, head
+        early = np.arange(4)[None, :, None] < 2
+        contrast = np.full(shape, 3.0)
+        contrast[1, 3, 1] = outlier
+        data = dict(same_frequency_ratio=np.where(early, 100.0, ratio) * np.ones(shape), focus_contrast=contrast,
+                    sparse_error=np.full(shape, 0.2), periodicity_period=np.full(shape, 8.0),
+                    periodicity_strength=np.full(shape, 0.9), sink_strength=np.full(shape, 1.5),
+                    same_time_ratio=np.full(shape, 2.0), head_class=np.full(shape, "own_row"))
+        return xr.Dataset({k: (("module", "step", "head"), v) for k, v in data.items()}, coords=dict(
+            module=["down_blocks.1.a", "down_blocks.1.b"], block=("module", ["down_blocks.1"] * 2),
+            freq_bins=("module", [8, 8]), step=np.arange(4), head=[0, 1]))
+
+    summary = block_summary([planted(2.0, 1e6), planted(4.0, 3.0)])["down_blocks.1"]
+    assert summary["same_frequency_ratio"] == 3.0 and summary["freq_bins"] == 8  # late steps, mean over prompts
+    assert summary["focus_contrast_median"] == 3.0 and summary["focus_contrast"] > 1e4
+    assert summary["share_with_period_F"] == 1.0 and summary["own_row_heads"] == 1.0

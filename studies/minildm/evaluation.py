@@ -179,6 +179,30 @@ def untrained_pipelines(pipe, recipe: str | None = None) -> dict:
     return out
 
 
+def block_summary(datasets: list) -> dict:
+    """Per block of ``measure_sparsity`` datasets (one a prompt), over the late half of each one's steps: the mean of
+    every statistic over modules and heads, averaged over datasets, and ``focus_contrast_median``, the median over
+    (dataset, step, module, head) of the contrast (a ratio that one head can carry into the thousands)."""
+    late = [ds.sel(step=ds.step[ds.step >= ds.step.max() / 2]) for ds in datasets]
+
+    def mean(d, values, block):
+        return float(values(d).where(d.block == block).mean())
+
+    table = {}
+    for block in sorted(set(late[0].block.values)):
+        average = {key: np.mean([mean(d, values, block) for d in late]) for key, values in dict(
+            same_frequency_ratio=lambda d: d.same_frequency_ratio, sparse_error=lambda d: d.sparse_error,
+            share_with_period_F=lambda d: d.periodicity_period == d.freq_bins,
+            periodicity_strength=lambda d: d.periodicity_strength,
+            **{s: (lambda d, s=s: d[s]) for s in FOCUS_STATISTICS},
+            own_row_heads=lambda d: d.head_class == "own_row").items()}
+        contrasts = np.concatenate([d.focus_contrast.where(d.block == block, drop=True).values.ravel() for d in late])
+        table[block] = dict(freq_bins=int(late[0].freq_bins.where(late[0].block == block, drop=True)[0]),
+                            **{key: round(float(value), 3) for key, value in average.items()},
+                            focus_contrast_median=round(float(np.nanmedian(contrasts)), 3))
+    return table
+
+
 def attention(pipe, steps: int, out: Path, name: str = "MiniLDM 2", recipe: str | None = None) -> dict:
     import analysis
     from analysis import metrics, plots
@@ -189,34 +213,14 @@ def attention(pipe, steps: int, out: Path, name: str = "MiniLDM 2", recipe: str 
 
     trained = measure(pipe)
 
-    def per_block(datasets) -> dict:
-        late = [ds.sel(step=ds.step[ds.step >= ds.step.max() / 2]) for ds in datasets]
-
-        def mean(d, values, block):
-            return float(values(d).where(d.block == block).mean())
-
-        table = {}
-        for block in sorted(set(late[0].block.values)):
-            average = {key: np.mean([mean(d, values, block) for d in late]) for key, values in dict(
-                same_frequency_ratio=lambda d: d.same_frequency_ratio, sparse_error=lambda d: d.sparse_error,
-                share_with_period_F=lambda d: d.periodicity_period == d.freq_bins,
-                periodicity_strength=lambda d: d.periodicity_strength,
-                **{s: (lambda d, s=s: d[s]) for s in FOCUS_STATISTICS},
-                own_row_heads=lambda d: d.head_class == "own_row").items()}
-            contrasts = np.concatenate([d.focus_contrast.where(d.block == block, drop=True).values.ravel()
-                                        for d in late])
-            table[block] = dict(freq_bins=int(late[0].freq_bins.where(late[0].block == block, drop=True)[0]),
-                                **{key: round(float(value), 3) for key, value in average.items()},
-                                focus_contrast_median=round(float(np.nanmedian(contrasts)), 3))
-        return table
-
-    result = dict(trained=per_block(trained), prompts=list(ATTENTION_PROMPTS), audio_length_in_s=10.24,
+    result = dict(trained=block_summary(trained), prompts=list(ATTENTION_PROMPTS), audio_length_in_s=10.24,
                   num_inference_steps=steps)
-    result["trained_by_prompt"] = {prompt: {block: {key: values[key] for key in (
-        "same_frequency_ratio", "focus_contrast_median", "sink_strength")} for block, values in per_block([d]).items()}
-        for prompt, d in zip(ATTENTION_PROMPTS, trained)}
+    keys = ("same_frequency_ratio", "focus_contrast_median", "sink_strength")
+    result["trained_by_prompt"] = {prompt: {block: {key: values[key] for key in keys}
+                                            for block, values in block_summary([d]).items()}
+                                   for prompt, d in zip(ATTENTION_PROMPTS, trained)}
     for key, untrained in untrained_pipelines(pipe, recipe).items():
-        result[key] = per_block(measure(untrained))
+        result[key] = block_summary(measure(untrained))
 
     import matplotlib
 
