@@ -70,6 +70,8 @@ VARIANTS = {
                            query_key_scale=2.5, query_key_tied=True),
     "query_key_2.5": Variant("query and key projections initialised at 2.5x diffusers' scale, untied: mimetic_2.5's "
                              "control", query_key_scale=2.5),
+    "mimetic_4": Variant("mimetic_2.5 with both projections 4x diffusers' scale: does a sharper start keep the down "
+                         "blocks' focus against the sink?", query_key_scale=4.0, query_key_tied=True),
     "clips_5.12": Variant("5.12 s training clips, batch 12 (the same latent tokens a step)", seconds=5.12, batch=12),
 }
 
