@@ -65,20 +65,27 @@ def build(seed: int, prediction_type: str = "v_prediction", words: list[str] | N
     )
 
 
-def initialise_query_key(unet: torch.nn.Module, scale: float, tied: bool) -> int:
-    """Re-initialise every self-attention's query and key projections of ``unet`` in place: both times ``scale``
+def initialise_query_key(unet: torch.nn.Module, scale: float, tied: bool, blocks: tuple[str, ...] = ()) -> int:
+    """Re-initialise the self-attentions' query and key projections of ``unet`` in place: both times ``scale``
     and, when ``tied``, the key's set equal to the query's (mimetic initialisation, Trockman & Kolter, "Mimetic
     Initialization of Self-Attention Layers", ICML 2023, in its simplest form W_k = W_q). A tied head's score
     ``|W_q x_i . W_q x_j|`` is then a similarity, so a query scores tokens like it high from the first step, where an
-    untied random one has no preference. Returns how many attentions changed."""
+    untied random one has no preference. ``blocks``: module-name prefixes (``"down_blocks"``, ``"up_blocks.2"``)
+    limiting which attentions change; empty, all do. Returns how many attentions changed."""
     if not scale > 0:
         raise ValueError(f"scale must be positive, got {scale!r}")
     from diffusers.models.attention_processor import Attention
 
+    names = [n for n, _ in unet.named_children()] + [f"{n}.{i}" for n, m in unet.named_children()
+                                                     if isinstance(m, torch.nn.ModuleList) for i in range(len(m))]
+    unknown = [b for b in blocks if b not in names]
+    if unknown:
+        raise ValueError(f"blocks {unknown} are not blocks of this UNet; valid: {sorted(names)}")
     changed = 0
     with torch.no_grad():
-        for module in unet.modules():
-            if isinstance(module, Attention) and not module.is_cross_attention:
+        for name, module in unet.named_modules():
+            chosen = not blocks or any(name.startswith(b + ".") for b in blocks)
+            if isinstance(module, Attention) and not module.is_cross_attention and chosen:
                 module.to_q.weight.mul_(scale)
                 if tied:
                     module.to_k.weight.copy_(module.to_q.weight)

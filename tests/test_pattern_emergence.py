@@ -123,6 +123,22 @@ def test_tied_query_key_initialisation_scores_every_token_like_itself():
         initialise_query_key(plain, 0.0, tied=True)
 
 
+def test_query_key_initialisation_limited_to_named_blocks():
+    """``blocks`` ties the self-attentions under those prefixes and leaves every other weight as built."""
+    chosen, plain = build(0).unet, build(0).unet
+    modules = dict(plain.named_modules())
+    changed = initialise_query_key(chosen, 4.0, tied=True, blocks=("down_blocks",))
+    before, after = plain.state_dict(), chosen.state_dict()
+    differ = sorted(k for k in after if not torch.equal(after[k], before[k]))
+    assert len(differ) == 2 * changed > 0
+    assert all(k.startswith("down_blocks.") and k.endswith((".to_q.weight", ".to_k.weight"))
+               and not modules[k.rsplit(".", 2)[0]].is_cross_attention for k in differ)
+    for key in differ[::2]:
+        torch.testing.assert_close(after[key], after[key.replace("to_k", "to_q")])
+    with pytest.raises(ValueError, match=r"blocks \['down_block'\] are not blocks of this UNet"):
+        initialise_query_key(plain, 4.0, tied=True, blocks=("down_block",))
+
+
 def test_a_recipe_that_starts_attention_otherwise_is_measured_from_its_own_start():
     from studies.minildm.evaluation import untrained_pipelines
 

@@ -172,7 +172,7 @@ def untrained_pipelines(pipe, recipe: str | None = None) -> dict:
         untrained = build(seed=1, words=pipe.caption_encoder.config.vocabulary,
                           unet_config=variant.unet if variant else None)
         if start is not None:
-            initialise_query_key(untrained.unet, start.query_key_scale, start.query_key_tied)
+            initialise_query_key(untrained.unet, start.query_key_scale, start.query_key_tied, start.query_key_blocks)
         untrained.codec = pipe.codec
         untrained.set_progress_bar_config(disable=True)
         out[key] = untrained

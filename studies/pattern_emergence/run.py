@@ -40,7 +40,8 @@ class Variant:
     MiniLDM 2, ``"scratch"`` starts from a seeded initialisation. ``unet``: entries replacing
     ``minildm.train.UNET_CONFIG``'s. ``category_weights``: how often each corpus category's clips are drawn relative
     to the others (1 = as in the corpus). ``query_key_scale``, ``query_key_tied``: how the self-attentions' query and
-    key projections start (:func:`minildm.train.initialise_query_key`; 1.0 and untied: diffusers' initialisation)."""
+    key projections start (:func:`minildm.train.initialise_query_key`; 1.0 and untied: diffusers' initialisation),
+    ``query_key_blocks`` in which blocks (module-name prefixes; empty: all)."""
 
     note: str
     init: str = "scratch"
@@ -54,6 +55,7 @@ class Variant:
     category_weights: dict = field(default_factory=dict)
     query_key_scale: float = 1.0
     query_key_tied: bool = False
+    query_key_blocks: tuple[str, ...] = ()
 
 
 VARIANTS = {
@@ -72,6 +74,9 @@ VARIANTS = {
                              "control", query_key_scale=2.5),
     "mimetic_4": Variant("mimetic_2.5 with both projections 4x diffusers' scale: does a sharper start keep the down "
                          "blocks' focus against the sink?", query_key_scale=4.0, query_key_tied=True),
+    "mimetic_down_4": Variant("mimetic_4 in the down blocks only, the mid and up blocks as diffusers starts them: "
+                              "does focus that the start puts only where the paper finds most of it stay there?",
+                              query_key_scale=4.0, query_key_tied=True, query_key_blocks=("down_blocks",)),
     "clips_5.12": Variant("5.12 s training clips, batch 12 (the same latent tokens a step)", seconds=5.12, batch=12),
 }
 
@@ -127,7 +132,7 @@ def start_pipeline(variant: Variant, mels: torch.Tensor, captions: list[str], se
         return pipe
     pipe = build(seed, variant.prediction_type, caption_vocabulary(captions), variant.unet)
     if variant.query_key_scale != 1.0 or variant.query_key_tied:
-        initialise_query_key(pipe.unet, variant.query_key_scale, variant.query_key_tied)
+        initialise_query_key(pipe.unet, variant.query_key_scale, variant.query_key_tied, variant.query_key_blocks)
     set_latent_statistics(pipe.codec, mels, seed)
     return pipe
 
