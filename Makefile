@@ -58,13 +58,16 @@ minildm: corpus
 	$(BIN)/python -m studies.minildm.diagnosis --path runs/minildm2/model --corpus runs/corpus \
 		--out runs/minildm2/model/diagnosis.json
 
-# MiniLDM 3 (about 100 minutes here on 2 cores, after make corpus): MiniLDM 2's recipe with mimetic self-attention
-# initialisation, trained by the pattern-emergence study's run (its curve probes the focus every 250 steps), exported,
-# evaluated. The result lands in runs/minildm3/model; check it, then move it to data/minildm3 yourself.
+# MiniLDM 3 (about 80 minutes here on 2 cores, after make corpus): MiniLDM 2's recipe with mimetic self-attention
+# initialisation in the down blocks, 3,000 steps, trained by the pattern-emergence study's run (its curve probes the
+# focus every 250 steps), exported, evaluated (attention.json: the focus statistics per prompt and at both starts).
+# The result lands in runs/minildm3/model; check it, then move it to data/minildm3 yourself.
 minildm3: corpus
-	$(BIN)/python -m studies.pattern_emergence.run mimetic_2.5 --steps 4000 --minutes 120 --threads 2
-	$(BIN)/python -m studies.pattern_emergence.export mimetic_2.5 --out runs/minildm3/model
+	$(BIN)/python -m studies.pattern_emergence.run mimetic_down_4 --steps 3000 --minutes 120 --threads 2
+	$(BIN)/python -m studies.pattern_emergence.export mimetic_down_4 --out runs/minildm3/model
 	$(BIN)/python -m studies.minildm.evaluation --path runs/minildm3/model --corpus runs/corpus --out runs/minildm3/model \
+		--name "MiniLDM 3"
+	$(BIN)/python -m studies.minildm.evaluation --path runs/minildm3/model --attention-only --out runs/minildm3/model \
 		--name "MiniLDM 3"
 
 # The offline quality evaluator (a small CLAP and a label classifier) on the same corpus, and its validation

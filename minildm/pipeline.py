@@ -120,7 +120,7 @@ def load_minildm(path: str | Path = DEFAULT_PATH, **kwargs) -> MiniLDMPipeline:
     """The shipped MiniLDM, offline (``MiniLDMPipeline.from_pretrained(path)``)."""
     path = Path(path)
     require(path / "model_index.json", "MiniLDM weights (model_index.json)",
-            "`make minildm3` (MiniLDM 3, about two hours on 2 cores) or `make minildm` (MiniLDM 2)")
+            "`make minildm3` (MiniLDM 3, about 80 minutes on 2 cores) or `make minildm` (MiniLDM 2)")
     pipe = MiniLDMPipeline.from_pretrained(path, **kwargs)
     pipe.set_progress_bar_config(disable=None)
     return pipe
